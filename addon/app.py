@@ -1,0 +1,54 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from addon.config import Settings, load_settings
+from addon.errors import register_error_handlers
+from addon.paths import STATIC_DIR, TEMPLATES_DIR
+from addon.runtime import Runtime
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the Flask app. Background work (delivery worker, housekeeping) is started by the caller."""
+    if runtime is None:
+        runtime = Runtime.build(settings or load_settings())
+    app = Flask(__name__, template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["addon"] = runtime
+    register_error_handlers(app)
+
+    from addon import health
+    from addon.connect import descriptor, lifecycle
+
+    for blueprint in (descriptor.bp, lifecycle.bp, health.bp):
+        app.register_blueprint(blueprint)
+    _register_optional_blueprints(app)
+    return app
+
+
+def _register_optional_blueprints(app: Flask) -> None:
+    """Feature blueprints (intake, admin) register here as they are built."""
+    import importlib
+
+    for module_name in ("addon.changes.routes", "addon.admin.api", "addon.admin.page"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        app.register_blueprint(module.bp)
+        init = getattr(module, "init_runtime", None)
+        if init is not None:
+            init(app.extensions["addon"])
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

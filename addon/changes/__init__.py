@@ -1,0 +1,1 @@
+"""Turning field changes (Projectrak values, Jira project attributes) into outgoing payload fields."""

@@ -1,0 +1,146 @@
+"""The `addon` command: serve, worker, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from addon.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("addon")
+
+# Gunicorn's access log without the query string, so a `?jwt=` token never reaches the log.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from addon.db import make_engine
+    from addon.migrate import upgrade
+
+    settings = _settings_or_exit()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    log.info("database schema is current")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from addon.app import create_app
+    from addon.background import Background
+    from addon.db import is_sqlite, make_engine
+    from addon.migrate import upgrade
+    from addon.runtime import Runtime
+
+    settings = _settings_or_exit()
+    if args.port is not None:
+        settings = settings.with_changes(port=args.port)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    sqlite = is_sqlite(settings.database_url)
+    workers = 1 if sqlite else max(1, args.workers)
+    if sqlite and args.workers > 1:
+        log.warning("SQLite allows one web process: --workers %s ignored (threads serve requests)", args.workers)
+    run_worker = not args.no_worker
+    state: dict[str, Background] = {}
+
+    class AddonServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{settings.port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
+            self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("worker_exit", _worker_exit)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            runtime = Runtime.build(settings)
+            state["runtime"] = runtime  # type: ignore[assignment]
+            return create_app(runtime=runtime)
+
+    def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
+        runtime = state["runtime"]  # type: ignore[assignment]
+        state["background"] = Background.start(runtime, deliveries=run_worker)  # type: ignore[arg-type]
+
+    def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
+        background = state.get("background")
+        if background is not None:
+            background.stop()
+
+    print(f"Descriptor: {settings.base_url.rstrip('/')}/atlassian-connect.json", flush=True)
+    AddonServer().run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from addon.background import Background
+    from addon.migrate import wait_until_current
+    from addon.runtime import Runtime
+
+    settings = _settings_or_exit()
+    runtime = Runtime.build(settings)
+    wait_until_current(runtime.engine)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    background = Background.start(runtime, deliveries=True, concurrency=args.concurrency)
+    log.info("worker started concurrency=%s", args.concurrency)
+    stop.wait()
+    log.info("worker stopping")
+    background.stop()
+    runtime.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="addon", description="Projectrak Outgoing Webhooks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per web process")
+    serve.add_argument("--no-worker", action="store_true", help="do not run the delivery worker in-process")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a delivery worker alone")
+    worker.add_argument("--concurrency", type=int, default=16, help="deliveries sent at once")
+    worker.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from addon.app import configure_logging
+
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

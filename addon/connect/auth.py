@@ -1,0 +1,147 @@
+"""Request authentication for every route that Jira (or Projectrak, or the admin page) calls.
+
+A failed check answers 401 before any handler runs. Handlers read the caller from `flask.g.auth`.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from addon.connect.jira import JiraUnavailable
+from addon.connect.jwt import (
+    JwtError,
+    extract_token,
+    query_string_hash,
+    relative_path,
+    unverified_issuer,
+    verify_symmetric,
+)
+from addon.connect.tenants import TenantView, find_installed
+from addon.db import transaction
+from addon.errors import ApiError
+from addon.runtime import current_runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ADMIN_CACHE_TTL_S = 60.0
+JIRA_RETRY_AFTER_S = "30"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    tenant: TenantView
+    claims: dict
+    account_id: str | None
+    is_context_token: bool
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "JWT"})
+
+
+def request_qsh() -> str:
+    settings = current_runtime().settings
+    path = relative_path(request.path, settings.base_url)
+    return query_string_hash(request.method, path, request.query_string.decode("latin-1"))
+
+
+def authenticate_request(allow_context: bool) -> AuthContext:
+    """Verify the request's HS256 token against its tenant's shared secret."""
+    token = extract_token(request.headers, request.args)
+    if token is None:
+        raise unauthorized("a JWT is required (Authorization: JWT … or the jwt query parameter)")
+    runtime = current_runtime()
+    try:
+        issuer = unverified_issuer(token)
+        with transaction(runtime.sessions) as session:
+            tenant = find_installed(session, issuer, runtime.box)
+        if tenant is None:
+            raise JwtError("the token's issuer is not an installed tenant")
+        claims = verify_symmetric(token, tenant.shared_secret, expected_qsh=request_qsh(),
+                                  allow_context=allow_context)
+    except JwtError as err:
+        raise unauthorized(str(err)) from None
+    sub = claims.get("sub")
+    return AuthContext(tenant=tenant, claims=claims, account_id=sub if isinstance(sub, str) and sub else None,
+                       is_context_token=claims.get("qsh") == "context-qsh")
+
+
+def jwt_required(allow_context: bool = False) -> Callable[[F], F]:
+    """Route decorator: authenticate with a qsh-bound token (and a context token where allowed)."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.auth = authenticate_request(allow_context)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class AdminCache:
+    """Answers of Jira's permission check per (tenant, accountId), kept at most 60 s."""
+
+    def __init__(self, ttl_s: float = ADMIN_CACHE_TTL_S, max_entries: int = 10_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[tuple[int, str], tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, str]) -> bool | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                return None
+            return entry[1]
+
+    def put(self, key: tuple[int, str], value: bool) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+                if len(self._entries) >= self._max_entries:
+                    self._entries.clear()
+            self._entries[key] = (time.monotonic() + self._ttl_s, value)
+
+
+_admin_cache = AdminCache()
+
+
+def require_jira_admin(auth: AuthContext) -> None:
+    """403 unless Jira says the token's user has ADMINISTER; 503 when Jira cannot tell."""
+    if auth.account_id is None:
+        raise ApiError(403, "forbidden", "the token names no user (sub)")
+    key = (auth.tenant.id, auth.account_id)
+    allowed = _admin_cache.get(key)
+    if allowed is None:
+        try:
+            allowed = current_runtime().jira.is_admin(auth.tenant.credentials, auth.account_id)
+        except JiraUnavailable:
+            raise ApiError(503, "jira_unavailable", "Jira could not be reached to check permissions",
+                           {"Retry-After": JIRA_RETRY_AFTER_S}) from None
+        except Exception:  # noqa: BLE001 - any other Jira answer means we cannot confirm admin rights
+            allowed = False
+        _admin_cache.put(key, allowed)
+    if not allowed:
+        raise ApiError(403, "forbidden", "only Jira administrators may manage outgoing webhooks")
+
+
+def admin_required(view: F) -> F:
+    """Route decorator for the admin REST API: a context (or qsh-bound) token of a Jira administrator."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.auth = authenticate_request(allow_context=True)
+        require_jira_admin(g.auth)
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,120 @@
+"""The Jira REST client, signed as the app (JWT with `iss` = app key), with errors mapped to clear exceptions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+
+from addon import __version__
+from addon.connect.jwt import encode_app_token
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 10.0
+
+
+class JiraError(Exception):
+    """Jira answered with an unexpected 4xx."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JiraUnavailable(JiraError):
+    """Jira could not be reached, timed out or answered 5xx: the caller should retry later."""
+
+
+class JiraNotFound(JiraError):
+    """Jira answered 404."""
+
+
+@dataclass(frozen=True)
+class TenantCredentials:
+    """What a call to one tenant's Jira needs, detached from any database session."""
+
+    client_key: str
+    base_url: str
+    shared_secret: str
+
+
+class JiraClient:
+    """Calls a tenant's Jira REST API as the app."""
+
+    def __init__(self, app_key: str) -> None:
+        self._app_key = app_key
+        self._http = requests.Session()
+        self._http.trust_env = False
+        self._http.headers["User-Agent"] = f"projectrak-outgoing-webhooks/{__version__} ({app_key})"
+        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
+        self._http.mount("https://", adapter)
+        self._http.mount("http://", adapter)
+
+    def request(self, tenant: TenantCredentials, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json: Any = None) -> Any:
+        """Call `path` (relative to the tenant's base URL) and return the decoded JSON body (None if empty)."""
+        query = urlencode(params or {}, doseq=True)
+        relative_url = path + ("?" + query if query else "")
+        base = tenant.base_url.rstrip("/")
+        token = encode_app_token(app_key=self._app_key, client_key=tenant.client_key,
+                                 shared_secret=tenant.shared_secret, method=method, relative_url=relative_url)
+        headers = {"Authorization": f"JWT {token}", "Accept": "application/json"}
+        if json is not None:
+            headers["X-Atlassian-Token"] = "nocheck"
+        try:
+            response = self._http.request(method, base + relative_url, headers=headers, json=json,
+                                          timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=False)
+        except requests.Timeout:
+            raise JiraUnavailable(f"Jira timed out on {method} {path}") from None
+        except requests.RequestException as err:
+            raise JiraUnavailable(f"Jira could not be reached on {method} {path}: {type(err).__name__}") from None
+        status = response.status_code
+        if status >= 500:
+            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status)
+        if status == 404:
+            raise JiraNotFound(f"Jira answered 404 on {method} {path}", status)
+        if status >= 300:
+            raise JiraError(f"Jira answered {status} on {method} {path}", status)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
+
+    # The calls this add-on makes.
+
+    def get_project(self, tenant: TenantCredentials, id_or_key: str) -> dict:
+        return self.request(tenant, "GET", f"/rest/api/3/project/{id_or_key}",
+                            params={"expand": "description,lead,url,projectKeys"})
+
+    def iter_projects(self, tenant: TenantCredentials, page_size: int = 50):  # type: ignore[no-untyped-def]
+        """Every project, page by page, from `GET /rest/api/3/project/search`."""
+        start = 0
+        while True:
+            page = self.request(tenant, "GET", "/rest/api/3/project/search",
+                                params={"startAt": start, "maxResults": page_size,
+                                        "expand": "description,lead,url"})
+            values = page.get("values", []) if isinstance(page, dict) else []
+            yield from values
+            if not values or page.get("isLast", True):
+                return
+            start += len(values)
+
+    def is_admin(self, tenant: TenantCredentials, account_id: str) -> bool:
+        answer = self.request(tenant, "POST", "/rest/api/3/permissions/check",
+                              json={"accountId": account_id, "globalPermissions": ["ADMINISTER"]})
+        granted = answer.get("globalPermissions", []) if isinstance(answer, dict) else []
+        return "ADMINISTER" in granted
+
+    def time_tracking_options(self, tenant: TenantCredentials) -> dict:
+        return self.request(tenant, "GET", "/rest/api/3/configuration/timetracking/options") or {}
+
+
+def jira_host(base_url: str) -> str:
+    return urlsplit(base_url).hostname or ""

@@ -1,0 +1,157 @@
+"""Atlassian Connect JWTs, in one place.
+
+Builds on `atlassian-jwt` (the query string hash, tokens for calls to Jira) and PyJWT (verification), and closes
+their gaps: context tokens (`qsh == "context-qsh"`), a token without `qsh` (a KeyError inside atlassian-jwt),
+RS256 signed installs (not supported by atlassian-jwt), a 60 s leeway everywhere, and `iat` in the future.
+No function here logs or echoes a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import atlassian_jwt
+import jwt
+from atlassian_jwt.url_utils import hash_url
+
+LEEWAY_S = 60
+CONTEXT_QSH = "context-qsh"
+APP_TOKEN_LIFETIME_S = 180
+_KID_RE = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
+
+
+class JwtError(Exception):
+    """The request is not authenticated; the message says why without echoing the token."""
+
+
+def extract_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The token from `Authorization: JWT …`, else from the `jwt` query parameter."""
+    auth = headers.get("Authorization", "")
+    if auth[:4].lower() == "jwt ":
+        return auth[4:].strip() or None
+    return query.get("jwt") or None
+
+
+def relative_path(path: str, base_url: str) -> str:
+    """The request path relative to the add-on's base URL (whose path may be a prefix behind a proxy)."""
+    prefix = urlsplit(base_url).path.rstrip("/")
+    if prefix and (path == prefix or path.startswith(prefix + "/")):
+        path = path[len(prefix) :]
+    return path or "/"
+
+
+def query_string_hash(method: str, path: str, query_string: str = "") -> str:
+    """Atlassian's qsh: SHA-256 hex of `METHOD&path&canonical-query` (the `jwt` parameter left out)."""
+    url = path + ("?" + query_string if query_string else "")
+    return hash_url(method.upper(), url)
+
+
+def token_fingerprint(token: str) -> str:
+    """A stable, non-reversible name for a token (replay protection without storing the token)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def unverified_issuer(token: str) -> str:
+    """The `iss` claim, read before the signature is checked, only to find whose secret verifies it."""
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise JwtError("malformed token") from None
+    if header.get("alg") != "HS256":
+        raise JwtError("unexpected token algorithm")
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str) or not issuer:
+        raise JwtError("token has no issuer")
+    return issuer
+
+
+def _check_qsh(claims: Mapping[str, Any], expected_qsh: str, allow_context: bool) -> None:
+    qsh = claims.get("qsh")
+    if not isinstance(qsh, str) or not qsh:
+        raise JwtError("token has no qsh claim")
+    if qsh == CONTEXT_QSH:
+        if not allow_context:
+            raise JwtError("a context token is not accepted here")
+        return
+    if not hmac.compare_digest(qsh, expected_qsh):
+        raise JwtError("token qsh does not match the request")
+
+
+def verify_symmetric(token: str, shared_secret: str, *, expected_qsh: str, allow_context: bool = False) -> dict:
+    """Verify an HS256 token from Jira (or Projectrak) signed with the tenant's shared secret."""
+    try:
+        claims = jwt.decode(
+            token,
+            shared_secret,
+            algorithms=["HS256"],
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "iss"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise JwtError("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise JwtError("token is not yet valid") from None
+    except jwt.MissingRequiredClaimError as err:
+        raise JwtError(f"token lacks the {err.claim} claim") from None
+    except jwt.PyJWTError:
+        raise JwtError("token signature or format is invalid") from None
+    _check_qsh(claims, expected_qsh, allow_context)
+    return claims
+
+
+def verify_install(token: str, fetch_public_key: Callable[[str], bytes], *, audience: str, expected_qsh: str) -> dict:
+    """Verify a signed install/uninstall: RS256 with the key named by `kid`, `aud`, `exp`, `iat`/`nbf`, `qsh`.
+
+    The caller still checks `iss` against the body's clientKey.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise JwtError("malformed token") from None
+    if header.get("alg") != "RS256":
+        raise JwtError("install tokens must be RS256")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not _KID_RE.match(kid) or ".." in kid:
+        raise JwtError("install token has no valid kid")
+    public_key = fetch_public_key(kid)
+    try:
+        claims = jwt.decode(
+            token,
+            public_key,
+            algorithms=["RS256"],
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "iss", "aud"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise JwtError("token has expired") from None
+    except jwt.ImmatureSignatureError:
+        raise JwtError("token is not yet valid") from None
+    except jwt.MissingRequiredClaimError as err:
+        raise JwtError(f"token lacks the {err.claim} claim") from None
+    except jwt.PyJWTError:
+        raise JwtError("token signature or format is invalid") from None
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    wanted = audience.rstrip("/")
+    if not any(isinstance(a, str) and a.rstrip("/") == wanted for a in audiences):
+        raise JwtError("token audience is not this add-on")
+    _check_qsh(claims, expected_qsh, allow_context=False)
+    return claims
+
+
+def encode_app_token(*, app_key: str, client_key: str, shared_secret: str, method: str, relative_url: str) -> str:
+    """A token for a call from the add-on to Jira: `iss` = app key, qsh over the call, 3 minutes of validity."""
+    return atlassian_jwt.encode_token(
+        method.upper(),
+        relative_url,
+        clientKey=client_key,
+        sharedSecret=shared_secret,
+        timeout_secs=APP_TOKEN_LIFETIME_S,
+        payload_kwargs={"iss": app_key},
+    )

@@ -1,0 +1,136 @@
+"""Lifecycle callbacks: signed install and uninstall (RS256), enabled and disabled (HS256)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Blueprint, g, request
+from sqlalchemy import select, update
+
+from addon.connect.auth import jwt_required, request_qsh, unauthorized
+from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
+from addon.db import transaction
+from addon.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
+from addon.request_json import read_json, unprocessable
+from addon.runtime import current_runtime
+
+log = logging.getLogger(__name__)
+bp = Blueprint("lifecycle", __name__)
+
+
+def _verified_install_claims() -> tuple[dict, str]:
+    token = extract_token(request.headers, {})
+    if token is None:
+        raise unauthorized("a signed install JWT is required in the Authorization header")
+    runtime = current_runtime()
+    try:
+        claims = verify_install(token, runtime.install_keys, audience=runtime.settings.base_url,
+                                expected_qsh=request_qsh())
+    except JwtError as err:
+        raise unauthorized(str(err)) from None
+    return claims, token
+
+
+def _lifecycle_body(require_secret: bool) -> dict[str, Any]:
+    body = read_json()
+    if not isinstance(body, dict):
+        raise unprocessable("body", "must be a JSON object")
+    for name in ("clientKey", "baseUrl") + (("sharedSecret",) if require_secret else ()):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > 255:
+            raise unprocessable(name, "must be a non-empty string of at most 255 characters")
+    return body
+
+
+def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
+    fingerprint = token_fingerprint(token)
+    used = session.get(UsedInstallToken, fingerprint)
+    if used is not None and used.expires_at > now:
+        raise unauthorized("this install token has already been used")
+    expires_at = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC) + dt.timedelta(seconds=60)
+    if used is None:
+        session.add(UsedInstallToken(token_hash=fingerprint, expires_at=expires_at))
+    else:
+        used.expires_at = expires_at
+
+
+@bp.post("/lifecycle/installed")
+def installed():  # type: ignore[no-untyped-def]
+    claims, token = _verified_install_claims()
+    body = _lifecycle_body(require_secret=True)
+    if claims.get("iss") != body["clientKey"]:
+        raise unauthorized("the token's issuer is not the body's clientKey")
+    runtime = current_runtime()
+    if not runtime.settings.jira_base_url_allowed(body["baseUrl"]):
+        raise unprocessable("baseUrl", "is not an https URL on a host that ADDON_JIRA_HOSTS allows")
+    with transaction(runtime.sessions) as session:
+        _refuse_replay(session, token, claims)
+        tenant = session.scalar(select(Tenant).where(Tenant.client_key == body["clientKey"]))
+        if tenant is None:
+            tenant = Tenant(client_key=body["clientKey"], state=TenantState.INSTALLED)
+            session.add(tenant)
+        elif tenant.state == TenantState.UNINSTALLED:
+            tenant.state = TenantState.INSTALLED
+            tenant.uninstalled_at = None
+        tenant.shared_secret = runtime.box.seal(body["sharedSecret"])
+        tenant.base_url = body["baseUrl"].rstrip("/")
+        display_url = body.get("displayUrl")
+        tenant.display_url = display_url.rstrip("/") if isinstance(display_url, str) else None
+        product_type = body.get("productType")
+        tenant.product_type = product_type if isinstance(product_type, str) else None
+        session.flush()
+        tenant_id = tenant.id
+    log.info("tenant installed tenant=%s", tenant_id)
+    for hook in runtime.on_installed:
+        hook(tenant_id)
+    return "", 204
+
+
+@bp.post("/lifecycle/uninstalled")
+def uninstalled():  # type: ignore[no-untyped-def]
+    claims, token = _verified_install_claims()
+    body = _lifecycle_body(require_secret=False)
+    if claims.get("iss") != body["clientKey"]:
+        raise unauthorized("the token's issuer is not the body's clientKey")
+    runtime = current_runtime()
+    with transaction(runtime.sessions) as session:
+        _refuse_replay(session, token, claims)
+        tenant = session.scalar(select(Tenant).where(Tenant.client_key == body["clientKey"]))
+        if tenant is not None and tenant.state != TenantState.UNINSTALLED:
+            tenant.state = TenantState.UNINSTALLED
+            tenant.uninstalled_at = utcnow()
+            session.execute(
+                update(Delivery)
+                .where(Delivery.tenant_id == tenant.id, Delivery.status == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
+            )
+            log.info("tenant uninstalled tenant=%s", tenant.id)
+    return "", 204
+
+
+def _set_state(state: TenantState) -> None:
+    runtime = current_runtime()
+    with transaction(runtime.sessions) as session:
+        tenant = session.get(Tenant, g.auth.tenant.id)
+        if tenant is not None and tenant.state != TenantState.UNINSTALLED:
+            tenant.state = state
+    log.info("tenant %s tenant=%s", state.value, g.auth.tenant.id)
+    if state == TenantState.ENABLED:
+        runtime.deliveries_committed.notify()
+
+
+@bp.post("/lifecycle/enabled")
+@jwt_required()
+def enabled():  # type: ignore[no-untyped-def]
+    _set_state(TenantState.ENABLED)
+    return "", 204
+
+
+@bp.post("/lifecycle/disabled")
+@jwt_required()
+def disabled():  # type: ignore[no-untyped-def]
+    _set_state(TenantState.DISABLED)
+    return "", 204

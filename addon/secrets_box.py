@@ -1,0 +1,32 @@
+"""Encryption at rest of tenants' shared secrets and webhooks' signing secrets (Fernet, `ADDON_SECRET_KEY`)."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken
+
+_ENCRYPTED = "fernet:"
+_PLAIN = "plain:"
+
+
+class SecretBox:
+    """Seals values before they are stored; opens both sealed and plain values so the key can be added later."""
+
+    def __init__(self, key: str | None) -> None:
+        self._fernet = Fernet(key.encode()) if key else None
+
+    def seal(self, value: str) -> str:
+        if self._fernet is None:
+            return _PLAIN + value
+        return _ENCRYPTED + self._fernet.encrypt(value.encode()).decode()
+
+    def open(self, stored: str) -> str:
+        if stored.startswith(_PLAIN):
+            return stored[len(_PLAIN) :]
+        if stored.startswith(_ENCRYPTED):
+            if self._fernet is None:
+                raise RuntimeError("a stored secret is encrypted but ADDON_SECRET_KEY is not set")
+            try:
+                return self._fernet.decrypt(stored[len(_ENCRYPTED) :].encode()).decode()
+            except InvalidToken:
+                raise RuntimeError("a stored secret cannot be decrypted with ADDON_SECRET_KEY") from None
+        return stored

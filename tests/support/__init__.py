@@ -1,0 +1,1 @@
+"""Test support: a fake Atlassian (install keys, Jira REST, signed calls) and the add-on served over real HTTP."""

@@ -1,0 +1,56 @@
+"""The add-on served over real HTTP on 127.0.0.1 inside the test process, with its background work running."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from addon.app import create_app
+from addon.background import Background
+from addon.config import Settings
+from addon.migrate import upgrade
+from addon.runtime import Runtime
+from tests.support.http import free_port
+
+
+class AddonServer:
+    """create_app() behind werkzeug's threaded server; `url` is also the add-on's ADDON_BASE_URL."""
+
+    def __init__(self, settings: Settings, *, background: bool = True, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = settings.with_changes(base_url=self.url, port=self.port)
+        self.runtime = Runtime.build(self.settings)
+        upgrade(self.runtime.engine)
+        self.app = create_app(runtime=self.runtime)
+        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.background = Background.start(self.runtime) if background else None
+
+    @property
+    def sessions(self):  # type: ignore[no-untyped-def]
+        return self.runtime.sessions
+
+    def stop(self) -> None:
+        if self.background is not None:
+            self.background.stop()
+        self._server.shutdown()
+        self._server.server_close()
+        self.runtime.close()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}")
+        time.sleep(interval)
