@@ -155,6 +155,7 @@ class Webhook(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first failure after a success
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # kept for its delivery log
 
 
 class Event(Base):

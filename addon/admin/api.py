@@ -1,0 +1,275 @@
+"""The admin JSON API (CONTRACT §7): Jira administrators only, each tenant sees only its own webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from addon.admin.serialize import attempt_json, webhook_json
+from addon.connect.auth import admin_required
+from addon.db import transaction
+from addon.delivery.addresses import UrlRejected, check_url_for_saving
+from addon.delivery.outbox import enqueue_event, notify_workers
+from addon.delivery.signing import generate_secret
+from addon.errors import ApiError
+from addon.models import Attempt, Delivery, DeliveryStatus, Event, ProjectSnapshot, Webhook, utcnow
+from addon.request_json import read_json, unprocessable
+from addon.runtime import current_runtime
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api")
+
+MAX_WEBHOOKS_PER_TENANT = 50
+MAX_NAME_LENGTH = 255
+TESTS_PER_MINUTE = 10
+SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
+DEFAULT_PAGE, MAX_PAGE = 20, 200
+_FIELDS = {"name", "url", "enabled"}
+
+
+@bp.after_request
+def _no_store(response):  # type: ignore[no-untyped-def]
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _tenant_id() -> int:
+    return g.auth.tenant.id
+
+
+def _get_webhook(session: Session, webhook_id: int) -> Webhook:
+    webhook = session.get(Webhook, webhook_id)
+    if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
+        raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
+    return webhook
+
+
+def _cancel_pending(session: Session, webhook_id: int) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
+    )
+
+
+def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
+    """Check the request document; the URL policy (which may resolve DNS) runs before any transaction."""
+    if not isinstance(body, dict):
+        raise unprocessable("body", "must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled)")
+    fields: dict[str, Any] = {}
+    if "name" in body or creating:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise unprocessable("name", "is required: a non-empty string")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise unprocessable("name", f"must be at most {MAX_NAME_LENGTH} characters")
+        fields["name"] = name.strip()
+    if "url" in body or creating:
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise unprocessable("url", "is required: an https:// URL")
+        url = url.strip()
+        try:
+            check_url_for_saving(url, current_runtime().settings.allow_private_networks)
+        except UrlRejected as err:
+            raise ApiError(400, err.code, f"url: {err.message}") from None
+        fields["url"] = url
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise unprocessable("enabled", "must be true or false")
+        fields["enabled"] = body["enabled"]
+    return fields
+
+
+@bp.get("/webhooks")
+@admin_required
+def list_webhooks():  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        webhooks = session.scalars(
+            select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None)).order_by(Webhook.id)
+        )
+        return jsonify([webhook_json(w) for w in webhooks])
+
+
+@bp.post("/webhooks")
+@admin_required
+def create_webhook():  # type: ignore[no-untyped-def]
+    fields = _validated_fields(read_json(), creating=True)
+    runtime = current_runtime()
+    secret = generate_secret()
+    with transaction(runtime.sessions) as session:
+        count = session.scalar(
+            select(func.count()).select_from(Webhook)
+            .where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None))
+        )
+        if count >= MAX_WEBHOOKS_PER_TENANT:
+            raise ApiError(422, "too_many_webhooks", f"a site may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
+        enabled = fields.get("enabled", True)
+        webhook = Webhook(tenant_id=_tenant_id(), name=fields["name"], url=fields["url"], enabled=enabled,
+                          disabled_reason=None if enabled else "manual", secret=runtime.box.seal(secret))
+        session.add(webhook)
+        session.flush()
+        answer = webhook_json(webhook) | {"secret": secret}
+    return jsonify(answer), 201
+
+
+@bp.get("/webhooks/<int:webhook_id>")
+@admin_required
+def get_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        return jsonify(webhook_json(_get_webhook(session, webhook_id)))
+
+
+@bp.patch("/webhooks/<int:webhook_id>")
+@admin_required
+def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    body = read_json()
+    with transaction(current_runtime().sessions) as session:
+        _get_webhook(session, webhook_id)  # 404 before validating (and resolving) anything
+    fields = _validated_fields(body, creating=False)
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        if "name" in fields:
+            webhook.name = fields["name"]
+        if "url" in fields:
+            webhook.url = fields["url"]  # pending retries read the URL at send time
+        if "enabled" in fields and fields["enabled"] != webhook.enabled:
+            webhook.enabled = fields["enabled"]
+            if webhook.enabled:
+                webhook.disabled_reason = None
+                webhook.failing_since = None
+            else:
+                webhook.disabled_reason = "manual"
+                _cancel_pending(session, webhook.id)
+        return jsonify(webhook_json(webhook))
+
+
+@bp.delete("/webhooks/<int:webhook_id>")
+@admin_required
+def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        webhook.deleted_at = utcnow()
+        webhook.enabled = False
+        _cancel_pending(session, webhook.id)
+    return "", 204
+
+
+@bp.post("/webhooks/<int:webhook_id>/rotate-secret")
+@admin_required
+def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
+    runtime = current_runtime()
+    secret = generate_secret()
+    with transaction(runtime.sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        webhook.previous_secret = webhook.secret
+        webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
+        webhook.secret = runtime.box.seal(secret)
+    return jsonify({"secret": secret})
+
+
+def _first_project(session: Session) -> dict[str, Any] | None:
+    """The tenant's first project (lowest id) as recorded by the install snapshot."""
+    from addon.changes.jira_attributes import KEY, NAME, load_snapshot
+
+    snapshots = session.scalars(select(ProjectSnapshot).where(ProjectSnapshot.tenant_id == _tenant_id())).all()
+    if not snapshots:
+        return None
+    first = min(snapshots, key=lambda s: (len(s.project_id), s.project_id))
+    attributes = load_snapshot(first.attributes)
+    return {"id": int(first.project_id), "key": attributes.get(KEY), "name": attributes.get(NAME)}
+
+
+@bp.post("/webhooks/<int:webhook_id>/test")
+@admin_required
+def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    from addon.delivery.worker import send_now
+
+    runtime = current_runtime()
+    since = utcnow() - dt.timedelta(minutes=1)
+    with transaction(runtime.sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        recent = session.scalar(
+            select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
+            .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
+        )
+        if recent >= TESTS_PER_MINUTE:
+            raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
+                           {"Retry-After": "60"})
+        body = {"data": {"event": "test", "user": g.auth.account_id, "timestamp": int(time.time() * 1000),
+                         "project": _first_project(session), "fields": []}}
+        event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
+                                    webhook_ids=[webhook.id], include_disabled=True)
+        delivery_id = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
+    attempt_id = send_now(runtime, delivery_id)
+    with transaction(runtime.sessions) as session:
+        attempt = session.get(Attempt, attempt_id)
+        delivery = session.get(Delivery, delivery_id)
+        event = session.get(Event, delivery.event_id)
+        return jsonify(attempt_json(attempt, delivery.message_id, event.body))
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high or 'any'}")
+    return value
+
+
+@bp.get("/webhooks/<int:webhook_id>/deliveries")
+@admin_required
+def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    before = _int_arg("before", None, 1)
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        query = (
+            select(Attempt, Delivery.message_id, Event.body)
+            .join(Delivery, Delivery.id == Attempt.delivery_id)
+            .join(Event, Event.id == Delivery.event_id)
+            .where(Attempt.webhook_id == webhook.id, Attempt.tenant_id == _tenant_id())
+            .order_by(Attempt.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            query = query.where(Attempt.id < before)
+        rows = session.execute(query).all()
+        items = [attempt_json(a, message_id, body) for a, message_id, body in rows[:limit]]
+        next_cursor = items[-1]["id"] if len(rows) > limit else None
+        return jsonify({"items": items, "next": next_cursor})
+
+
+@bp.post("/deliveries/<int:delivery_id>/redeliver")
+@admin_required
+def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
+    runtime = current_runtime()
+    with transaction(runtime.sessions) as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None or delivery.tenant_id != _tenant_id():
+            raise ApiError(404, "not_found", f"delivery {delivery_id} does not exist")
+        webhook = _get_webhook(session, delivery.webhook_id)
+        if not webhook.enabled:
+            raise ApiError(409, "webhook_disabled", "enable the webhook before redelivering to it")
+        now = utcnow()
+        delivery.status = DeliveryStatus.PENDING
+        delivery.next_attempt_at = now
+        delivery.schedule_started_at = now
+        delivery.finished_at = None
+        delivery.lease_until = None
+        notify_workers(session)
+        answer = {"delivery_id": delivery.id, "webhook_id_header": delivery.message_id, "status": "queued"}
+    runtime.deliveries_committed.notify()
+    return jsonify(answer), 202

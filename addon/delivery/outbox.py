@@ -1,0 +1,54 @@
+"""The outbox: an accepted event becomes one delivery row per enabled webhook, in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from addon.delivery.signing import new_message_id
+from addon.models import Delivery, DeliveryStatus, Event, Webhook, utcnow
+
+# PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
+NOTIFY_CHANNEL = "addon_deliveries"
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The exact bytes a receiver gets: compact JSON, key order kept, UTF-8 as is."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def enqueue_event(session: Session, *, tenant_id: int, source: str, body: dict[str, Any],
+                  project_id: str | None = None, webhook_ids: list[int] | None = None,
+                  include_disabled: bool = False) -> tuple[int, int]:
+    """Store the event and a pending delivery for each enabled webhook (or only `webhook_ids`, which may
+    include disabled ones when `include_disabled`, as a test delivery does).
+
+    Returns (event id, number of deliveries). The caller commits, then calls `runtime.deliveries_committed.notify()`.
+    """
+    now = utcnow()
+    event = Event(tenant_id=tenant_id, source=source, project_id=project_id, body=encode_body(body), created_at=now)
+    session.add(event)
+    session.flush()
+    query = select(Webhook.id).where(Webhook.tenant_id == tenant_id, Webhook.deleted_at.is_(None))
+    if not include_disabled:
+        query = query.where(Webhook.enabled.is_(True))
+    if webhook_ids is not None:
+        query = query.where(Webhook.id.in_(webhook_ids))
+    targets = list(session.scalars(query.order_by(Webhook.id)))
+    session.add_all(
+        Delivery(tenant_id=tenant_id, event_id=event.id, webhook_id=webhook_id, message_id=new_message_id(),
+                 status=DeliveryStatus.PENDING, next_attempt_at=now, schedule_started_at=now, created_at=now)
+        for webhook_id in targets
+    )
+    if targets:
+        notify_workers(session)
+    return event.id, len(targets)
+
+
+def notify_workers(session: Session) -> None:
+    """On PostgreSQL, wake `addon worker` processes when this transaction commits (NOTIFY is transactional)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))

@@ -1,0 +1,80 @@
+"""The `addon` command as an operator runs it: serve (gunicorn), worker, db upgrade, bad configuration."""
+
+from __future__ import annotations
+
+import subprocess
+
+import requests
+from sqlalchemy import inspect
+
+from addon.db import make_engine
+from tests.support.http import free_port
+from tests.support.processes import ADDON, AddonProcess, addon_env
+
+
+def test_serve_applies_migrations_and_serves(tmp_path, atlassian):
+    port = free_port()
+    db = tmp_path / "serve.db"
+    env = addon_env(PORT=str(port), DATABASE_URL=f"sqlite:///{db}", ADDON_INSTALL_KEYS_URL=atlassian.keys_url,
+                    ADDON_JIRA_HOSTS="127.0.0.1", ADDON_BASE_URL=f"http://127.0.0.1:{port}")
+    proc = AddonProcess(["serve"], env, tmp_path, tmp_path / "serve.log")
+    try:
+        proc.wait_healthy(f"http://127.0.0.1:{port}")
+        descriptor = requests.get(f"http://127.0.0.1:{port}/atlassian-connect.json", timeout=5).json()
+        assert descriptor["baseUrl"] == f"http://127.0.0.1:{port}"
+        site = atlassian.new_site()
+        assert site.install(f"http://127.0.0.1:{port}").status_code == 204
+        response = site.call(f"http://127.0.0.1:{port}", "POST", "/lifecycle/enabled?x=1", json_body={},
+                             in_query=True)
+        assert response.status_code == 204
+    finally:
+        assert proc.stop() == 0
+    log = proc.output()
+    assert "gunicorn" in log.lower()
+    assert f"http://127.0.0.1:{port}/atlassian-connect.json" in log
+    assert "/lifecycle/enabled" in log
+    assert "jwt=" not in log, "the access log must not carry tokens"
+    assert site.shared_secret not in log
+
+
+def test_serve_works_from_another_directory(tmp_path):
+    """Templates, static files and migrations are found relative to the code, not the working directory."""
+    port = free_port()
+    env = addon_env(PORT=str(port))
+    proc = AddonProcess(["serve"], env, tmp_path, tmp_path / "serve.log")
+    try:
+        proc.wait_healthy(f"http://127.0.0.1:{port}")
+        assert requests.get(f"http://127.0.0.1:{port}/static/admin.js", timeout=5).status_code == 200
+    finally:
+        proc.stop()
+    assert (tmp_path / "instance" / "addon.db").exists()
+
+
+def test_db_upgrade(tmp_path):
+    db = tmp_path / "up.db"
+    result = subprocess.run([ADDON, "db", "upgrade"], env=addon_env(DATABASE_URL=f"sqlite:///{db}"), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(f"sqlite:///{db}")
+    assert "webhooks" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_bad_configuration_stops_with_one_clear_line(tmp_path):
+    result = subprocess.run([ADDON, "serve"], env=addon_env(OUTGOING_TIMEOUT_S="soon"), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "OUTGOING_TIMEOUT_S" in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+
+
+def test_worker_waits_for_schema_and_stops_on_sigterm(tmp_path):
+    db = tmp_path / "w.db"
+    env = addon_env(DATABASE_URL=f"sqlite:///{db}")
+    subprocess.run([ADDON, "db", "upgrade"], env=env, cwd=tmp_path, check=True, timeout=120, capture_output=True)
+    proc = AddonProcess(["worker"], env, tmp_path, tmp_path / "worker.log")
+    from tests.support.addon_server import wait_for
+
+    wait_for(lambda: "worker started" in proc.output(), timeout=60, message="worker start")
+    assert proc.stop() == 0
+    assert "worker stopping" in proc.output()
