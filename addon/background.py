@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from addon.db import is_sqlite
 from addon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,20 @@ class Background:
 
     @classmethod
     def start(cls, runtime: Runtime, deliveries: bool = True, concurrency: int = 16) -> Background:
+        from addon.delivery.listener import NotifyListener
+        from addon.delivery.worker import DeliveryWorker
+        from addon.housekeeping import start_housekeeping
+
         background = cls(runtime)
-        # Services register here as they are built (delivery worker, Jira inbox, housekeeping).
+        if deliveries:
+            if not is_sqlite(runtime.engine):
+                background.stoppers.append(NotifyListener(runtime.settings.database_url,
+                                                          runtime.deliveries_committed).start().stop)
+            background.stoppers.append(DeliveryWorker(runtime, concurrency=concurrency).start().stop)
+        from addon.changes.inbox import start_inbox_processor
+
+        background.stoppers.append(start_inbox_processor(runtime))
+        background.stoppers.append(start_housekeeping(runtime))
         return background
 
     def stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -9,10 +10,12 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from addon import __version__
 from addon.config import Settings
 from addon.connect.install_keys import InstallKeyFetcher
 from addon.connect.jira import JiraClient
 from addon.db import make_engine, make_sessionmaker
+from addon.delivery.sender import Sender
 from addon.secrets_box import SecretBox
 from addon.signals import Wakeup
 
@@ -42,7 +45,26 @@ class Runtime:
             jira=JiraClient(settings.app_key),
         )
 
+    _sender: Sender | None = None
+    _sender_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get_sender(self) -> Sender:
+        """The process's webhook sender (connection pools shared by every sending thread), built on first use."""
+        with self._sender_lock:
+            if self._sender is None:
+                self._sender = Sender(
+                    timeout_s=self.settings.outgoing_timeout_s,
+                    ca_bundle=self.settings.ca_bundle,
+                    allow_private=self.settings.allow_private_networks,
+                    user_agent=f"Projectrak-Outgoing-Webhooks/{__version__} ({self.settings.app_key})",
+                )
+            return self._sender
+
     def close(self) -> None:
+        with self._sender_lock:
+            if self._sender is not None:
+                self._sender.close()
+                self._sender = None
         self.engine.dispose()
 
 

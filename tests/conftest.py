@@ -77,5 +77,6 @@ def site(atlassian: FakeAtlassian, addon: AddonServer) -> FakeSite:
     site.add_project(10000, "DEMO", "Demo project")
     site.add_project(10001, "OPS", "Operations")
     assert site.install(addon.url).status_code == 204
-    assert site.call(addon.url, "POST", "/lifecycle/enabled", json_body=site.lifecycle_body("enabled")).status_code == 204
+    enabled = site.call(addon.url, "POST", "/lifecycle/enabled", json_body=site.lifecycle_body("enabled"))
+    assert enabled.status_code == 204
     return site

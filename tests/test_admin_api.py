@@ -6,9 +6,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from addon.models import Delivery, DeliveryStatus, Webhook
-from addon.delivery.outbox import enqueue_event
 from addon.db import transaction
+from addon.delivery.outbox import enqueue_event
+from addon.models import Delivery, DeliveryStatus, Webhook
 from tests.support.admin import AdminClient
 
 PUBLIC_URL = "https://93.184.215.14/hook"  # a public literal address: no DNS needed

@@ -1,0 +1,106 @@
+"""Periodic housekeeping on APScheduler: prune old attempts and spent tokens, forget uninstalled tenants after
+30 days, and disable webhooks that have only failed for 5 days. Every job is idempotent, so several processes
+on one PostgreSQL database may run them side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import delete, select, update
+
+from addon.db import transaction
+from addon.delivery.retry import FAILING_DISABLE_AFTER
+from addon.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    SeenJiraWebhook,
+    Tenant,
+    TenantState,
+    UsedInstallToken,
+    Webhook,
+    utcnow,
+)
+from addon.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_RETENTION = dt.timedelta(days=30)
+UNINSTALLED_RETENTION = dt.timedelta(days=30)
+WEBHOOK_ID_RETENTION = dt.timedelta(days=7)
+
+
+def prune_attempts(runtime: Runtime) -> None:
+    """Attempts older than 30 days go; so do finished deliveries and events with nothing left to show."""
+    cutoff = utcnow() - ATTEMPT_RETENTION
+    with transaction(runtime.sessions) as session:
+        attempts = session.execute(delete(Attempt).where(Attempt.at < cutoff)).rowcount
+        finished = select(Delivery.id).where(Delivery.status != DeliveryStatus.PENDING, Delivery.finished_at < cutoff)
+        deliveries = session.execute(delete(Delivery).where(Delivery.id.in_(finished))).rowcount
+        orphans = select(Event.id).where(Event.created_at < cutoff,
+                                         ~select(Delivery.id).where(Delivery.event_id == Event.id).exists())
+        events = session.execute(delete(Event).where(Event.id.in_(orphans))).rowcount
+    if attempts or deliveries or events:
+        log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
+
+
+def prune_tokens_and_identifiers(runtime: Runtime) -> None:
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        session.execute(delete(UsedInstallToken).where(UsedInstallToken.expires_at < now))
+        session.execute(delete(SeenJiraWebhook).where(SeenJiraWebhook.seen_at < now - WEBHOOK_ID_RETENTION))
+
+
+def forget_uninstalled_tenants(runtime: Runtime) -> None:
+    """A tenant uninstalled more than 30 days ago is deleted with everything it owns (cascade)."""
+    cutoff = utcnow() - UNINSTALLED_RETENTION
+    with transaction(runtime.sessions) as session:
+        gone = session.scalars(
+            select(Tenant.id).where(Tenant.state == TenantState.UNINSTALLED, Tenant.uninstalled_at < cutoff)
+        ).all()
+        for tenant_id in gone:
+            for model in (Attempt, Delivery, Event, Webhook):
+                session.execute(delete(model).where(model.tenant_id == tenant_id))
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+            log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
+
+
+def disable_failing_webhooks(runtime: Runtime) -> None:
+    """Webhooks with only failed attempts for 5 days are disabled even when no new attempt is due."""
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        failing = session.scalars(
+            select(Webhook).where(Webhook.enabled.is_(True), Webhook.failing_since < now - FAILING_DISABLE_AFTER)
+        ).all()
+        for webhook in failing:
+            webhook.enabled = False
+            webhook.disabled_reason = "failing"
+            session.execute(
+                update(Delivery)
+                .where(Delivery.webhook_id == webhook.id, Delivery.status == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
+            )
+            log.warning("webhook disabled tenant=%s webhook=%s reason=failing", webhook.tenant_id, webhook.id)
+
+
+JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
+    (prune_attempts, dt.timedelta(hours=1)),
+    (prune_tokens_and_identifiers, dt.timedelta(hours=1)),
+    (forget_uninstalled_tenants, dt.timedelta(hours=6)),
+    (disable_failing_webhooks, dt.timedelta(minutes=10)),
+)
+
+
+def start_housekeeping(runtime: Runtime) -> Callable[[], None]:
+    """Start the scheduler; returns its stop function. The first runs come one minute after start."""
+    scheduler = BackgroundScheduler(timezone=dt.UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    first = utcnow() + dt.timedelta(minutes=1)
+    for job, every in JOBS:
+        scheduler.add_job(job, "interval", args=[runtime], seconds=every.total_seconds(), next_run_time=first,
+                          id=job.__name__)
+    scheduler.start()
+    return lambda: scheduler.shutdown(wait=False)

@@ -1,0 +1,111 @@
+"""The delivery worker end to end: outbox → signed HTTPS request → attempt and status recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from addon.models import Attempt, Delivery, DeliveryStatus, Webhook
+from tests.conftest import make_settings
+from tests.receivers import Receiver
+from tests.support.addon_server import AddonServer, wait_for
+from tests.support.delivery import add_webhook, emit, tenant_id_of
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def delivering(atlassian, database_url, receiver):
+    """The add-on on both databases, trusting the receiver's CA, with one installed site."""
+    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=2.0))
+    site = atlassian.new_site()
+    assert site.install(server.url).status_code == 204
+    yield server, tenant_id_of(server, site.client_key)
+    server.stop()
+
+
+def test_event_reaches_every_enabled_webhook_signed(delivering, receiver):
+    addon, tenant_id = delivering
+    a, secret_a = add_webhook(addon, tenant_id, receiver.url("/a"))
+    b, secret_b = add_webhook(addon, tenant_id, receiver.url("/b"))
+    emit(addon, tenant_id)
+    got = receiver.wait_for(2)
+    by_path = {r.path: r for r in got}
+    payload = Receiver.verify(by_path["/a"], [secret_a])
+    assert payload["data"]["project"] == {"id": 10000, "key": "DEMO", "name": "Demo project"}
+    Receiver.verify(by_path["/b"], [secret_b])
+    request = by_path["/a"]
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"].startswith("Projectrak-Outgoing-Webhooks/")
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["webhook-id"] != by_path["/b"].headers["webhook-id"]
+
+    def recorded():
+        with addon.sessions() as session:
+            return session.scalar(select(Webhook).where(Webhook.id == a, Webhook.last_status == "OK"))
+
+    webhook = wait_for(recorded)
+    assert webhook.last_status_code == 200 and webhook.last_execution_at is not None
+
+
+def test_failures_are_retried_with_the_same_webhook_id(delivering, receiver, monkeypatch):
+    import addon.delivery.retry as retry
+
+    monkeypatch.setattr(retry, "SCHEDULE_S", (0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4))
+    addon, tenant_id = delivering
+    add_webhook(addon, tenant_id, receiver.url("/flaky"))
+    receiver.behave("/flaky", status=503)
+    emit(addon, tenant_id)
+    first, second = receiver.wait_for(2, timeout=10)
+    receiver.behave("/flaky", status=200)
+    third = receiver.wait_for(3, timeout=10)[2]
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == third.headers["webhook-id"]
+    assert first.body == third.body
+
+    def finished():
+        with addon.sessions() as session:
+            return session.scalar(select(Delivery).where(Delivery.status == DeliveryStatus.SUCCEEDED))
+
+    delivery = wait_for(finished)
+    assert delivery.attempt_count == 3
+    with addon.sessions() as session:
+        attempts = session.scalars(select(Attempt).order_by(Attempt.id)).all()
+    assert [(a.attempt, a.status, a.http_code) for a in attempts] == [(1, "ERROR", 503), (2, "ERROR", 503),
+                                                                       (3, "OK", 200)]
+
+
+def test_final_answer_is_not_retried_and_410_disables(delivering, receiver):
+    addon, tenant_id = delivering
+    gone, _ = add_webhook(addon, tenant_id, receiver.url("/gone"))
+    receiver.behave("/gone", status=410)
+    emit(addon, tenant_id)
+    receiver.wait_for(1)
+
+    def disabled():
+        with addon.sessions() as session:
+            return session.scalar(select(Webhook).where(Webhook.id == gone, Webhook.enabled.is_(False)))
+
+    webhook = wait_for(disabled)
+    assert webhook.disabled_reason == "gone" and webhook.last_status == "ERROR" and webhook.last_status_code == 410
+    with addon.sessions() as session:
+        assert session.scalar(select(Delivery.status)) == DeliveryStatus.FAILED
+    emit(addon, tenant_id)  # a disabled webhook gets nothing
+    with addon.sessions() as session:
+        assert session.scalars(select(Delivery)).all().__len__() == 1
+    assert len(receiver.requests) == 1
+
+
+def test_body_is_the_stored_event_byte_for_byte(delivering, receiver):
+    addon, tenant_id = delivering
+    add_webhook(addon, tenant_id, receiver.url("/exact"))
+    body = {"data": {"event": "updated", "user": None, "timestamp": 1, "project": {"id": 1, "key": "K", "name": "ñ"},
+                     "fields": [{"id": 1, "name": "n", "type": "text", "value": {"current": "é", "previous": None}}]}}
+    emit(addon, tenant_id, body)
+    [request] = receiver.wait_for(1)
+    assert request.body == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
