@@ -301,11 +301,21 @@
     return 'HTTP ' + code + (reason ? ' ' + reason : '');
   }
 
+  /* The error of an attempt, unless it only restates the HTTP code shown beside it (the sender records a plain
+     non-2xx answer as "HTTP 500"). */
+  function errorText(code, error) {
+    if (error == null || error === '') return '';
+    var text = String(error);
+    if (code != null && code !== '' && text.trim() === 'HTTP ' + code) return '';
+    return text;
+  }
+
   function statusDetailText(code, error) {
     var parts = [];
     var h = httpText(code);
     if (h) parts.push(h);
-    if (error) parts.push(String(error));
+    var e = errorText(code, error);
+    if (e) parts.push(e);
     return parts.join(' · ');
   }
 
@@ -1100,7 +1110,7 @@
       var parts = [];
       if (a.http_code != null) parts.push(httpText(a.http_code));
       if (a.duration_ms != null) parts.push(durationText(a.duration_ms));
-      if (a.error) parts.push(String(a.error));
+      if (errorText(a.http_code, a.error)) parts.push(errorText(a.http_code, a.error));
       result.appendChild(el('span', { cls: 'test-detail', text: parts.join(' · ') || 'no answer details' }));
       var t = parseTime(a.at);
       if (t != null) result.appendChild(el('span', { cls: 'subtle', text: '(' + shortTime(t) + ')' }));
@@ -1252,7 +1262,7 @@
       el('td', { cls: 'dl-col-2' }, lozenge(item.status, 'delivery-status')),
       el('td', { cls: 'dl-col-3 num', text: item.http_code == null ? '—' : String(item.http_code), testid: 'delivery-http-code' }),
       el('td', { cls: 'dl-col-4 num', text: durationText(item.duration_ms) }),
-      el('td', { cls: 'dl-col-5 dl-error', text: item.error ? String(item.error) : '' }),
+      el('td', { cls: 'dl-col-5 dl-error', text: errorText(item.http_code, item.error) }),
       el('td', { cls: 'dl-col-6' }, el('div', { cls: 'redeliver' }, redeliver, redeliverResult)));
 
     var meta = el('dl', { cls: 'meta' });

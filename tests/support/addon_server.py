@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,11 @@ from addon.config import Settings
 from addon.migrate import upgrade
 from addon.runtime import Runtime
 from tests.support.http import free_port
+
+
+# werkzeug's request log carries the query string (and so `?jwt=` tokens); production uses gunicorn's access log
+# without it. Keep tokens out of test logs too.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 class AddonServer:
