@@ -102,8 +102,9 @@ class Receiver:
         with os.fdopen(fd, "wb") as f:
             f.write(self.ca.cert_pem.bytes())
         self._server = _Server(("127.0.0.1", 0), _Handler, owner=self, context=context)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="receiver", daemon=True
+        )
         self._thread.start()
         return self
 

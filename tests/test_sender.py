@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from addon.delivery import sender as sender_module
 from addon.delivery.retry import is_retryable
 from addon.delivery.sender import BODY_KEEP_BYTES, Sender, parse_retry_after
 from addon.delivery.signing import generate_secret, new_message_id, signature_headers
@@ -121,6 +122,19 @@ def test_a_connection_the_server_dropped_is_replaced(receiver: Receiver, sender:
     assert len({r.connection_id for r in receiver.requests_for("/hang-up")}) == 4
 
 
+def test_a_connection_closed_after_the_liveness_check_is_retried_once(
+    receiver: Receiver, sender: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server may close a kept-alive connection just after the pool checked it: make every check pass
+    # so that the request is written to a closed connection and the one retry on a new connection runs.
+    monkeypatch.setattr(sender_module._PinnedHTTPSConnection, "is_alive", lambda self: True)
+    receiver.behave("/race", hang_up=True)
+    for _ in range(3):
+        result = sender.send(receiver.url("/race"), BODY, {})
+        assert result.ok, result.error
+    assert len({r.connection_id for r in receiver.requests_for("/race")}) == 3
+
+
 def test_concurrent_sends_share_a_bounded_set_of_connections(receiver: Receiver, sender: Sender) -> None:
     opened_before = receiver.connections_opened
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -165,6 +179,23 @@ def test_untrusted_certificate_is_refused(receiver: Receiver) -> None:
     assert receiver.requests_for("/untrusted") == []
 
 
+def test_requests_ca_bundle_is_not_read(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    # This machine sets REQUESTS_CA_BUNDLE; pointing it (and proxies) at anything must change nothing.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", receiver.ca_path)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with Sender(5.0, None, True, UA) as sender:
+        assert sender.send(receiver.url("/env"), BODY, {}).error == (
+            "TLS certificate verify failed: unable to get local issuer certificate"
+        )
+    with Sender(5.0, receiver.ca_path, True, UA) as sender:
+        assert sender.send(receiver.url("/env"), BODY, {}).ok
+
+
+def test_body_must_be_bytes(sender: Sender, receiver: Receiver) -> None:
+    with pytest.raises(TypeError):
+        sender.send(receiver.url("/str"), BODY.decode(), {})  # type: ignore[arg-type]
+
+
 def test_certificate_from_another_ca_is_refused(receiver: Receiver) -> None:
     with Receiver() as stranger, Sender(5.0, stranger.ca_path, True, UA) as sender:
         result = sender.send(receiver.url("/other-ca"), BODY, {})
@@ -178,6 +209,18 @@ def test_tries_the_next_checked_address_when_one_refuses(receiver: Receiver) -> 
         result = sender.send(f"https://receiver.test:{receiver.port}/failover", BODY, {})
     assert result.ok, result.error
     assert len(receiver.requests_for("/failover")) == 1
+
+
+def test_dns_answers_are_cached_briefly(receiver: Receiver) -> None:
+    calls: list[str] = []
+    resolve = static_resolver({"receiver.test": ["127.0.0.1"]}, calls)
+    url = f"https://receiver.test:{receiver.port}/dns-cache"
+    with Sender(5.0, receiver.ca_path, True, UA, resolve=resolve) as sender:
+        assert sender.send(url, BODY, {}).ok and sender.send(url, BODY, {}).ok
+    assert calls == ["receiver.test"]
+    with Sender(5.0, receiver.ca_path, True, UA, resolve=resolve, dns_cache_s=0) as sender:
+        assert sender.send(url, BODY, {}).ok and sender.send(url, BODY, {}).ok
+    assert calls == ["receiver.test"] * 3
 
 
 def test_unresolvable_host(receiver: Receiver) -> None:
@@ -379,9 +422,7 @@ def test_ssrf_matrix_is_refused_at_send_time(receiver: Receiver) -> None:
         (["::ffff:127.0.0.1"], "::ffff:7f00:1"),
     ],
 )
-def test_a_name_resolving_to_a_private_address_is_refused(
-    receiver: Receiver, answer: list[str], blocked: str
-) -> None:
+def test_a_name_resolving_to_a_private_address_is_refused(receiver: Receiver, answer: list[str], blocked: str) -> None:
     resolve = static_resolver({"receiver.test": answer})
     with Sender(2.0, receiver.ca_path, False, UA, resolve=resolve) as sender:
         result = sender.send(f"https://receiver.test:{receiver.port}/ssrf-dns", BODY, {})

@@ -63,6 +63,22 @@ _BLOCKED_V6: tuple[ipaddress.IPv6Network, ...] = tuple(
         "3fff::/20",  # documentation (RFC 9637)
     )
 )
+
+
+# The same ranges as (first, last) integers: membership tests on ints are about ten times cheaper than
+# `address in network`, and every send checks every resolved address.
+def _int_ranges(networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> tuple[tuple[int, int], ...]:
+    return tuple((int(n.network_address), int(n.broadcast_address)) for n in networks)
+
+
+def _in_ranges(value: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(first <= value <= last for first, last in ranges)
+
+
+_BLOCKED_V4_RANGES = _int_ranges(_BLOCKED_V4)
+_BLOCKED_V6_RANGES = _int_ranges(_BLOCKED_V6)
+_GLOBAL_UNICAST_V6_RANGE = _int_ranges([_GLOBAL_UNICAST_V6])
+
 _MAPPED = _V6("::ffff:0:0/96")
 _COMPATIBLE = _V6("::/96")  # deprecated IPv4-compatible ::a.b.c.d (also holds :: and ::1)
 _NAT64 = _V6("64:ff9b::/96")  # well-known NAT64 prefix: the IPv4 address is the last 32 bits
@@ -71,31 +87,48 @@ _SIXTOFOUR = _V6("2002::/16")
 _TEREDO = _V6("2001::/32")
 
 
+def _prefix(network: ipaddress.IPv6Network) -> tuple[int, int]:
+    shift = 128 - network.prefixlen
+    return int(network.network_address) >> shift, shift
+
+
+def _has_prefix(value: int, prefix: tuple[int, int]) -> bool:
+    return value >> prefix[1] == prefix[0]
+
+
+_MAPPED_P, _COMPATIBLE_P, _NAT64_P, _NAT64_LOCAL_P, _SIXTOFOUR_P, _TEREDO_P = map(
+    _prefix, (_MAPPED, _COMPATIBLE, _NAT64, _NAT64_LOCAL, _SIXTOFOUR, _TEREDO)
+)
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
     """The IPv4 addresses an IPv6 transition form carries, or None when it is a plain IPv6 address."""
-    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in _MAPPED or ip in _COMPATIBLE or ip in _NAT64:
-        return [low32]
-    if ip in _SIXTOFOUR:
-        return [ipaddress.IPv4Address((int(ip) >> 80) & 0xFFFFFFFF)]
-    if ip in _TEREDO:
-        server, client = ip.teredo or (low32, low32)
-        return [server, client]
+    value = int(ip)
+    if _has_prefix(value, _MAPPED_P) or _has_prefix(value, _COMPATIBLE_P) or _has_prefix(value, _NAT64_P):
+        return [ipaddress.IPv4Address(value & 0xFFFFFFFF)]
+    if _has_prefix(value, _SIXTOFOUR_P):
+        return [ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)]
+    if _has_prefix(value, _TEREDO_P):
+        return [ipaddress.IPv4Address((value >> 64) & 0xFFFFFFFF), ipaddress.IPv4Address(~value & 0xFFFFFFFF)]
     return None
 
 
 def is_public_address(ip: IPAddress) -> bool:
     """Whether `ip` is a globally routable unicast address that a webhook may be sent to."""
     if isinstance(ip, ipaddress.IPv4Address):
-        return not any(ip in net for net in _BLOCKED_V4)
-    if ip in _NAT64_LOCAL:
-        return False
-    embedded = _embedded_ipv4(ip)
+        return not _in_ranges(int(ip), _BLOCKED_V4_RANGES)
+    if not _in_ranges(int(ip), _GLOBAL_UNICAST_V6_RANGE):
+        # Outside 2000::/3: unspecified, loopback, ULA fc00::/7, link-local, site-local, multicast and
+        # reserved are refused, but the transition forms there (::ffff:0:0/96, ::/96, 64:ff9b::/96) are
+        # judged by the IPv4 address they carry.
+        if _has_prefix(int(ip), _NAT64_LOCAL_P):
+            return False
+        embedded = _embedded_ipv4(ip)
+        return embedded is not None and all(is_public_address(v4) for v4 in embedded)
+    embedded = _embedded_ipv4(ip)  # 6to4 2002::/16 and Teredo 2001::/32 are inside 2000::/3
     if embedded is not None:
         return all(is_public_address(v4) for v4 in embedded)
-    if ip not in _GLOBAL_UNICAST_V6:
-        return False  # unspecified, loopback, ULA fc00::/7, link-local, site-local, multicast, reserved
-    return not any(ip in net for net in _BLOCKED_V6)
+    return not _in_ranges(int(ip), _BLOCKED_V6_RANGES)
 
 
 class UrlRejected(ValueError):
@@ -220,6 +253,4 @@ def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = sock
     blocked = first_blocked(addresses)
     if blocked is not None:
         what = "is" if target.ip is not None else "resolves to"
-        raise UrlRejected(
-            "private_address", f"{target.host} {what} {blocked}, which is not a public internet address"
-        )
+        raise UrlRejected("private_address", f"{target.host} {what} {blocked}, which is not a public internet address")

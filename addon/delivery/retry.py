@@ -59,9 +59,7 @@ def scheduled_gap(attempt_number: int) -> float | None:
     return float(SCHEDULE_S[attempt_number] - SCHEDULE_S[attempt_number - 1])
 
 
-def next_attempt_delay(
-    attempt_number: int, result: AttemptOutcome, rng: _Uniform = random
-) -> float | None:
+def next_attempt_delay(attempt_number: int, result: AttemptOutcome, rng: _Uniform = random) -> float | None:
     """Seconds from now until the attempt after `attempt_number` (1-based), or None when this one is final.
 
     Final: a success, a non-retryable answer, or attempt 8 (the schedule is exhausted). Otherwise the

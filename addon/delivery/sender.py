@@ -6,11 +6,12 @@ SNI, the certificate check and the `Host` header use the host name. There is no 
 check and the connection, so DNS rebinding cannot slip a private address in. Redirects are not followed.
 
 The whole attempt (DNS, connect, TLS, sending, reading the answer) is bounded by `timeout_s` of wall-clock
-time: DNS runs on a small thread pool and is waited for at most the remaining budget, every socket
-operation gets the remaining budget as its timeout, and a watchdog thread shuts the socket down at the
-deadline, so that a receiver dripping one byte at a time cannot stretch an attempt. Only the first bytes of
-an answer are kept and at most `BODY_READ_LIMIT` are read; a connection whose answer was not read to its
-end is closed, the others are kept for the next attempt to the same (host, port, address).
+time: DNS runs on a few daemon threads and is waited for at most the remaining budget (answers are reused
+for `dns_cache_s`), every socket operation gets the remaining budget as its timeout, and a watchdog thread
+shuts the socket down at the deadline, so that a receiver dripping one byte at a time cannot stretch an
+attempt. Only the first bytes of an answer are kept and at most `BODY_READ_LIMIT` are read; a connection
+whose answer was not read to its end is closed, the others are kept for the next attempt to the same
+(host, port, address), and a kept connection found closed by the server is replaced once, transparently.
 
 Trust: the system CAs (OpenSSL's default paths, or certifi's bundle where the system has none) plus the
 extra CAs of `ca_bundle`. Nothing is read from `REQUESTS_CA_BUNDLE` or proxy variables.
@@ -24,7 +25,9 @@ import heapq
 import http.client
 import itertools
 import os
+import queue
 import re
+import select
 import socket
 import ssl
 import threading
@@ -34,8 +37,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-
-from urllib3.connection import HTTPSConnection
+from typing import Any
 
 from addon.delivery.addresses import (
     IPAddress,
@@ -107,7 +109,6 @@ def build_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
             context.load_verify_locations(cafile=certifi.where())
     if ca_bundle:
         context.load_verify_locations(cafile=ca_bundle)
-    # Set once here: urllib3's own TLS helper would reset it on the shared context for every connection.
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -222,53 +223,145 @@ class _Watchdog:
             self._thread.join(timeout=1)
 
 
-class _PinnedHTTPSConnection(HTTPSConnection):
-    """An HTTPS connection to a host name whose TCP socket goes to one pre-checked IP address.
+class _Lookups:
+    """DNS lookups on a few daemon threads, so that a caller can stop waiting at its deadline, with a short
+    cache of successful answers.
 
-    The host name is used for SNI, for the certificate check and in the `Host` header; the address is
-    only where the socket connects. TLS is done here with the sender's context (check_hostname on), not
-    by urllib3's helper, which would mutate the context shared by all threads.
+    getaddrinfo cannot be interrupted; a lookup that outlives its caller finishes unobserved. The threads
+    are daemons so that a stuck resolver never holds up the process's exit. Caching is safe against DNS
+    rebinding because the address policy is applied on every send to exactly the addresses connected to;
+    it only means an address change is seen up to `cache_s` late (failures are never cached).
     """
 
+    def __init__(self, resolve: Resolver, threads: int, cache_s: float, cache_size: int = 1024) -> None:
+        self._resolve = resolve
+        self._cache: OrderedDict[tuple[str, int], tuple[float, list[IPAddress]]] = OrderedDict()
+        self._cache_s = cache_s
+        self._cache_size = cache_size
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[list[IPAddress]], str, int] | None]
+        self._jobs = queue.SimpleQueue()
+        self._size = threads
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def lookup(self, host: str, port: int, deadline: float) -> list[IPAddress]:
+        """The addresses of `host`; raises OSError if it has none, `_DeadlineExceeded` past the deadline."""
+        future: concurrent.futures.Future[list[IPAddress]] = concurrent.futures.Future()
+        key = (host, port)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sender is closed")
+            cached = self._cache.get(key)
+            if cached is not None:
+                if cached[0] > time.monotonic():
+                    return list(cached[1])
+                del self._cache[key]
+            if len(self._threads) < self._size:
+                thread = threading.Thread(target=self._run, name="webhook-dns", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._jobs.put((future, host, port))
+        try:
+            addresses = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            if future.cancel() or not future.done():
+                raise _DeadlineExceeded() from None
+            addresses = future.result()
+        if self._cache_s > 0:
+            with self._lock:
+                self._cache[key] = (time.monotonic() + self._cache_s, list(addresses))
+                self._cache.move_to_end(key)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return addresses
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, host, port = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(resolve_addresses(host, port, self._resolve))
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            count = len(self._threads)
+        for _ in range(count):
+            self._jobs.put(None)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPConnection):
+    """An HTTPS connection to a host name whose TCP socket goes to one pre-checked IP address.
+
+    The host name is used for SNI, for the certificate check (the context has check_hostname on) and in
+    the `Host` header; the address is only where the socket connects.
+    """
+
+    default_port = 443  # so that the Host header leaves out :443 as it should
+
     def __init__(self, target: Target, address: IPAddress, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(target.host, target.port, ssl_context=ssl_context, server_hostname=target.host)
+        super().__init__(target.host, target.port)
         self.address = address
         self.key = (target.host, target.port, address)
         self.guard: _Guard | None = None
         self.deadline = 0.0
+        self.connect_timeout = 0.0
+        self._ssl_context = ssl_context
+        self._pending: list[bytes] | None = None
 
-    def _remaining(self) -> float:
+    def remaining(self) -> float:
+        """Seconds left in the current attempt; raises `_DeadlineExceeded` when none are."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise _DeadlineExceeded()
         return remaining
 
-    def _new_conn(self) -> socket.socket:
+    def connect(self) -> None:
+        """TCP to the pinned address within `connect_timeout`, then TLS for the host name."""
         family = socket.AF_INET6 if self.address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.timeout)
+            sock.settimeout(self.connect_timeout)
             try:
                 sock.connect((str(self.address), self.port))
             except OSError as exc:
                 raise _ConnectFailed(self.address, exc) from exc
-            sock.settimeout(self._remaining())
+            sock.settimeout(self.remaining())
             if self.guard is not None:
                 self.guard.attach(sock)
+            self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise
-        return sock
 
-    def connect(self) -> None:
-        sock = self._new_conn()
+    def is_alive(self) -> bool:
+        """False when the server has closed an idle connection (or sent something nobody asked for)."""
+        if self.sock is None:
+            return False
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return not poller.poll(0)
+
+    def send(self, data: Any) -> None:
+        if self._pending is not None:
+            self._pending.append(bytes(data))
+        else:
+            super().send(data)
+
+    def post(self, request_target: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Send a POST with the head and the body in one write: one TLS record instead of http.client's two."""
+        self._pending = []
         try:
-            self.sock = self.ssl_context.wrap_socket(sock, server_hostname=self.server_hostname)
-        except BaseException:
-            sock.close()
-            raise
-        self.is_verified = True
+            self.request("POST", request_target, body=body, headers=dict(headers))
+            data = b"".join(self._pending)
+        finally:
+            self._pending = None
+        self.send(data)
 
 
 class _IdleConnections:
@@ -304,7 +397,7 @@ class _IdleConnections:
                 old.close()
             if conn is None:
                 return None
-            if conn.is_connected:  # False when the server closed it (or sent something unasked)
+            if conn.is_alive():
                 return conn
             conn.close()
 
@@ -340,8 +433,14 @@ class _IdleConnections:
             conn.close()
 
 
-_STALE_ERRORS = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, ssl.SSLEOFError,
-                 ssl.SSLZeroReturnError, http.client.RemoteDisconnected)
+_STALE_ERRORS = (
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    http.client.RemoteDisconnected,
+)
 
 
 class Sender:
@@ -349,7 +448,8 @@ class Sender:
 
     `timeout_s` bounds each attempt as a whole; `ca_bundle` is a PEM file of extra trusted CAs;
     `allow_private` skips the address policy (local development and tests); `resolve` is a
-    getaddrinfo-compatible resolver (injectable for tests).
+    getaddrinfo-compatible resolver (injectable for tests), whose answers are reused for `dns_cache_s`.
+    Idle keep-alive connections: at most `max_idle_connections`, each kept at most `idle_timeout_s`.
     """
 
     def __init__(
@@ -363,17 +463,17 @@ class Sender:
         max_idle_connections: int = 256,
         idle_timeout_s: float = 30.0,
         dns_threads: int = 8,
+        dns_cache_s: float = 30.0,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError("timeout_s must be positive")
         self.timeout_s = float(timeout_s)
         self.allow_private = allow_private
         self.user_agent = user_agent
-        self._resolve = resolve
         self._ssl_context = build_ssl_context(ca_bundle)
         self._idle = _IdleConnections(max_idle_connections, idle_timeout_s)
         self._watchdog = _Watchdog()
-        self._dns = concurrent.futures.ThreadPoolExecutor(max_workers=dns_threads, thread_name_prefix="webhook-dns")
+        self._lookups = _Lookups(resolve, dns_threads, dns_cache_s)
 
     def __enter__(self) -> Sender:
         return self
@@ -385,10 +485,15 @@ class Sender:
         """Close idle connections and stop the helper threads. Attempts still running finish on their own."""
         self._idle.close()
         self._watchdog.close()
-        self._dns.shutdown(wait=False, cancel_futures=True)
+        self._lookups.close()
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
-        """POST `body` to `url` with `headers` (plus `User-Agent` and `Content-Type: application/json`)."""
+        """POST `body` to `url` with `headers` (plus `User-Agent` and `Content-Type: application/json`).
+
+        Never raises for anything the network or the receiver does: every outcome is a `SendResult`.
+        """
+        if not isinstance(body, bytes):
+            raise TypeError("body must be the exact bytes to send (and sign)")
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
@@ -431,12 +536,7 @@ class Sender:
     def _addresses(self, target: Target, deadline: float) -> list[IPAddress]:
         if target.ip is not None:
             return [target.ip]
-        future = self._dns.submit(resolve_addresses, target.host, target.port, self._resolve)
-        done, _ = concurrent.futures.wait([future], timeout=max(0.0, deadline - time.monotonic()))
-        if not done:
-            future.cancel()
-            raise _DeadlineExceeded()
-        return future.result()
+        return self._lookups.lookup(target.host, target.port, deadline)
 
     def _exchange(
         self,
@@ -468,10 +568,10 @@ class Sender:
         result = SendResult(
             ok=200 <= status <= 299,
             http_code=status,
-            error=None if 200 <= status <= 299 else _status_message(status, response.headers.get("Location")),
+            error=None if 200 <= status <= 299 else _status_message(status, response.getheader("Location")),
             duration_ms=_ms_since(started),
             response_body_start=body_start.decode("utf-8", errors="replace"),
-            retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after_s=parse_retry_after(response.getheader("Retry-After")),
             gone=status == 410,
         )
         if complete and conn.sock is not None and time.monotonic() < deadline:
@@ -506,7 +606,7 @@ class Sender:
                 raise _DeadlineExceeded()
             conn = _PinnedHTTPSConnection(target, address, self._ssl_context)
             conn.deadline, conn.guard = deadline, guard
-            conn.timeout = remaining / (len(addresses) - index)
+            conn.connect_timeout = remaining / (len(addresses) - index)
             try:
                 conn.connect()
             except _ConnectFailed as exc:
@@ -524,17 +624,16 @@ class Sender:
     def _request(
         conn: _PinnedHTTPSConnection, target: Target, body: bytes, headers: dict[str, str]
     ) -> http.client.HTTPResponse:
-        conn.timeout = conn._remaining()
-        conn.request(
-            "POST", target.request_target, body=body, headers=headers, preload_content=False, decode_content=False
-        )
-        conn.timeout = conn._remaining()
+        assert conn.sock is not None
+        conn.sock.settimeout(conn.remaining())
+        conn.post(target.request_target, body, headers)
+        conn.sock.settimeout(conn.remaining())
         response = conn.getresponse()
         if conn.guard is not None and conn.guard.fired:
             # The watchdog's shutdown reads as EOF, which http.client takes for the end of the headers:
             # a head that was cut short must not pass for an answer.
             raise _DeadlineExceeded()
-        return response  # type: ignore[return-value]  # urllib3's HTTPResponse, same interface
+        return response
 
     @staticmethod
     def _read_body(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
@@ -546,6 +645,9 @@ class Sender:
             while read < BODY_READ_LIMIT:
                 chunk = response.read1(_READ_CHUNK)
                 if not chunk:
+                    # http.client does not always close a response read to its end with read1, and
+                    # will not hand out the next response on the connection until it is closed.
+                    response.close()
                     return bytes(kept), True
                 read += len(chunk)
                 if len(kept) < BODY_KEEP_BYTES:
