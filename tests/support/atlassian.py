@@ -60,6 +60,9 @@ class FakeSite:
     down: bool = False
     calls: list[JiraCall] = field(default_factory=list)
     rejected_calls: list[str] = field(default_factory=list)
+    # Changes applied to a project just before each `GET /rest/api/3/project/{id}` answer, one per call
+    # (lets a test make Jira's state move between the add-on's reads).
+    scripted_changes: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -84,6 +87,30 @@ class FakeSite:
             project["projectCategory"] = {"id": "10000", "name": attrs["category"]}
         self.projects[str(project_id)] = project
         return project
+
+    def update_project(self, project_id: int | str, **attrs: Any) -> dict:
+        """Change a project as Jira's REST API shows it: key, name, projectTypeKey, url, lead (an accountId),
+        assigneeType, category (a name or None) and description."""
+        project = self.projects[str(project_id)]
+        for name, value in attrs.items():
+            if name == "lead":
+                project["lead"] = {"accountId": value, "displayName": "Lead"}
+            elif name == "category":
+                if value is None:
+                    project.pop("projectCategory", None)
+                else:
+                    project["projectCategory"] = {"id": "10000", "name": value}
+            elif name == "url" and value is None:
+                project.pop("url", None)
+            else:
+                project[name] = value
+        return project
+
+    def remove_project(self, project_id: int | str) -> None:
+        self.projects.pop(str(project_id), None)
+
+    def calls_to(self, method: str, path: str) -> list[JiraCall]:
+        return [c for c in self.calls if c.method == method and c.path == path]
 
     def find_project(self, id_or_key: str) -> dict | None:
         if id_or_key in self.projects:
@@ -293,6 +320,9 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
                                  "isLast": start + size >= len(values)})
             elif method == "GET" and path.startswith("/rest/api/3/project/"):
                 project = site.find_project(path.rsplit("/", 1)[1])
+                script = site.scripted_changes.get(project["id"]) if project is not None else None
+                if script:
+                    project = site.update_project(project["id"], **script.pop(0))
                 if project is None:
                     self._json(404, {"errorMessages": ["No project could be found"]})
                 else:
