@@ -17,7 +17,6 @@ from addon.migrate import upgrade
 from addon.runtime import Runtime
 from tests.support.http import free_port
 
-
 # werkzeug's request log carries the query string (and so `?jwt=` tokens); production uses gunicorn's access log
 # without it. Keep tokens out of test logs too.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
