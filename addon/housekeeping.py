@@ -1,6 +1,6 @@
-"""Periodic housekeeping on APScheduler: prune old attempts and spent tokens, forget uninstalled tenants after
-30 days, and disable webhooks that have only failed for 5 days. Every job is idempotent, so several processes
-on one PostgreSQL database may run them side by side."""
+"""Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
+and identifiers (7 days); forget uninstalled tenants after 30 days; disable webhooks that have only failed for
+5 days. Every job is idempotent, so several processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select, update
 
+from addon.changes.inbox import prune as prune_jira_inbox
 from addon.db import transaction
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.models import (
@@ -18,7 +19,6 @@ from addon.models import (
     Delivery,
     DeliveryStatus,
     Event,
-    SeenJiraWebhook,
     Tenant,
     TenantState,
     UsedInstallToken,
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_RETENTION = dt.timedelta(days=30)
 UNINSTALLED_RETENTION = dt.timedelta(days=30)
-WEBHOOK_ID_RETENTION = dt.timedelta(days=7)
 
 
 def prune_attempts(runtime: Runtime) -> None:
@@ -48,11 +47,9 @@ def prune_attempts(runtime: Runtime) -> None:
         log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
 
 
-def prune_tokens_and_identifiers(runtime: Runtime) -> None:
-    now = utcnow()
+def prune_used_install_tokens(runtime: Runtime) -> None:
     with transaction(runtime.sessions) as session:
-        session.execute(delete(UsedInstallToken).where(UsedInstallToken.expires_at < now))
-        session.execute(delete(SeenJiraWebhook).where(SeenJiraWebhook.seen_at < now - WEBHOOK_ID_RETENTION))
+        session.execute(delete(UsedInstallToken).where(UsedInstallToken.expires_at < utcnow()))
 
 
 def forget_uninstalled_tenants(runtime: Runtime) -> None:
@@ -89,7 +86,8 @@ def disable_failing_webhooks(runtime: Runtime) -> None:
 
 JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (prune_attempts, dt.timedelta(hours=1)),
-    (prune_tokens_and_identifiers, dt.timedelta(hours=1)),
+    (prune_used_install_tokens, dt.timedelta(hours=1)),
+    (prune_jira_inbox, dt.timedelta(hours=1)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),
 )

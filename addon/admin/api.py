@@ -11,11 +11,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from addon.admin.serialize import attempt_json, webhook_json
+from addon.changes.jira_attributes import KEY, NAME, load_snapshot
 from addon.connect.auth import admin_required
 from addon.db import transaction
 from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.signing import generate_secret
+from addon.delivery.worker import send_now
 from addon.errors import ApiError
 from addon.models import Attempt, Delivery, DeliveryStatus, Event, ProjectSnapshot, Webhook, utcnow
 from addon.request_json import read_json, unprocessable
@@ -177,8 +179,6 @@ def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
 
 def _first_project(session: Session) -> dict[str, Any] | None:
     """The tenant's first project (lowest id) as recorded by the install snapshot."""
-    from addon.changes.jira_attributes import KEY, NAME, load_snapshot
-
     snapshots = session.scalars(select(ProjectSnapshot).where(ProjectSnapshot.tenant_id == _tenant_id())).all()
     if not snapshots:
         return None
@@ -190,8 +190,6 @@ def _first_project(session: Session) -> dict[str, Any] | None:
 @bp.post("/webhooks/<int:webhook_id>/test")
 @admin_required
 def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
-    from addon.delivery.worker import send_now
-
     runtime = current_runtime()
     since = utcnow() - dt.timedelta(minutes=1)
     with transaction(runtime.sessions) as session:

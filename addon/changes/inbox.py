@@ -159,19 +159,16 @@ class InboxProcessor:
     """Worker threads that claim and handle inbox rows; wake on `runtime.jira_events_committed` or every `poll_s`."""
 
     def __init__(self, runtime: Runtime, *, threads: int = 2, poll_s: float = 1.0, lease_s: float = 120.0,
-                 retry: RetryPolicy | None = None, prune_every_s: float = 600.0,
+                 retry: RetryPolicy | None = None,
                  projects: ProjectDirectory = directory) -> None:
         self.runtime = runtime
         self.poll_s = poll_s
         self.lease_s = lease_s
         self.retry = retry or RetryPolicy()
-        self.prune_every_s = prune_every_s
         self.projects = projects
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, name=f"jira-inbox-{i}", daemon=True)
                          for i in range(max(1, threads))]
-        self._prune_lock = threading.Lock()
-        self._next_prune = 0.0
 
     # Running.
 
@@ -193,7 +190,6 @@ class InboxProcessor:
             seen = wakeup.generation
             try:
                 worked = self.run_once()
-                self._maybe_prune()
             except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable: try again later
                 log.exception("jira inbox processor error")
                 worked = False
@@ -349,21 +345,9 @@ class InboxProcessor:
             self._remember(tenant, project)
         return len(batch)
 
-    # Housekeeping.
-
-    def _maybe_prune(self) -> None:
-        now = time.monotonic()
-        if now < self._next_prune or not self._prune_lock.acquire(blocking=False):
-            return
-        try:
-            self._next_prune = now + self.prune_every_s
-            prune(self.runtime)
-        finally:
-            self._prune_lock.release()
-
 
 def prune(runtime: Runtime, now: dt.datetime | None = None) -> None:
-    """Delete processed inbox rows and seen identifiers older than 7 days."""
+    """Delete processed inbox rows and seen identifiers older than 7 days (a housekeeping job)."""
     now = now or utcnow()
     with transaction(runtime.sessions) as session:
         session.execute(delete(JiraInboxEvent).where(JiraInboxEvent.processed_at.is_not(None),
