@@ -4,14 +4,18 @@ and the add-on served over real HTTP."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from addon.config import Settings
+from addon.db import make_engine
+from addon.migrate import upgrade
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite
 
@@ -23,9 +27,25 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"PostgreSQL tests: {'on ' + make_url(PG_URL).render_as_string() if PG_URL else PG_SKIP_REASON}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per session; each test gets a copy (migrations are tested on their own)."""
+    path = tmp_path_factory.mktemp("template") / "addon.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()  # the last connection closing folds the WAL into the file
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
+def sqlite_url(tmp_path: Path, migrated_sqlite_template: Path) -> str:
+    shutil.copyfile(migrated_sqlite_template, tmp_path / "addon.db")
     return f"sqlite:///{tmp_path}/addon.db"
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/empty.db"
 
 
 @pytest.fixture
@@ -48,6 +68,12 @@ def pg_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Both databases: the test runs once on each."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest) -> str:
+    """Both databases, with no schema at all (for migration tests)."""
+    return request.getfixturevalue("empty_sqlite_url" if request.param == "sqlite" else "pg_url")
 
 
 @pytest.fixture

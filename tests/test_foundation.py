@@ -102,8 +102,8 @@ def test_loopback_http_only_when_named():
     assert not load_settings({"ADDON_JIRA_HOSTS": "*"}, env_file=None).jira_base_url_allowed("http://127.0.0.1")
 
 
-def test_migrations_apply_on_both_databases(database_url):
-    engine = make_engine(database_url)
+def test_migrations_apply_on_both_databases(empty_database_url):
+    engine = make_engine(empty_database_url)
     assert not is_current(engine)
     upgrade(engine)
     upgrade(engine)  # idempotent

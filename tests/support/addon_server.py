@@ -33,7 +33,8 @@ class AddonServer:
         upgrade(self.runtime.engine)
         self.app = create_app(runtime=self.runtime)
         self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
         self.background = Background.start(self.runtime) if background else None
 
