@@ -268,3 +268,25 @@ def test_resolve_addresses_dedupes_and_keeps_order() -> None:
         ipaddress.ip_address("93.184.216.34"),
         ipaddress.ip_address("2606:2800:220:1::1"),
     ]
+
+
+def test_save_time_dns_that_hangs_is_accepted_and_left_to_send_time():
+    import threading
+
+    from addon.delivery.addresses import check_url_for_saving
+
+    release = threading.Event()
+
+    def hanging_resolver(*_args, **_kwargs):
+        release.wait(5)
+        raise OSError("no answer")
+
+    import time
+
+    started = time.monotonic()
+    try:
+        check_url_for_saving("https://slow-dns.example/hook", allow_private=False, resolve=hanging_resolver,
+                             dns_timeout_s=0.2)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 2.0, "the save-time lookup must give up after dns_timeout_s"

@@ -12,6 +12,7 @@ have changed between Python versions (e.g. IPv4 multicast counted as global befo
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import re
 import socket
@@ -233,12 +234,18 @@ def first_blocked(addresses: Sequence[IPAddress]) -> IPAddress | None:
     return None
 
 
-def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = socket.getaddrinfo) -> None:
+SAVE_TIME_DNS_TIMEOUT_S = 3.0
+_save_time_dns = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="save-dns")
+
+
+def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = socket.getaddrinfo,
+                         dns_timeout_s: float = SAVE_TIME_DNS_TIMEOUT_S) -> None:
     """Refuse a webhook URL that may not be saved, with `UrlRejected`.
 
     `invalid_url`: not `https://`, no host, user info, bad port, too long, malformed host.
     `private_address`: an IP literal or a name resolving to any non-public address (unless `allow_private`).
-    A name that does not resolve now is accepted: it is checked again, every time, at send time.
+    A name that does not resolve now (or not within `dns_timeout_s`, so a dead resolver cannot hold an admin
+    request) is accepted: it is checked again, every time, at send time.
     """
     target = parse_target(url)
     if allow_private:
@@ -246,9 +253,10 @@ def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = sock
     if target.ip is not None:
         addresses: list[IPAddress] = [target.ip]
     else:
+        lookup = _save_time_dns.submit(resolve_addresses, target.host, target.port, resolve)
         try:
-            addresses = resolve_addresses(target.host, target.port, resolve)
-        except (OSError, UnicodeError, ValueError):
+            addresses = lookup.result(timeout=dns_timeout_s)
+        except (OSError, UnicodeError, ValueError, concurrent.futures.TimeoutError):
             return
     blocked = first_blocked(addresses)
     if blocked is not None:
