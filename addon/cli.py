@@ -111,6 +111,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenants(args: argparse.Namespace) -> int:
+    import json
+
+    from addon.migrate import wait_until_current
+    from addon.runtime import Runtime
+    from addon.tenants_admin import copy_webhooks, list_tenants
+
+    runtime = Runtime.build(_settings_or_exit())
+    wait_until_current(runtime.engine, timeout_s=10)
+    try:
+        if args.tenants_command == "list":
+            for tenant in list_tenants(runtime):
+                print(json.dumps(tenant))
+        else:
+            try:
+                copied = copy_webhooks(runtime, args.from_client_key, args.to_client_key)
+            except LookupError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+            print(f"copied {copied} webhook(s)")
+    finally:
+        runtime.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="addon", description="Projectrak Outgoing Webhooks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations")
     db_upgrade.set_defaults(func=cmd_db_upgrade)
+
+    tenants = sub.add_parser("tenants", help="operator commands on tenants")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub.add_parser("list", help="one JSON line per tenant").set_defaults(func=cmd_tenants)
+    copy = tenants_sub.add_parser("copy-webhooks", help="carry webhooks over after a site import")
+    copy.add_argument("from_client_key")
+    copy.add_argument("to_client_key")
+    copy.set_defaults(func=cmd_tenants)
     return parser
 
 

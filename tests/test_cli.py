@@ -78,3 +78,40 @@ def test_worker_waits_for_schema_and_stops_on_sigterm(tmp_path):
     wait_for(lambda: "worker started" in proc.output(), timeout=60, message="worker start")
     assert proc.stop() == 0
     assert "worker stopping" in proc.output()
+
+
+def test_site_import_carries_webhooks_over_with_their_secrets(tmp_path, atlassian):
+    """After a site import (same baseUrl, new clientKey) the operator copies the webhooks to the new tenant."""
+    from tests.conftest import make_settings
+    from tests.support.addon_server import AddonServer
+    from tests.support.delivery import add_webhook, tenant_id_of
+
+    db = f"sqlite:///{tmp_path}/import.db"
+    server = AddonServer(make_settings(atlassian, db), background=False)
+    try:
+        old = atlassian.new_site()
+        assert old.install(server.url).status_code == 204
+        add_webhook(server, tenant_id_of(server, old.client_key), "https://hooks.example.com/a", name="A")
+        imported = atlassian.new_site(name=old.name)
+        assert imported.install(server.url).status_code == 204
+        env = addon_env(DATABASE_URL=db)
+        listed = subprocess.run([ADDON, "tenants", "list"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+        assert old.client_key in listed.stdout and imported.client_key in listed.stdout
+        result = subprocess.run([ADDON, "tenants", "copy-webhooks", old.client_key, imported.client_key], env=env,
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "copied 1 webhook(s)" in result.stdout
+        from sqlalchemy import select
+
+        from addon.models import Webhook
+        with server.sessions() as session:
+            hooks = session.scalars(select(Webhook).order_by(Webhook.id)).all()
+        assert [h.tenant_id for h in hooks] == [tenant_id_of(server, old.client_key),
+                                                tenant_id_of(server, imported.client_key)]
+        assert hooks[0].secret == hooks[1].secret and hooks[1].url == "https://hooks.example.com/a"
+        again = subprocess.run([ADDON, "tenants", "copy-webhooks", old.client_key, imported.client_key], env=env,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert "copied 0 webhook(s)" in again.stdout
+    finally:
+        server.stop()
