@@ -229,6 +229,7 @@ class Receiver:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops connections when a worker opens many at once
 
     def __init__(self, address: tuple[str, int], handler: type, *, owner: Receiver, context: ssl.SSLContext):
         self.owner = owner

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from addon.connect.auth import jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
 from addon.db import transaction
+from addon.delivery.outbox import notify_workers
 from addon.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
 from addon.request_json import read_json, unprocessable
 from addon.runtime import current_runtime
@@ -117,6 +118,8 @@ def _set_state(state: TenantState) -> None:
         tenant = session.get(Tenant, g.auth.tenant.id)
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
             tenant.state = state
+            if state == TenantState.ENABLED:
+                notify_workers(session)  # paused deliveries are due again, in every worker process
     log.info("tenant %s tenant=%s", state.value, g.auth.tenant.id)
     if state == TenantState.ENABLED:
         runtime.deliveries_committed.notify()
