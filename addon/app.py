@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from addon.config import Settings, load_settings
 from addon.errors import register_error_handlers
@@ -23,6 +24,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["addon"] = runtime
     register_error_handlers(app)
+
+    @app.before_request
+    def _refuse_oversized_bodies() -> None:
+        # Flask refuses a body over the limit only when a handler reads it; refuse a declared one on every route
+        # (`/lifecycle/enabled` ignores its body). A chunked body is checked when read (`request_json.read_json`).
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
 
     from addon import health
     from addon.connect import descriptor, lifecycle

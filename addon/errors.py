@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+
+#: Seconds a client is asked to wait when the database cannot be reached (a restart takes a few seconds).
+DATABASE_RETRY_AFTER_S = "5"
 
 
 class ApiError(Exception):
@@ -40,6 +45,14 @@ _HTTP_CODES = {
 }
 
 
+def database_unavailable(err: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached right now (down, restarting, connection
+    lost, pool exhausted, SQLite busy) rather than a bug: the caller should try again later."""
+    if isinstance(err, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
+        return True
+    return isinstance(err, DBAPIError) and err.connection_invalidated
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):  # type: ignore[no-untyped-def]
@@ -52,6 +65,15 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             message = "the request body is larger than 1 MiB"
         return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(err: SQLAlchemyError):  # type: ignore[no-untyped-def]
+        if not database_unavailable(err):
+            return _unexpected(err)
+        # The class name only: a database error's text carries the SQL statement and its parameters.
+        app.logger.warning("database unavailable: %s", type(getattr(err, "orig", None) or err).__name__)
+        return error_response(503, "database_unavailable", "the database is unavailable; try again later",
+                              {"Retry-After": DATABASE_RETRY_AFTER_S})
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
