@@ -1,0 +1,150 @@
+"""(5) Backlog: the time the delivery worker's `claim()` takes to lease a batch (16, the default concurrency) with
+1,000 and with 1,000,000 due deliveries waiting, and the time of its `next_due_in()` (what the dispatcher asks
+when it finds nothing to claim).
+
+The rows are written with one `INSERT … SELECT` (PostgreSQL `generate_series`, SQLite a recursive CTE): 5
+webhooks, one event per 5 deliveries, all pending and due. On PostgreSQL the tables are then VACUUMed and
+checkpointed so that the claim is timed, not the I/O of the insert, but not ANALYZEd: the planner sees the
+backlog as a burst its statistics have not caught up with, the hardest case. Each timed
+claim is followed by an untimed `release()` of its leases, so every claim sees the same backlog. The claim runs
+in this process, on the add-on's own engine and session factory.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import WEBHOOK_PATHS, add_webhooks, log, new_secret_key, seed_tenant
+from bench.context import Context
+
+BATCH = 16
+
+
+def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int, stop: int) -> None:
+    """Events start..stop-1 (ids offset by nothing: fresh tables) and 5 deliveries each, due a minute ago."""
+    body = '{"data":{"event":"updated","user":"bench-user","timestamp":1700000000000,"project":{"id":10000,' \
+           '"key":"DEMO","name":"Demo project"},"fields":[]}}'
+    with engine.begin() as conn:
+        if kind == "postgresql":
+            series_events = "SELECT g AS i FROM generate_series(:start, :stop - 1) AS g"
+            now = "now() - interval '1 minute'"
+        else:
+            series_events = ("WITH RECURSIVE s(i) AS (SELECT :start UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :stop)"
+                             " SELECT i FROM s")
+            now = "datetime('now', '-1 minute')"
+        conn.execute(text(
+            f"INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
+            f"SELECT i + 1, :tenant, 'projectrak', '10000', :body, {now} FROM ({series_events}) AS e"),
+            {"start": start, "stop": stop, "tenant": tenant_id, "body": body})
+        hooks = " UNION ALL ".join(f"SELECT {k} AS k, {w} AS w" for k, w in enumerate(webhook_ids))
+        conn.execute(text(
+            f"INSERT INTO deliveries (tenant_id, event_id, webhook_id, message_id, status, attempt_count, "
+            f"next_attempt_at, schedule_started_at, created_at) "
+            f"SELECT :tenant, e.i + 1, h.w, 'msg_bench_' || e.i || '_' || h.k, 'pending', 0, {now}, {now}, {now} "
+            f"FROM ({series_events}) AS e CROSS JOIN ({hooks}) AS h"),
+            {"start": start, "stop": stop, "tenant": tenant_id})
+        if kind == "postgresql":
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('events', 'id'), :n)"), {"n": stop + 1})
+    # Measure the claim, not the aftermath of writing a million rows at once: on PostgreSQL, vacuum them (as
+    # autovacuum soon would; VACUUM does not ANALYZE, so the planner still has no statistics on the burst) and
+    # write them out with a checkpoint. (SQLite checkpoints its WAL by itself.)
+    if kind == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM events"))
+            conn.execute(text("VACUUM deliveries"))
+            conn.execute(text("CHECKPOINT"))
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
+    return {"median_ms": round(statistics.median(times) * 1000, 3),
+            "p90_ms": round(times[int(len(times) * 0.9)] * 1000, 3), "reps": len(times)}
+
+
+#: Longest one series of timed calls may take (a slow claim, e.g. the code before the fix, ends it early).
+SERIES_MAX_S = 20.0
+
+
+def _claim_times(runtime, reps: int, busy: set[int] | None = None) -> dict[str, float]:
+    """Time `claim()` alone; each batch's leases are released (untimed) so the next claim sees the same backlog."""
+    from addon.delivery.worker import claim, release
+
+    times: list[float] = []
+    deadline = time.monotonic() + SERIES_MAX_S
+    for _ in range(reps):
+        if times and time.monotonic() > deadline:
+            break
+        started = time.perf_counter()
+        jobs = claim(runtime, BATCH, busy)
+        times.append(time.perf_counter() - started)
+        if len(jobs) != BATCH:
+            raise AssertionError(f"claimed {len(jobs)} instead of {BATCH}")
+        release(runtime, [j.delivery_id for j in jobs])
+    return _stats(times)
+
+
+def _next_due_times(runtime, reps: int) -> dict[str, float]:
+    from addon.delivery.worker import next_due_in
+
+    times: list[float] = []
+    deadline = time.monotonic() + SERIES_MAX_S
+    for _ in range(reps):
+        if times and time.monotonic() > deadline:
+            break
+        started = time.perf_counter()
+        next_due_in(runtime, set())
+        times.append(time.perf_counter() - started)
+    return _stats(times)
+
+
+def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[str, Any]:
+    from addon.config import Settings
+    from addon.runtime import Runtime
+
+    database = ctx.new_database(kind)
+    secret_key = new_secret_key()
+    runtime = Runtime.build(Settings(database_url=database.url, secret_key=secret_key, allow_private_networks=True))
+    try:
+        tenant_id = seed_tenant(database, secret_key)
+        seeded = add_webhooks(database, secret_key, tenant_id, [ctx.receiver.url(p) for p in WEBHOOK_PATHS])
+        per_size = []
+        have = 0
+        for size in sizes:
+            events = size // len(WEBHOOK_PATHS)
+            started = time.monotonic()
+            _fill(runtime.engine, kind, tenant_id, seeded.webhook_ids, have, events)
+            fill_s = time.monotonic() - started
+            have = events
+            _claim_times(runtime, 3)  # warm caches and the connection pool
+            row = {"deliveries": events * len(WEBHOOK_PATHS), "fill_s": round(fill_s, 1),
+                   "claim": _claim_times(runtime, reps),
+                   "claim_one_webhook_busy": _claim_times(runtime, reps, {seeded.webhook_ids[0]}),
+                   "next_due_in": _next_due_times(runtime, reps)}
+            log(f"backlog {kind} {row['deliveries']}: claim {row['claim']['median_ms']} ms, busy "
+                f"{row['claim_one_webhook_busy']['median_ms']} ms, next_due_in {row['next_due_in']['median_ms']} ms")
+            per_size.append(row)
+    finally:
+        runtime.close()
+        database.drop()
+    small, big = per_size
+
+    def ratio(name: str) -> float:
+        return round(big[name]["median_ms"] / small[name]["median_ms"], 3)
+
+    return {"database": kind, "sizes": per_size, "claim_ratio": ratio("claim"),
+            "claim_busy_ratio": ratio("claim_one_webhook_busy"), "next_due_in_ratio": ratio("next_due_in")}
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    big = ctx.count(1_000_000, 1_000_000)
+    reps = 20 if ctx.quick else 100
+    runs = []
+    for kind in ctx.databases:
+        if kind == "sqlite" and ctx.quick:
+            continue
+        runs.append(measure(ctx, kind, (1_000, big), reps))
+    return {"runs": runs}

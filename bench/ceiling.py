@@ -1,0 +1,64 @@
+"""The raw ceiling: the add-on's own webhook client (`addon.delivery.sender.Sender`) posting the same bodies,
+with headers of the same shape, in a tight keep-alive loop to the same receiver, from a process of its own
+(like `addon worker`). No database, no signing, no threads: the most the client and the receiver can do.
+
+    python -m bench.ceiling --url https://127.0.0.1:PORT/ceiling --ca CA.pem --body-file BODY --seconds 5
+
+Prints one JSON line: {"requests", "ok", "seconds", "per_s", "p50_ms", "p99_ms"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from addon.delivery.sender import Sender
+from addon.delivery.signing import generate_secret, new_message_id, signature_headers
+
+
+def run(url: str, ca: str, body: bytes, seconds: float, max_requests: int) -> dict:
+    secret = generate_secret()
+    headers = signature_headers(new_message_id(), int(time.time()), body, [secret])
+    durations: list[float] = []
+    ok = 0
+    with Sender(timeout_s=10, ca_bundle=ca, allow_private=True, user_agent="Projectrak-Outgoing-Webhooks/bench") as s:
+        s.send(url, body, headers)  # connect and handshake before the clock starts
+        started = time.monotonic()
+        deadline = started + seconds
+        while len(durations) < max_requests:
+            before = time.monotonic()
+            if before >= deadline:
+                break
+            result = s.send(url, body, headers)
+            durations.append(time.monotonic() - before)
+            ok += result.ok
+        elapsed = time.monotonic() - started
+    durations.sort()
+    return {
+        "requests": len(durations),
+        "ok": ok,
+        "seconds": round(elapsed, 3),
+        "per_s": round(ok / elapsed, 1),
+        "p50_ms": round(statistics.median(durations) * 1000, 3),
+        "p99_ms": round(durations[int(len(durations) * 0.99)] * 1000, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--ca", required=True)
+    parser.add_argument("--body-file", required=True)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    args = parser.parse_args()
+    with open(args.body_file, "rb") as f:
+        body = f.read()
+    print(json.dumps(run(args.url, args.ca, body, args.seconds, args.max_requests)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

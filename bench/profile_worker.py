@@ -1,0 +1,109 @@
+"""Profile one `addon worker` draining a backlog with py-spy (every thread; by default only samples where a
+thread holds the GIL, i.e. where Python code runs).
+
+    python -m bench.profile_worker --database sqlite --events 2000 --out /tmp/worker.txt
+
+Writes py-spy's collapsed stacks to `--out`, and prints the functions with the most samples (own and
+inclusive). Needs `py-spy` (pip install py-spy) and the right to ptrace the child (root here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (
+    ADDON,
+    DEFAULT_PG_URL,
+    WEBHOOK_PATHS,
+    ReceiverProcess,
+    add_webhooks,
+    addon_env,
+    bulk_enqueue,
+    ensure_pg_database,
+    new_secret_key,
+    seed_tenant,
+)
+from bench.context import Context
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarize(collapsed: Path, top: int = 30) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    lines = [f"total samples: {total}", "", "inclusive:"]
+    lines += [f"{n / total * 100:6.1f} %  {f}" for f, n in inclusive.most_common(top)]
+    lines += ["", "own:"]
+    lines += [f"{n / total * 100:6.1f} %  {f}" for f, n in own.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", default="/tmp/worker-profile.txt")
+    parser.add_argument("--idle", action="store_true",
+                        help="sample every thread, waiting ones too (default: only the thread holding the GIL)")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(ADDON).with_name("py-spy"))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    receiver = ReceiverProcess()
+    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
+    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
+    database = ctx.new_database(args.database)
+    try:
+        key = new_secret_key()
+        tenant = seed_tenant(database, key)
+        seeded = add_webhooks(database, key, tenant, [receiver.url(p) for p in WEBHOOK_PATHS])
+        bulk_enqueue(database, seeded, args.events)
+        env = addon_env(database, receiver, key)
+        worker = subprocess.Popen([ADDON, "worker"], env=env, cwd=workdir, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(3.0)  # imports and start-up are not what we profile
+            cpu_before, wall_before, got_before = _cpu_s(worker.pid), time.monotonic(), receiver.count()
+            subprocess.run([py_spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds)),
+                            "--rate", "200", "--format", "raw", "--threads", *([] if args.idle else ["--gil"]),
+                            "--output", args.out, "--nonblocking"],
+                           check=True, timeout=args.seconds + 60, capture_output=True)
+            cpu, wall, got = _cpu_s(worker.pid) - cpu_before, time.monotonic() - wall_before, receiver.count()
+            print(f"received {got} of {args.events * len(WEBHOOK_PATHS)}; while profiled: "
+                  f"{(got - got_before) / wall:.0f} deliveries/s, worker CPU {cpu / wall * 100:.0f} % of one core")
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    finally:
+        database.drop()
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(summarize(Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""Run the benchmarks and print the table of results (`python -m bench.run_all`, or `make bench`).
+
+    python -m bench.run_all                      # everything, about 10 minutes
+    python -m bench.run_all --quick              # shorter runs and smaller sizes, under 3 minutes
+    python -m bench.run_all --only throughput,backlog --databases postgresql
+    python -m bench.run_all --scale 0.5          # halve every duration and size
+
+Scenarios: throughput (1), latency (2, 4 and 6: latency, isolation, memory), intake (3), backlog (5).
+PostgreSQL: `--pg-url` (default `$BENCH_DATABASE_URL`, else `$TEST_DATABASE_URL`, else
+postgresql+psycopg://postgres@127.0.0.1:5432/test); the benchmarks create and use a database `bench` on that
+server, one fresh schema per scenario, dropped afterwards. Without a reachable server, PostgreSQL is skipped.
+
+Writes `bench/results/<tag>.json` and `bench/results/<tag>.md` (the table), and PNGs into `docs/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    DEFAULT_PG_URL,
+    REPO,
+    ReceiverProcess,
+    ensure_pg_database,
+    log,
+    machine,
+    postgres_version,
+)
+from bench.context import Context
+
+SCENARIOS = ("throughput", "latency", "intake", "backlog")
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "**no**")
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table: figure, value, baseline, ratio, target, met."""
+    rows = ["| # | figure | value | baseline (same run) | ratio | target | met |", "|---|---|---|---|---|---|---|"]
+    tp = results.get("throughput")
+    if tp:
+        ceilings = [r["ceiling"]["per_s"] for r in tp["runs"] if "ceiling" in r] or [tp["ceiling_per_s"]]
+        best = max(ceilings)
+        for r in tp["runs"]:
+            target = r["workers"] == 1
+            near = r.get("ceiling", {}).get("per_s", tp["ceiling_per_s"])
+            ratio = r["per_s"] / best
+            rows.append(f"| 1 | throughput, {r['database']}, {r['workers']} × `addon worker` | {r['per_s']:.0f} "
+                        f"deliveries/s | raw ceiling: best of the run {best:.0f}/s (just before: {near:.0f}/s) | "
+                        f"{ratio * 100:.0f} % ({r['per_s'] / near * 100:.0f} %) | {'≥ 70 %' if target else '—'} | "
+                        f"{_mark(ratio >= 0.7 if target else None)} |")
+    lat = results.get("latency")
+    if lat:
+        for r in lat["runs"]:
+            where = f"{r['database']}, {'worker in serve' if r['topology'] == 'serve' else 'separate worker'}"
+            s = r["all"]
+            if not r["hang"]:
+                ok = s.get("p50_ms", 1e9) < 10 and s.get("p99_ms", 1e9) < 50
+                rows.append(f"| 2 | latency at {r['rate']:.0f} events/s × 5 webhooks, {where} | p50 {s.get('p50_ms')}"
+                            f" / p99 {s.get('p99_ms')} / max {s.get('max_ms')} ms | intake answer p50 "
+                            f"{r['intake_answer'].get('p50_ms')} ms | — | p50 < 10, p99 < 50 ms | {_mark(ok)} |")
+            else:
+                ratio = r.get("p99_ratio_vs_healthy_run")
+                rows.append(f"| 4 | isolation, {where}: healthy p99 with one webhook hanging | p99 "
+                            f"{r['w1_w4'].get('p99_ms')} ms (p50 {r['w1_w4'].get('p50_ms')}) | p99 without the hang | "
+                            f"{ratio if ratio is not None else '—'} | ≤ 1.20 | "
+                            f"{_mark(ratio <= 1.2 if ratio is not None else None)} |")
+        for r in lat["runs"]:
+            if r["hang"]:
+                continue
+            where = f"{r['database']}, {'worker in serve' if r['topology'] == 'serve' else 'separate worker'}"
+            for name, peak in r["memory_peak_kb"].items():
+                if name == "server_master":
+                    continue
+                idle = r["memory_idle_kb"].get(name, {}).get("vmrss")
+                ratio = f"{peak['vmhwm'] / idle:.2f}" if idle and peak.get("vmhwm") else "—"
+                label = {"server_web0": "server (gunicorn web process)", "worker0": "`addon worker`"}.get(name, name)
+                rows.append(f"| 6 | peak RSS during (2), {where}: {label} | {peak.get('vmhwm', 0) / 1024:.0f} MiB | "
+                            f"RSS idle before the run {(idle or 0) / 1024:.0f} MiB | {ratio} | — | — |")
+    intake = results.get("intake")
+    if intake:
+        for r in intake["runs"]:
+            rows.append(f"| 3 | intake, {r['database']} (`addon serve`, 8 connections) | {r['intake_per_s']:.0f} "
+                        f"events/s | trivial Flask route {r['trivial_per_s']:.0f}/s | {r['ratio'] * 100:.0f} % | "
+                        f"≥ 50 % | {_mark(r['ratio'] >= 0.5)} |")
+    backlog = results.get("backlog")
+    if backlog:
+        for r in backlog["runs"]:
+            small, big = r["sizes"]
+            rows.append(f"| 5 | claim a batch of 16, {r['database']}, {big['deliveries']:,} waiting | "
+                        f"{big['claim']['median_ms']} ms | {small['deliveries']:,} waiting: "
+                        f"{small['claim']['median_ms']} ms | {r['claim_ratio']} | < 1.5 | "
+                        f"{_mark(r['claim_ratio'] < 1.5)} |")
+            busy_big, busy_small = big["claim_one_webhook_busy"], small["claim_one_webhook_busy"]
+            rows.append(f"| 5 | … with one webhook at its in-flight bound | {busy_big['median_ms']}"
+                        f" ms | {busy_small['median_ms']} ms | {r['claim_busy_ratio']} | < 1.5 | "
+                        f"{_mark(r['claim_busy_ratio'] < 1.5)} |")
+            rows.append(f"| 5 | `next_due_in` (idle dispatcher) | {big['next_due_in']['median_ms']} ms | "
+                        f"{small['next_due_in']['median_ms']} ms | {r['next_due_in_ratio']} | — | — |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
+    parser.add_argument("--quick", action="store_true", help="short runs and small sizes (< 3 minutes)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration and size")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+                        or DEFAULT_PG_URL)
+    parser.add_argument("--rate", type=float, default=100.0, help="events/s of the latency runs (target: 100)")
+    parser.add_argument("--tag", default="latest", help="name of the results files and plots")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the processes' logs")
+    parser.add_argument("--addon-src", help="measure the `addon` package found in this directory instead of the "
+                        "working tree's (a snapshot taken before a change)")
+    parser.add_argument("--table-from", metavar="JSON", help="only print the table of an earlier results file")
+    args = parser.parse_args(argv)
+    if args.table_from:
+        print(table(json.loads(Path(args.table_from).read_text())))
+        return 0
+    if args.addon_src:
+        from bench import common
+
+        common.ADDON_SRC = str(Path(args.addon_src).resolve())
+        sys.path.insert(0, common.ADDON_SRC)
+        import addon
+
+        log(f"measuring the addon package at {Path(addon.__file__).parent}")
+
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    databases = tuple(d.strip() for d in args.databases.split(",") if d.strip())
+    pg_url = None
+    if "postgresql" in databases:
+        try:
+            pg_url = ensure_pg_database(args.pg_url)
+        except Exception as exc:  # noqa: BLE001
+            log(f"PostgreSQL unreachable at {args.pg_url} ({type(exc).__name__}): PostgreSQL skipped")
+            databases = tuple(d for d in databases if d != "postgresql")
+
+    results_dir = REPO / "bench" / "results"
+    results_dir.mkdir(exist_ok=True)
+    docs_dir = REPO / "docs"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "command": "python -m bench.run_all " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(), "postgresql": postgres_version(pg_url) if pg_url else None,
+        "quick": args.quick, "scale": args.scale, "rate": args.rate, "addon_src": args.addon_src,
+        "databases": databases,
+        "loadavg_start": _loadavg(),
+    }
+    log(f"machine: {results['machine']}; load average {results['loadavg_start']}; work dir {workdir}")
+    receiver = ReceiverProcess()
+    ctx = Context(workdir, receiver, pg_url, databases, args.quick, args.scale, docs_dir, results, args.rate)
+    try:
+        from bench import backlog, intake, latency, throughput
+
+        modules = {"throughput": throughput, "latency": latency, "intake": intake, "backlog": backlog}
+        for name in SCENARIOS:
+            if name in only:
+                t0 = time.monotonic()
+                log(f"--- {name}")
+                try:
+                    results[name] = modules[name].run(ctx)
+                except Exception as exc:  # noqa: BLE001 - one broken scenario must not lose the others' figures
+                    log(f"{name} failed: {type(exc).__name__}: {exc}")
+                    results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
+                    continue
+                results[name]["elapsed_s"] = round(time.monotonic() - t0, 1)
+        results["receiver_memory_kb"] = receiver.memory()
+    finally:
+        receiver.stop()
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["loadavg_end"] = _loadavg()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+
+    markdown = table(results)
+    latencies = {id(run): run.pop("latencies_ms", None) for run in results.get("latency", {}).get("runs", [])}
+    (results_dir / f"{args.tag}.json").write_text(json.dumps(results, indent=1))  # latencies: too many to keep
+    (results_dir / f"{args.tag}.md").write_text(
+        f"`{results['command']}` — {results['started']}, {results['elapsed_s']} s, load average "
+        f"{results['loadavg_start']} → {results['loadavg_end']}\n\n{markdown}\n")
+    if not args.no_plots:
+        from bench import plots
+
+        for run in results.get("latency", {}).get("runs", []):
+            run["latencies_ms"] = latencies.get(id(run)) or []
+        title = f"{results['machine']['cores']} cores, {results['machine']['cpu_model']} ({args.tag})"
+        if "latency" in results:
+            plots.latency_histograms(results["latency"], docs_dir / f"bench-latency-{args.tag}.png", title)
+        if "throughput" in results:
+            plots.throughput_bars(results["throughput"], docs_dir / f"bench-throughput-{args.tag}.png", title)
+    print(markdown)
+    log(f"done in {results['elapsed_s']} s; results in {results_dir / (args.tag + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
