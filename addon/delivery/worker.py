@@ -61,7 +61,7 @@ ACTIVE_TENANT_STATES = (TenantState.INSTALLED, TenantState.ENABLED)
 
 
 def lease_duration(runtime: Runtime) -> dt.timedelta:
-    """Longer than one attempt may take (OUTGOING_TIMEOUT_S) plus 30 s, as the contract asks."""
+    """Longer than one attempt may take: OUTGOING_TIMEOUT_S + 60 s (the contract asks for more than + 30 s)."""
     return dt.timedelta(seconds=runtime.settings.outgoing_timeout_s + 60)
 
 
