@@ -96,14 +96,9 @@ def summary_ms(values_s: Iterable[float]) -> dict[str, float]:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
-        time.sleep(interval)
+    from tests.support.addon_server import wait_for
+
+    return wait_for(condition, timeout=timeout, interval=interval, message=what)
 
 
 # -- memory -------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 
 from addon.models import Delivery, DeliveryStatus, utcnow
 from tests.receivers import ReceivedRequest, Receiver
+from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.http import free_port
@@ -319,14 +320,7 @@ def worker_started(worker: AddonProcess) -> bool:
 
 
 def wait_until(condition: Any, timeout: float, message: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
-        time.sleep(interval)
+    return wait_for(condition, timeout=timeout, interval=interval, message=message)
 
 
 # -- a tenant with webhooks -----------------------------------------------------------------------------------
