@@ -123,22 +123,28 @@ _events = Event.__table__
 _PENDING = _deliveries.c.status == DeliveryStatus.PENDING
 
 
-def _due_ids(*, for_update: bool, busy: bool) -> Select:
-    """The claim's choice, built once (Core, bound parameters), oldest first: due, pending, not leased, of an
-    enabled webhook of an active tenant, and not of a webhook at its in-flight bound (`busy`)."""
+def _sendable(column, *, busy: bool) -> Select:  # type: ignore[no-untyped-def]
+    """`column` of deliveries the claim could take, oldest first: pending, not leased, of an enabled webhook of an
+    active tenant, and not of a webhook at its in-flight bound (`busy`). Core, bound parameter `now`."""
     now = bindparam("now", type_=UTCDateTime())
     query = (
-        select(_deliveries.c.id)
+        select(column)
         .select_from(_deliveries.join(_webhooks, _webhooks.c.id == _deliveries.c.webhook_id)
                      .join(_tenants, _tenants.c.id == _deliveries.c.tenant_id))
         .where(_PENDING, or_(_deliveries.c.lease_until.is_(None), _deliveries.c.lease_until < now),
-               _webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES),
-               _deliveries.c.next_attempt_at <= now)
+               _webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES))
         .order_by(_deliveries.c.next_attempt_at)
-        .limit(bindparam("limit"))
     )
     if busy:
         query = query.where(_deliveries.c.webhook_id.not_in(bindparam("busy", expanding=True)))
+    return query
+
+
+def _due_ids(*, for_update: bool, busy: bool) -> Select:
+    """The claim's choice, built once: sendable deliveries that are due."""
+    now = bindparam("now", type_=UTCDateTime())
+    query = (_sendable(_deliveries.c.id, busy=busy)
+             .where(_deliveries.c.next_attempt_at <= now).limit(bindparam("limit")))
     if for_update:
         query = query.with_for_update(of=_deliveries, skip_locked=True)
     return query
@@ -392,21 +398,9 @@ def release(runtime: Runtime, delivery_ids: list[int]) -> None:
 
 
 def _next_due(busy: bool) -> Select:
-    """The earliest `next_attempt_at` of a delivery the claim could take (see `_due_ids`), due or not."""
-    now = bindparam("now", type_=UTCDateTime())
-    query = (
-        select(_deliveries.c.next_attempt_at)
-        .select_from(_deliveries.join(_webhooks, _webhooks.c.id == _deliveries.c.webhook_id)
-                     .join(_tenants, _tenants.c.id == _deliveries.c.tenant_id))
-        .where(_PENDING, or_(_deliveries.c.lease_until.is_(None), _deliveries.c.lease_until < now),
-               _webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES),
-               _deliveries.c.next_attempt_at.is_not(None))
-        .order_by(_deliveries.c.next_attempt_at)
-        .limit(1)
-    )
-    if busy:
-        query = query.where(_deliveries.c.webhook_id.not_in(bindparam("busy", expanding=True)))
-    return query
+    """The earliest `next_attempt_at` of a delivery the claim could take (see `_sendable`), due or not."""
+    return (_sendable(_deliveries.c.next_attempt_at, busy=busy)
+            .where(_deliveries.c.next_attempt_at.is_not(None)).limit(1))
 
 
 _NEXT_DUE = {busy: _next_due(busy) for busy in (False, True)}
