@@ -9,10 +9,18 @@ _PLAIN = "plain:"
 
 
 class SecretBox:
-    """Seals values before they are stored; opens both sealed and plain values so the key can be added later."""
+    """Seals values before they are stored; opens both sealed and plain values so the key can be added later.
+
+    Opened values are remembered per sealed value (at most `MEMORY_SIZE`): every authenticated request and
+    every claimed delivery needs a secret, and a Fernet decryption each time was a visible share of both. A
+    replaced or rotated secret is a new sealed value, so what is remembered is never stale.
+    """
+
+    MEMORY_SIZE = 4096
 
     def __init__(self, key: str | None) -> None:
         self._fernet = Fernet(key.encode()) if key else None
+        self._opened: dict[str, str] = {}
 
     def seal(self, value: str) -> str:
         if self._fernet is None:
@@ -20,6 +28,15 @@ class SecretBox:
         return _ENCRYPTED + self._fernet.encrypt(value.encode()).decode()
 
     def open(self, stored: str) -> str:
+        opened = self._opened.get(stored)
+        if opened is None:
+            opened = self._open(stored)
+            if len(self._opened) >= self.MEMORY_SIZE:
+                self._opened.clear()
+            self._opened[stored] = opened
+        return opened
+
+    def _open(self, stored: str) -> str:
         if stored.startswith(_PLAIN):
             return stored[len(_PLAIN) :]
         if stored.startswith(_ENCRYPTED):

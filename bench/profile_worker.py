@@ -33,7 +33,7 @@ from bench.common import (
 from bench.context import Context
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -86,12 +86,12 @@ def main() -> int:
                                   stderr=subprocess.DEVNULL)
         try:
             time.sleep(3.0)  # imports and start-up are not what we profile
-            cpu_before, wall_before, got_before = _cpu_s(worker.pid), time.monotonic(), receiver.count()
+            cpu_before, wall_before, got_before = cpu_seconds(worker.pid), time.monotonic(), receiver.count()
             subprocess.run([py_spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds)),
                             "--rate", "200", "--format", "raw", "--threads", *([] if args.idle else ["--gil"]),
                             "--output", args.out, "--nonblocking"],
                            check=True, timeout=args.seconds + 60, capture_output=True)
-            cpu, wall, got = _cpu_s(worker.pid) - cpu_before, time.monotonic() - wall_before, receiver.count()
+            cpu, wall, got = cpu_seconds(worker.pid) - cpu_before, time.monotonic() - wall_before, receiver.count()
             print(f"received {got} of {args.events * len(WEBHOOK_PATHS)}; while profiled: "
                   f"{(got - got_before) / wall:.0f} deliveries/s, worker CPU {cpu / wall * 100:.0f} % of one core")
         finally:

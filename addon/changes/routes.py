@@ -19,7 +19,6 @@ from addon.changes.projectrak import parse_request
 from addon.changes.projects import JiraValueContext, ProjectInfo, UnknownProjectKey, directory
 from addon.connect.auth import JIRA_RETRY_AFTER_S, AuthContext, jwt_required, unauthorized
 from addon.connect.jira import JiraError, JiraNotFound
-from addon.db import transaction
 from addon.delivery.outbox import enqueue_event
 from addon.errors import ApiError
 from addon.request_json import read_json, unprocessable
@@ -84,8 +83,8 @@ def projectrak_field_changes():  # type: ignore[no-untyped-def]
         return jsonify({"event_id": None, "deliveries": 0}), 202
     timestamp = received_ms if parsed.timestamp is None else parsed.timestamp
     body = event_body(user=auth.account_id, timestamp=timestamp, project=project, fields=fields)
-    with transaction(runtime.sessions) as session:
-        event_id, deliveries = enqueue_event(session, tenant_id=auth.tenant.id, source="projectrak", body=body,
+    with runtime.engine.begin() as connection:
+        event_id, deliveries = enqueue_event(connection, tenant_id=auth.tenant.id, source="projectrak", body=body,
                                              project_id=project.id)
     runtime.deliveries_committed.notify()
     log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", auth.tenant.id,

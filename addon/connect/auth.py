@@ -24,7 +24,7 @@ from addon.connect.jwt import (
     verify_symmetric,
 )
 from addon.connect.tenants import TenantView, find_installed
-from addon.db import transaction
+from addon.db import reading
 from addon.errors import ApiError
 from addon.runtime import current_runtime
 
@@ -60,8 +60,8 @@ def authenticate_request(allow_context: bool) -> AuthContext:
     runtime = current_runtime()
     try:
         issuer = unverified_issuer(token)
-        with transaction(runtime.sessions) as session:
-            tenant = find_installed(session, issuer, runtime.box)
+        with reading(runtime.engine) as connection:
+            tenant = find_installed(connection, issuer, runtime.box)
         if tenant is None:
             raise JwtError("the token's issuer is not an installed tenant")
         claims = verify_symmetric(token, tenant.shared_secret, expected_qsh=request_qsh(),

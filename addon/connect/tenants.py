@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from addon.connect.jira import TenantCredentials
@@ -35,12 +36,23 @@ def view_of(tenant: Tenant, box: SecretBox) -> TenantView:
     return TenantView(tenant.id, tenant.client_key, tenant.base_url, tenant.state, box.open(tenant.shared_secret))
 
 
-def find_installed(session: Session, client_key: str, box: SecretBox) -> TenantView | None:
-    """The tenant for a clientKey, unless it is unknown or uninstalled."""
-    tenant = session.scalar(select(Tenant).where(Tenant.client_key == client_key))
-    if tenant is None or tenant.state == TenantState.UNINSTALLED:
+_tenants = Tenant.__table__
+_BY_CLIENT_KEY = (select(_tenants.c.id, _tenants.c.client_key, _tenants.c.base_url, _tenants.c.state,
+                         _tenants.c.shared_secret)
+                  .where(_tenants.c.client_key == bindparam("client_key")))
+
+
+def find_installed(connection: Connection, client_key: str, box: SecretBox) -> TenantView | None:
+    """The tenant for a clientKey, unless it is unknown or uninstalled.
+
+    Read on every authenticated request, so that a replaced shared secret or an uninstall takes effect at once
+    in every process: one prepared Core statement (no ORM object), and the secret opened through the box's
+    memory of sealed values.
+    """
+    row = connection.execute(_BY_CLIENT_KEY, {"client_key": client_key}).first()
+    if row is None or row.state == TenantState.UNINSTALLED:
         return None
-    return view_of(tenant, box)
+    return TenantView(row.id, row.client_key, row.base_url, row.state, box.open(row.shared_secret))
 
 
 def get_view(session: Session, tenant_id: int, box: SecretBox) -> TenantView | None:

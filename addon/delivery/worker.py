@@ -79,28 +79,11 @@ class Job:
     secrets: tuple[str, ...]
 
 
-_OPENED_MAX = 4096
-_opened: dict[tuple[int, str], str] = {}
-
-
-def _open(runtime: Runtime, sealed: str) -> str:
-    """`runtime.box.open`, remembered per sealed value: a claim needs every job's secrets, and decrypting them
-    each time cost more than the rest of the claim. A rotated secret is a new sealed value."""
-    key = (id(runtime.box), sealed)
-    opened = _opened.get(key)
-    if opened is None:
-        opened = runtime.box.open(sealed)
-        if len(_opened) >= _OPENED_MAX:
-            _opened.clear()
-        _opened[key] = opened
-    return opened
-
-
 def _live_secrets(secret: str, previous_secret: str | None, previous_expires_at: dt.datetime | None,
                   runtime: Runtime, now: dt.datetime) -> tuple[str, ...]:
-    secrets = [_open(runtime, secret)]
+    secrets = [runtime.box.open(secret)]
     if previous_secret and previous_expires_at and previous_expires_at > now:
-        secrets.append(_open(runtime, previous_secret))
+        secrets.append(runtime.box.open(previous_secret))
     return tuple(secrets)
 
 

@@ -1,0 +1,62 @@
+"""Profile the web process of `addon serve --no-worker` under the intake benchmark's load with py-spy.
+
+    python -m bench.profile_intake --database sqlite --seconds 6 --out /tmp/intake.txt
+
+Writes py-spy's collapsed stacks (samples where a thread holds the GIL, unless `--idle`) to `--out` and prints
+the functions with the most samples, the events/s accepted while profiled and the web process's CPU use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from bench import stack as stacks
+from bench.common import ADDON, DEFAULT_PG_URL, ReceiverProcess, children, ensure_pg_database
+from bench.context import Context
+from bench.profile_worker import cpu_seconds, summarize
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--out", default="/tmp/intake-profile.txt")
+    parser.add_argument("--idle", action="store_true", help="sample waiting threads too")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(ADDON).with_name("py-spy"))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    receiver = ReceiverProcess()
+    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
+    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
+    stack = stacks.start(ctx, args.database, topology="intake")
+    try:
+        stack.loadgen("closed", 1.0, first_seq=10_000_000)  # warm-up
+        web = children(stack.server.pid)[0]
+        result: dict = {}
+        load = threading.Thread(target=lambda: result.update(
+            stack.loadgen("closed", args.seconds + 2, first_seq=20_000_000)))
+        load.start()
+        cpu_before = cpu_seconds(web)
+        subprocess.run([py_spy, "record", "--pid", str(web), "--duration", str(int(args.seconds)), "--rate", "250",
+                        "--format", "raw", "--threads", *([] if args.idle else ["--gil"]), "--output", args.out,
+                        "--nonblocking"], check=True, timeout=args.seconds + 60, capture_output=True)
+        cpu = cpu_seconds(web) - cpu_before
+        load.join()
+        per_s = result.get("per_s") or 1.0
+        print(f"intake while profiled: {per_s} events/s; web process CPU {cpu / args.seconds * 100:.0f} % of one "
+              f"core, {cpu / args.seconds / per_s * 1000:.2f} ms per event")
+    finally:
+        stack.stop()
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(summarize(Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
