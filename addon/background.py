@@ -18,7 +18,7 @@ class Background:
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
-    def start(cls, runtime: Runtime, deliveries: bool = True, concurrency: int = 16) -> Background:
+    def start(cls, runtime: Runtime, deliveries: bool = True, concurrency: int | None = None) -> Background:
         from addon.delivery.listener import NotifyListener
         from addon.delivery.worker import DeliveryWorker
         from addon.housekeeping import start_housekeeping
@@ -28,7 +28,8 @@ class Background:
             if not is_sqlite(runtime.engine):
                 background.stoppers.append(NotifyListener(runtime.settings.database_url,
                                                           runtime.deliveries_committed).start().stop)
-            background.stoppers.append(DeliveryWorker(runtime, concurrency=concurrency).start().stop)
+            worker = DeliveryWorker(runtime) if concurrency is None else DeliveryWorker(runtime, concurrency)
+            background.stoppers.append(worker.start().stop)
         from addon.changes.inbox import start_inbox_processor
 
         background.stoppers.append(start_inbox_processor(runtime))

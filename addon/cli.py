@@ -137,6 +137,8 @@ def cmd_tenants(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from addon.delivery.worker import DEFAULT_CONCURRENCY
+
     parser = argparse.ArgumentParser(prog="addon", description="Projectrak Outgoing Webhooks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a delivery worker alone")
-    worker.add_argument("--concurrency", type=int, default=16, help="deliveries sent at once")
+    worker.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"deliveries sent at once (default {DEFAULT_CONCURRENCY}; a quarter of them per webhook)")
     worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database commands")

@@ -1,4 +1,5 @@
-"""(5) Backlog: the time the delivery worker's `claim()` takes to lease a batch (16, the default concurrency) with
+"""(5) Backlog: the time the delivery worker's `claim()` takes to lease a batch (half the default concurrency:
+the dispatcher claims when half its slots are free) with
 1,000 and with 1,000,000 due deliveries waiting, and the time of its `next_due_in()` (what the dispatcher asks
 when it finds nothing to claim).
 
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from bench.common import WEBHOOK_PATHS, add_webhooks, log, new_secret_key, seed_tenant
 from bench.context import Context
 
-BATCH = 16
+BATCH = 16  # half the default concurrency (addon.delivery.worker.DEFAULT_CONCURRENCY = 32)
 
 
 def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int, stop: int) -> None:

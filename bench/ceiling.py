@@ -4,6 +4,10 @@ with headers of the same shape, in a tight keep-alive loop to the same receiver,
 
     python -m bench.ceiling --url https://127.0.0.1:PORT/ceiling --ca CA.pem --body-file BODY --seconds 5
 
+`--threads N` runs N such loops at once on one shared `Sender`, as the worker's N sender threads do: not the
+ceiling the issue defines (a tight loop is one thread), but what the client and the receiver can do with the
+worker's concurrency, on this machine, at this moment (an informative second baseline).
+
 Prints one JSON line: {"requests", "ok", "seconds", "per_s", "p50_ms", "p99_ms"}.
 """
 
@@ -12,31 +16,46 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
 
 from addon.delivery.sender import Sender
 from addon.delivery.signing import generate_secret, new_message_id, signature_headers
 
 
-def run(url: str, ca: str, body: bytes, seconds: float, max_requests: int) -> dict:
+def run(url: str, ca: str, body: bytes, seconds: float, max_requests: int, threads: int = 1) -> dict:
     secret = generate_secret()
     headers = signature_headers(new_message_id(), int(time.time()), body, [secret])
-    durations: list[float] = []
-    ok = 0
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
+    oks = [0] * threads
     with Sender(timeout_s=10, ca_bundle=ca, allow_private=True, user_agent="Projectrak-Outgoing-Webhooks/bench") as s:
         s.send(url, body, headers)  # connect and handshake before the clock starts
+
+        def loop(index: int) -> None:
+            durations = per_thread[index]
+            while len(durations) < max_requests // threads:
+                before = time.monotonic()
+                if before >= deadline:
+                    break
+                result = s.send(url, body, headers)
+                durations.append(time.monotonic() - before)
+                oks[index] += result.ok
+
         started = time.monotonic()
         deadline = started + seconds
-        while len(durations) < max_requests:
-            before = time.monotonic()
-            if before >= deadline:
-                break
-            result = s.send(url, body, headers)
-            durations.append(time.monotonic() - before)
-            ok += result.ok
+        if threads == 1:
+            loop(0)
+        else:
+            pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
         elapsed = time.monotonic() - started
-    durations.sort()
+    durations = sorted(d for ds in per_thread for d in ds)
+    ok = sum(oks)
     return {
+        "threads": threads,
         "requests": len(durations),
         "ok": ok,
         "seconds": round(elapsed, 3),
@@ -53,10 +72,11 @@ def main() -> int:
     parser.add_argument("--body-file", required=True)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     with open(args.body_file, "rb") as f:
         body = f.read()
-    print(json.dumps(run(args.url, args.ca, body, args.seconds, args.max_requests)), flush=True)
+    print(json.dumps(run(args.url, args.ca, body, args.seconds, args.max_requests, args.threads)), flush=True)
     return 0
 
 

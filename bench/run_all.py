@@ -66,6 +66,10 @@ def table(results: dict[str, Any]) -> str:
                         f"deliveries/s | raw ceiling: best of the run {best:.0f}/s (just before: {near:.0f}/s) | "
                         f"{ratio * 100:.0f} % ({r['per_s'] / near * 100:.0f} %) | {'≥ 70 %' if target else '—'} | "
                         f"{_mark(ratio >= 0.7 if target else None)} |")
+            if "concurrent_client" in r:
+                rows.append(f"| 1 | … the same against the same client with {r['concurrent_client']['threads']} "
+                            f"threads (informative) | {r['per_s']:.0f} deliveries/s | concurrent client "
+                            f"{r['concurrent_client']['per_s']:.0f}/s | {r['concurrent_ratio'] * 100:.0f} % | — | — |")
     lat = results.get("latency")
     if lat:
         for r in lat["runs"]:

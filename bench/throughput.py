@@ -33,15 +33,19 @@ from bench.common import (
 )
 from bench.context import Context
 
+#: Threads of the informative concurrent-client baseline: the worker's default concurrency.
+CONCURRENT_CLIENT_THREADS = 32
 
-def ceiling(ctx: Context, seconds: float) -> dict[str, Any]:
-    """The raw ceiling (`bench.ceiling`) in a process of its own."""
+
+def ceiling(ctx: Context, seconds: float, threads: int = 1) -> dict[str, Any]:
+    """The raw ceiling (`bench.ceiling`) in a process of its own; `threads` > 1: the concurrent client."""
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False, dir=ctx.workdir) as f:
         f.write(event_body(0).encode())
         body_file = f.name
     ctx.receiver.clear()
     out = subprocess.run([PYTHON, "-m", "bench.ceiling", "--url", ctx.receiver.url("/ceiling"), "--ca",
-                          ctx.receiver.ca_path, "--body-file", body_file, "--seconds", str(seconds)],
+                          ctx.receiver.ca_path, "--body-file", body_file, "--seconds", str(seconds),
+                          "--threads", str(threads)],
                          cwd=REPO, capture_output=True, text=True, timeout=seconds + 60, check=True,
                          env={**os.environ, "PYTHONPATH": python_path()})
     ctx.receiver.clear()
@@ -58,7 +62,7 @@ def middle_rate(arrivals: list[float], low: float = 0.1, high: float = 0.9) -> f
     return (j - i) / span if span > 0 else float("nan")
 
 
-def drain(ctx: Context, kind: str, workers: int, events: int, concurrency: int = 16) -> dict[str, Any]:
+def drain(ctx: Context, kind: str, workers: int, events: int, concurrency: int | None = None) -> dict[str, Any]:
     """Fill the outbox with `events` x 5 due deliveries, then time `workers` `addon worker` processes draining it."""
     database = ctx.new_database(kind)
     secret_key = new_secret_key()
@@ -69,7 +73,8 @@ def drain(ctx: Context, kind: str, workers: int, events: int, concurrency: int =
         total = events * len(WEBHOOK_PATHS)
         ctx.receiver.clear()
         env = addon_env(database, ctx.receiver, secret_key)
-        procs = [addon(["worker", "--concurrency", str(concurrency)], env, ctx.workdir, f"worker-{kind}-{workers}-{i}")
+        args = ["worker"] if concurrency is None else ["worker", "--concurrency", str(concurrency)]
+        procs = [addon(args, env, ctx.workdir, f"worker-{kind}-{workers}-{i}")
                  for i in range(workers)]
         started = time.monotonic()
         try:
@@ -112,6 +117,11 @@ def run(ctx: Context) -> dict[str, Any]:
         result = drain(ctx, kind, workers, events)
         result["ceiling"] = base
         result["ratio"] = round(result["per_s"] / base["per_s"], 3)
+        if workers == 1:
+            concurrent = ceiling(ctx, ceiling_s, threads=CONCURRENT_CLIENT_THREADS)
+            log(f"concurrent client ({CONCURRENT_CLIENT_THREADS} threads): {concurrent['per_s']}/s")
+            result["concurrent_client"] = concurrent
+            result["concurrent_ratio"] = round(result["per_s"] / concurrent["per_s"], 3)
         runs.append(result)
     ceilings = [r["ceiling"]["per_s"] for r in runs]
     return {"ceiling_per_s": round(sum(ceilings) / len(ceilings), 1) if ceilings else None,

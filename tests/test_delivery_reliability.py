@@ -36,7 +36,7 @@ from addon.db import transaction
 from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.sender import Sender
-from addon.delivery.worker import claim, lease_duration
+from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound
 from addon.housekeeping import disable_failing_webhooks
 from addon.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from tests.conftest import make_settings
@@ -309,16 +309,16 @@ def test_two_workers_share_the_work_and_send_each_delivery_once(atlassian, pg_ur
 
 @pytest.mark.timeout(60)
 def test_a_hanging_receiver_does_not_hold_up_the_others(atlassian, database_url, receiver, make_addon):
-    addon = make_addon(database_url, outgoing_timeout_s=2.0)  # the in-process worker: 16 threads, 4 per webhook
+    addon = make_addon(database_url, outgoing_timeout_s=2.0)  # the in-process worker: 32 threads, 8 per webhook
     _, tenant_id = install(atlassian, addon)
     slow, _ = add_webhook(addon, tenant_id, receiver.url("/slow"), name="slow")
     receiver.behave("/slow", delay_s=60)  # far beyond the 2 s timeout; cut short when the receiver stops
     fast = [add_webhook(addon, tenant_id, receiver.url(f"/fast{i}"), name=f"fast{i}")[0] for i in range(4)]
 
-    # One burst: 20 deliveries to the hanging webhook first (more than the whole pool), then 40 to the fast ones.
+    # One burst: 40 deliveries to the hanging webhook first (more than the whole pool), then 40 to the fast ones.
     started = time.monotonic()
     with transaction(addon.sessions) as session:
-        for n in range(20):
+        for n in range(40):
             enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body_of(n), webhook_ids=[slow])
         for n in range(10):
             enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body_of(n), webhook_ids=fast)
@@ -332,7 +332,7 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(atlassian, database_url,
     elapsed = time.monotonic() - started
     slow_requests = receiver.requests_for("/slow")
     assert slow_attempts == [], f"a hanging attempt timed out before the fast deliveries arrived ({elapsed:.2f} s)"
-    assert len(slow_requests) == 4  # the hanging webhook holds only its own bound of the pool
+    assert len(slow_requests) == per_webhook_bound(DEFAULT_CONCURRENCY)  # only its own bound of the pool
     arrived = fast_requests()
     assert len(arrived) == 40 and len(ids_of(arrived)) == 40
     assert max(r.received_at for r in arrived) < min(r.received_at for r in slow_requests) + 2.0

@@ -411,6 +411,8 @@ def next_due_in(runtime: Runtime, busy_webhooks: set[int]) -> float | None:
 
 #: Longest the dispatcher waits for more free slots before claiming again (see `_gather_slots`).
 BATCH_WAIT_S = 0.005
+#: Longest the recorder waits for more outcomes before writing a batch (see `_gather_outcomes`).
+RECORD_WAIT_S = 0.01
 #: Most attempt outcomes written in one transaction.
 MAX_RECORD_BATCH = 256
 #: Most outcomes waiting for the recorder (per concurrency slot) before the dispatcher stops claiming.
@@ -419,13 +421,25 @@ MAX_UNRECORDED_PER_SLOT = 4
 RECORD_TRIES = 3
 
 
+#: Deliveries one worker process sends at once (`addon worker --concurrency`). 32 rather than 16: claims and
+#: recordings come in batches of half the slots, and bigger batches cost less per delivery (docs/benchmarks.md).
+DEFAULT_CONCURRENCY = 32
+
+
+def per_webhook_bound(concurrency: int) -> int:
+    """Most deliveries of one webhook in flight in a process: a quarter of the slots, so that a hanging receiver
+    holds up at most a quarter of the sending."""
+    return max(1, concurrency // 4)
+
+
 class DeliveryWorker:
     """Dispatcher thread + bounded sender pool + recorder thread; `start()` then `stop()`."""
 
-    def __init__(self, runtime: Runtime, concurrency: int = 16, per_webhook: int = 4) -> None:
+    def __init__(self, runtime: Runtime, concurrency: int = DEFAULT_CONCURRENCY,
+                 per_webhook: int | None = None) -> None:
         self.runtime = runtime
         self.concurrency = max(1, concurrency)
-        self.per_webhook = max(1, per_webhook)
+        self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="delivery")
         self._in_flight: Counter[int] = Counter()
         self._in_flight_total = 0
@@ -545,7 +559,12 @@ class DeliveryWorker:
                 if self._in_flight[job.webhook_id] <= 0:
                     del self._in_flight[job.webhook_id]
                 self._in_flight_total -= 1
-        self.runtime.deliveries_committed.notify()
+            # Wake the dispatcher only when it would claim (see `_gather_slots`): a wake-up per finished send
+            # costs the busy process a thread switch each time for nothing.
+            claimable = (self._in_flight_total == 0
+                         or self.concurrency - self._in_flight_total >= max(1, self.concurrency // 2))
+        if claimable:
+            self.runtime.deliveries_committed.notify()
 
     def _record_loop(self) -> None:
         """Write every outcome that arrived while the previous batch was being written, in one transaction."""
@@ -555,11 +574,28 @@ class DeliveryWorker:
                     self._outcomes_ready.wait()
                 if not self._outcomes:
                     return  # stopping, and every finished send is recorded
+                self._gather_outcomes()
                 batch = self._outcomes[:MAX_RECORD_BATCH]
                 del self._outcomes[:MAX_RECORD_BATCH]
             self._record(batch)
             if len(batch) >= self.concurrency:
                 self.runtime.deliveries_committed.notify()  # the dispatcher may have waited for the recorder
+
+    def _gather_outcomes(self) -> None:
+        """With `_outcomes_ready` held and some outcomes waiting: while sends are still in flight, wait at most
+        `RECORD_WAIT_S` for half the slots' outcomes, so that under load one transaction writes many attempts
+        (a transaction costs about the same for 2 attempts as for 16). Only the recording waits: the slots are
+        already free, and the deliveries stay leased until their outcomes are committed."""
+        wanted = max(1, self.concurrency // 2)
+        deadline = time.monotonic() + RECORD_WAIT_S
+        while len(self._outcomes) < wanted and not self._senders_done and not self._stopping.is_set():
+            with self._lock:
+                if self._in_flight_total == 0:
+                    return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._outcomes_ready.wait(left)
 
     def _record(self, batch: list[tuple[Job, SendResult]]) -> None:
         for attempt in range(1, RECORD_TRIES + 1):

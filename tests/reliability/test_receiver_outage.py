@@ -21,7 +21,6 @@ Time budget: 12 s of load + 30 s of drain + 60 s of slack (pytest-timeout 120 s)
 
 from __future__ import annotations
 
-import inspect
 import ssl
 import threading
 import time
@@ -32,7 +31,7 @@ import pytest
 from sqlalchemy import func, select
 
 from addon.delivery import retry
-from addon.delivery.worker import DeliveryWorker
+from addon.delivery.worker import DEFAULT_CONCURRENCY, per_webhook_bound
 from addon.models import Attempt, Delivery, DeliveryStatus, utcnow
 from tests.conftest import make_settings
 from tests.receivers import _Handler, _Server
@@ -185,7 +184,7 @@ def test_receiver_down_then_back_and_gone(atlassian: FakeAtlassian, sqlite_url: 
     assert figures["retried_deliveries"] > 0
     assert gone["enabled"] is False and gone["disabled_reason"] == "gone", gone
     assert gone["last_status"] == "ERROR" and gone["last_status_code"] == 410, gone
-    per_webhook = inspect.signature(DeliveryWorker).parameters["per_webhook"].default
+    per_webhook = per_webhook_bound(DEFAULT_CONCURRENCY)  # the in-process worker's bound
     assert 1 <= gone_requests <= per_webhook, "requests went on after the 410 (beyond those already in flight)"
     assert gone_pending == 0
     assert listed["up"]["enabled"] and listed["refused"]["enabled"] and listed["unavailable"]["enabled"]
