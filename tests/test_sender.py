@@ -338,6 +338,18 @@ def test_headers_dripped_byte_by_byte_cannot_stretch_the_attempt(receiver: Recei
     assert elapsed < 1.0 + MARGIN_S
 
 
+def test_slow_body_after_connection_close_is_cut_at_the_deadline(receiver: Receiver) -> None:
+    # http.client closes the connection of a `Connection: close` answer before its body is read: the watchdog
+    # must still be able to end that reading at the deadline.
+    receiver.behave("/slow-body-close", close=True, body_size=1000, body_chunk=10, body_drip_s=0.2)
+    with Sender(1.0, receiver.ca_path, True, UA) as sender:
+        elapsed, result = timed_send(sender, receiver.url("/slow-body-close"))
+        assert elapsed < 1.0 + MARGIN_S
+        assert (result.ok, result.http_code) == (True, 200)
+        assert 0 < len(result.response_body_start) < 1000
+        assert sender.send(receiver.url("/after-slow-body-close"), BODY, {}).ok
+
+
 def test_slow_body_is_cut_at_the_deadline(receiver: Receiver) -> None:
     receiver.behave("/slow-body", body_size=1000, body_chunk=10, body_drip_s=0.2)
     with Sender(1.0, receiver.ca_path, True, UA) as sender:

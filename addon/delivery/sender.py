@@ -129,41 +129,78 @@ class _ConnectFailed(Exception):
 class _Guard:
     """One attempt's registration with the watchdog: the sockets to shut down if the deadline passes."""
 
-    __slots__ = ("deadline", "fired", "released", "_dups", "_watchdog")
+    __slots__ = ("deadline", "fired", "released", "_handles", "_watchdog")
 
     def __init__(self, watchdog: _Watchdog, deadline: float) -> None:
         self.deadline = deadline
         self.fired = False
         self.released = False
-        self._dups: list[socket.socket] = []
+        self._handles: list[_WatchHandle] = []
         self._watchdog = watchdog
 
-    def attach(self, sock: socket.socket) -> None:
-        """Watch `sock`. A duplicate descriptor is kept so that the watchdog never acts on a descriptor
-        number that the attempt has closed and the process has since reused for another socket."""
-        dup: socket.socket | None = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+    def attach(self, handle: _WatchHandle) -> None:
+        """Watch a connection's socket through its `_WatchHandle` (shut down at once if the deadline passed)."""
         with self._watchdog.lock:
             if not self.released:
-                self._dups.append(dup)
+                self._handles.append(handle)
+                handle.watched = True
                 if self.fired:
-                    _shutdown(dup)
-                dup = None
-        if dup is not None:
-            dup.close()
+                    handle.shutdown_locked()
 
     def fire_locked(self) -> None:
         if self.released or self.fired:
             return
         self.fired = True
-        for dup in self._dups:
-            _shutdown(dup)
+        for handle in self._handles:
+            handle.shutdown_locked()
 
     def release(self) -> None:
-        """End the watch; after this `fired` no longer changes."""
+        """End the watch; after this `fired` no longer changes. Handles closed meanwhile are closed now."""
         with self._watchdog.lock:
             self.released = True
-            dups, self._dups = self._dups, []
-        for dup in dups:
+            handles, self._handles = self._handles, []
+            for handle in handles:
+                handle.unwatch_locked()
+
+
+class _WatchHandle:
+    """A duplicate descriptor of one connection's socket, for the watchdog to shut it down at a deadline.
+
+    The watchdog never acts on the connection's own descriptor: the attempt may close it at any moment and the
+    process may reuse its number for another socket. The duplicate is made once per connection, not once per
+    attempt (that cost three system calls per delivery, each a turn at the GIL in a busy worker). It is closed
+    under the watchdog's lock when the connection is closed, but not while an attempt still watches it: http.client
+    closes the connection of a `Connection: close` answer before its body is read, and the deadline must still
+    be able to cut that reading short. Then the attempt's `_Guard.release` closes it.
+    """
+
+    __slots__ = ("_dup", "_lock", "watched", "_close_when_unwatched")
+
+    def __init__(self, sock: socket.socket, lock: threading.Condition) -> None:
+        self._dup: socket.socket | None = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
+        self._lock = lock
+        self.watched = False
+        self._close_when_unwatched = False
+
+    def shutdown_locked(self) -> None:
+        if self._dup is not None:
+            _shutdown(self._dup)
+
+    def unwatch_locked(self) -> None:
+        self.watched = False
+        if self._close_when_unwatched:
+            self._close_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.watched:
+                self._close_when_unwatched = True
+            else:
+                self._close_locked()
+
+    def _close_locked(self) -> None:
+        dup, self._dup = self._dup, None
+        if dup is not None:
             dup.close()
 
 
@@ -303,11 +340,14 @@ class _PinnedHTTPSConnection(http.client.HTTPConnection):
 
     default_port = 443  # so that the Host header leaves out :443 as it should
 
-    def __init__(self, target: Target, address: IPAddress, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, target: Target, address: IPAddress, ssl_context: ssl.SSLContext,
+                 watchdog_lock: threading.Condition) -> None:
         super().__init__(target.host, target.port)
         self.address = address
         self.key = (target.host, target.port, address)
         self.guard: _Guard | None = None
+        self.watch_handle: _WatchHandle | None = None
+        self._watchdog_lock = watchdog_lock
         self.deadline = 0.0
         self.connect_timeout = 0.0
         self._ssl_context = ssl_context
@@ -332,12 +372,25 @@ class _PinnedHTTPSConnection(http.client.HTTPConnection):
             except OSError as exc:
                 raise _ConnectFailed(self.address, exc) from exc
             sock.settimeout(self.remaining())
+            self.watch_handle = _WatchHandle(sock, self._watchdog_lock)
             if self.guard is not None:
-                self.guard.attach(sock)
+                self.guard.attach(self.watch_handle)
             self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
+            self._close_watch_handle()
             raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._close_watch_handle()
+
+    def _close_watch_handle(self) -> None:
+        handle, self.watch_handle = self.watch_handle, None
+        if handle is not None:
+            handle.close()
 
     def is_alive(self) -> bool:
         """False when the server has closed an idle connection (or sent something nobody asked for)."""
@@ -586,8 +639,8 @@ class Sender:
             conn = self._idle.take((target.host, target.port, address))
             if conn is not None:
                 conn.deadline, conn.guard = deadline, guard
-                assert conn.sock is not None
-                guard.attach(conn.sock)
+                assert conn.watch_handle is not None
+                guard.attach(conn.watch_handle)
                 return conn, True
         return self._connect_in_order(target, addresses, deadline, guard), False
 
@@ -604,7 +657,7 @@ class Sender:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _DeadlineExceeded()
-            conn = _PinnedHTTPSConnection(target, address, self._ssl_context)
+            conn = _PinnedHTTPSConnection(target, address, self._ssl_context, self._watchdog.lock)
             conn.deadline, conn.guard = deadline, guard
             conn.connect_timeout = remaining / (len(addresses) - index)
             try:
@@ -625,9 +678,10 @@ class Sender:
         conn: _PinnedHTTPSConnection, target: Target, body: bytes, headers: dict[str, str]
     ) -> http.client.HTTPResponse:
         assert conn.sock is not None
+        # One timeout for the request and its answer (each socket call then waits at most what was left when the
+        # request began); the watchdog ends the attempt at its deadline in any case.
         conn.sock.settimeout(conn.remaining())
         conn.post(target.request_target, body, headers)
-        conn.sock.settimeout(conn.remaining())
         response = conn.getresponse()
         if conn.guard is not None and conn.guard.fired:
             # The watchdog's shutdown reads as EOF, which http.client takes for the end of the headers:
