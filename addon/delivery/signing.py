@@ -9,6 +9,7 @@ secret signs, giving one space-separated `v1,<base64>` per secret.
 from __future__ import annotations
 
 import base64
+import functools
 import secrets as _secrets
 import time
 from collections.abc import Sequence
@@ -52,6 +53,15 @@ def new_message_id() -> str:
     return MESSAGE_ID_PREFIX + "".join(chars)
 
 
+@functools.lru_cache(maxsize=4096)
+def _signer(secret: str) -> Webhook:
+    """The `standardwebhooks` signer of a secret, checked and built once per secret rather than per attempt (a
+    worker signs every delivery; the secret's decoding was a visible part of it). Malformed secrets raise
+    ValueError rather than sign with a garbled key, and are not remembered."""
+    secret_key(secret)
+    return Webhook(secret)
+
+
 def signature_headers(message_id: str, timestamp: int, body: bytes, secrets: Sequence[str]) -> dict[str, str]:
     """The Standard Webhooks headers for one attempt: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
 
@@ -65,10 +75,7 @@ def signature_headers(message_id: str, timestamp: int, body: bytes, secrets: Seq
         raise ValueError("message id must be non-empty, without spaces or line breaks")
     text = body.decode("utf-8")
     when = datetime.fromtimestamp(int(timestamp), tz=UTC)
-    signatures = []
-    for secret in secrets:
-        secret_key(secret)  # refuse malformed secrets rather than sign with a garbled key
-        signatures.append(Webhook(secret).sign(message_id, when, text))
+    signatures = [_signer(secret).sign(message_id, when, text) for secret in secrets]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(timestamp)),

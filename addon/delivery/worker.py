@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -440,7 +440,10 @@ class DeliveryWorker:
         self.runtime = runtime
         self.concurrency = max(1, concurrency)
         self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="delivery")
+        # Sender threads take jobs from a plain queue: cheaper per delivery than an executor's futures.
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._senders = [threading.Thread(target=self._send_loop, name=f"delivery-sender-{i}", daemon=True)
+                         for i in range(self.concurrency)]
         self._in_flight: Counter[int] = Counter()
         self._in_flight_total = 0
         self._lock = threading.Lock()
@@ -448,11 +451,14 @@ class DeliveryWorker:
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._outcomes: list[tuple[Job, SendResult]] = []
         self._outcomes_ready = threading.Condition()
+        self._record_wanted = max(1, self.concurrency // 2)
         self._senders_done = False
         self._recorder = threading.Thread(target=self._record_loop, name="delivery-recorder", daemon=True)
 
     def start(self) -> DeliveryWorker:
         self._recorder.start()
+        for sender in self._senders:
+            sender.start()
         self._thread.start()
         return self
 
@@ -460,7 +466,10 @@ class DeliveryWorker:
         self._stopping.set()
         self.runtime.deliveries_committed.notify()
         self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for _ in self._senders:  # after the jobs already handed out: those are sent (at most `concurrency`)
+            self._jobs.put(None)
+        for sender in self._senders:
+            sender.join()
         with self._outcomes_ready:  # the sends that finished are recorded before the recorder ends
             self._senders_done = True
             self._outcomes_ready.notify_all()
@@ -534,10 +543,14 @@ class DeliveryWorker:
                 self._in_flight[job.webhook_id] += 1
                 self._in_flight_total += 1
             admitted += 1
-            self._pool.submit(self._process, job)
+            self._jobs.put(job)
         if surplus:
             release(self.runtime, surplus)
         return admitted
+
+    def _send_loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._process(job)
 
     def _process(self, job: Job) -> None:
         """Send, hand the outcome to the recorder, and free the slot."""
@@ -548,7 +561,10 @@ class DeliveryWorker:
         else:
             with self._outcomes_ready:
                 self._outcomes.append((job, result))
-                self._outcomes_ready.notify()
+                # The recorder waits for the first outcome, then gathers up to half the slots' (`_gather_outcomes`):
+                # waking it for every other one would cost a thread switch each time for nothing.
+                if len(self._outcomes) == 1 or len(self._outcomes) >= self._record_wanted:
+                    self._outcomes_ready.notify()
         finally:
             self._release_slots([job])
 
@@ -561,8 +577,11 @@ class DeliveryWorker:
                 self._in_flight_total -= 1
             # Wake the dispatcher only when it would claim (see `_gather_slots`): a wake-up per finished send
             # costs the busy process a thread switch each time for nothing.
-            claimable = (self._in_flight_total == 0
-                         or self.concurrency - self._in_flight_total >= max(1, self.concurrency // 2))
+            idle = self._in_flight_total == 0
+            claimable = idle or self.concurrency - self._in_flight_total >= max(1, self.concurrency // 2)
+        if idle:  # nothing more is coming: a gathering recorder writes what it has
+            with self._outcomes_ready:
+                self._outcomes_ready.notify()
         if claimable:
             self.runtime.deliveries_committed.notify()
 
@@ -586,9 +605,8 @@ class DeliveryWorker:
         `RECORD_WAIT_S` for half the slots' outcomes, so that under load one transaction writes many attempts
         (a transaction costs about the same for 2 attempts as for 16). Only the recording waits: the slots are
         already free, and the deliveries stay leased until their outcomes are committed."""
-        wanted = max(1, self.concurrency // 2)
         deadline = time.monotonic() + RECORD_WAIT_S
-        while len(self._outcomes) < wanted and not self._senders_done and not self._stopping.is_set():
+        while len(self._outcomes) < self._record_wanted and not self._senders_done and not self._stopping.is_set():
             with self._lock:
                 if self._in_flight_total == 0:
                     return
