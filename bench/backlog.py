@@ -3,6 +3,8 @@ the dispatcher claims when half its slots are free) with
 1,000 and with 1,000,000 due deliveries waiting, and the time of its `next_due_in()` (what the dispatcher asks
 when it finds nothing to claim).
 
+The two sizes live side by side in two databases (two schemas of one PostgreSQL server, two SQLite files), and
+every timed call alternates between them, so that the machine's drift during the run falls on both alike.
 The rows are written with one `INSERT … SELECT` (PostgreSQL `generate_series`, SQLite a recursive CTE): 5
 webhooks, one event per 5 deliveries, all pending and due. On PostgreSQL the tables are then VACUUMed and
 checkpointed so that the claim is timed, not the I/O of the insert, but not ANALYZEd: the planner sees the
@@ -70,67 +72,89 @@ def _stats(times: list[float]) -> dict[str, float]:
 SERIES_MAX_S = 20.0
 
 
-def _claim_times(runtime, reps: int, busy: set[int] | None = None) -> dict[str, float]:
-    """Time `claim()` alone; each batch's leases are released (untimed) so the next claim sees the same backlog."""
+def _time(call) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def _claim_and_release(runtime, busy: set[int] | None) -> float:  # type: ignore[no-untyped-def]
+    """Time one `claim()`; its leases are then released (untimed) so that the next claim sees the same backlog."""
     from addon.delivery.worker import claim, release
 
-    times: list[float] = []
-    deadline = time.monotonic() + SERIES_MAX_S
-    for _ in range(reps):
-        if times and time.monotonic() > deadline:
-            break
-        started = time.perf_counter()
-        jobs = claim(runtime, BATCH, busy)
-        times.append(time.perf_counter() - started)
-        if len(jobs) != BATCH:
-            raise AssertionError(f"claimed {len(jobs)} instead of {BATCH}")
-        release(runtime, [j.delivery_id for j in jobs])
-    return _stats(times)
+    started = time.perf_counter()
+    jobs = claim(runtime, BATCH, busy)
+    elapsed = time.perf_counter() - started
+    if len(jobs) != BATCH:
+        raise AssertionError(f"claimed {len(jobs)} instead of {BATCH}")
+    release(runtime, [j.delivery_id for j in jobs])
+    return elapsed
 
 
-def _next_due_times(runtime, reps: int) -> dict[str, float]:
-    from addon.delivery.worker import next_due_in
+class _Backlog:
+    """One database holding `deliveries` due deliveries, and the add-on's runtime on it."""
 
-    times: list[float] = []
-    deadline = time.monotonic() + SERIES_MAX_S
-    for _ in range(reps):
-        if times and time.monotonic() > deadline:
-            break
-        started = time.perf_counter()
-        next_due_in(runtime, set())
-        times.append(time.perf_counter() - started)
-    return _stats(times)
+    def __init__(self, ctx: Context, kind: str, deliveries: int) -> None:
+        from addon.config import Settings
+        from addon.runtime import Runtime
+
+        self.database = ctx.new_database(kind)
+        secret_key = new_secret_key()
+        self.runtime = Runtime.build(Settings(database_url=self.database.url, secret_key=secret_key,
+                                              allow_private_networks=True))
+        try:
+            tenant_id = seed_tenant(self.database, secret_key)
+            seeded = add_webhooks(self.database, secret_key, tenant_id,
+                                  [ctx.receiver.url(p) for p in WEBHOOK_PATHS])
+            self.busy = {seeded.webhook_ids[0]}
+            started = time.monotonic()
+            _fill(self.runtime.engine, kind, tenant_id, seeded.webhook_ids, 0, deliveries // len(WEBHOOK_PATHS))
+            self.fill_s = round(time.monotonic() - started, 1)
+        except BaseException:
+            self.close()
+            raise
+        self.deliveries = deliveries // len(WEBHOOK_PATHS) * len(WEBHOOK_PATHS)
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.database.drop()
 
 
 def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[str, Any]:
-    from addon.config import Settings
-    from addon.runtime import Runtime
+    """Both backlogs side by side, in two databases of the same server, and every timed call alternating between
+    them: the machine's drift (other work, autovacuum after the big insert) falls on both sizes alike."""
+    from addon.delivery.worker import next_due_in
 
-    database = ctx.new_database(kind)
-    secret_key = new_secret_key()
-    runtime = Runtime.build(Settings(database_url=database.url, secret_key=secret_key, allow_private_networks=True))
+    backlogs: list[_Backlog] = []
     try:
-        tenant_id = seed_tenant(database, secret_key)
-        seeded = add_webhooks(database, secret_key, tenant_id, [ctx.receiver.url(p) for p in WEBHOOK_PATHS])
-        per_size = []
-        have = 0
         for size in sizes:
-            events = size // len(WEBHOOK_PATHS)
-            started = time.monotonic()
-            _fill(runtime.engine, kind, tenant_id, seeded.webhook_ids, have, events)
-            fill_s = time.monotonic() - started
-            have = events
-            _claim_times(runtime, 3)  # warm caches and the connection pool
-            row = {"deliveries": events * len(WEBHOOK_PATHS), "fill_s": round(fill_s, 1),
-                   "claim": _claim_times(runtime, reps),
-                   "claim_one_webhook_busy": _claim_times(runtime, reps, {seeded.webhook_ids[0]}),
-                   "next_due_in": _next_due_times(runtime, reps)}
+            backlogs.append(_Backlog(ctx, kind, size))
+        measurements = {
+            "claim": lambda b: _claim_and_release(b.runtime, None),
+            "claim_one_webhook_busy": lambda b: _claim_and_release(b.runtime, b.busy),
+            "next_due_in": lambda b: _time(lambda: next_due_in(b.runtime, set())),
+        }
+        for backlog in backlogs:  # warm caches and the connection pools
+            for _ in range(3):
+                measurements["claim"](backlog)
+        times: dict[tuple[int, str], list[float]] = {}
+        for name, timed in measurements.items():
+            deadline = time.monotonic() + SERIES_MAX_S
+            for _ in range(reps):
+                if times.get((0, name)) and time.monotonic() > deadline:
+                    break
+                for index, backlog in enumerate(backlogs):
+                    times.setdefault((index, name), []).append(timed(backlog))
+        per_size = []
+        for index, backlog in enumerate(backlogs):
+            row = {"deliveries": backlog.deliveries, "fill_s": backlog.fill_s,
+                   **{name: _stats(times[index, name]) for name in measurements}}
             log(f"backlog {kind} {row['deliveries']}: claim {row['claim']['median_ms']} ms, busy "
                 f"{row['claim_one_webhook_busy']['median_ms']} ms, next_due_in {row['next_due_in']['median_ms']} ms")
             per_size.append(row)
     finally:
-        runtime.close()
-        database.drop()
+        for backlog in backlogs:
+            backlog.close()
     small, big = per_size
 
     def ratio(name: str) -> float:
