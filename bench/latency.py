@@ -57,6 +57,10 @@ def measure(ctx: Context, kind: str, topology: str, *, hang: bool, seconds: floa
     for (path, seq), arrived in first_arrival.items():
         by_path.setdefault(path, []).append(arrived - answered[seq])
     healthy_latencies = [v for p in WEBHOOK_PATHS if not (hang and p == HANG_PATH) for v in by_path[p]]
+    start = min(answered.values()) if answered else 0.0
+    # (seconds into the run at which the event was answered, latency ms) of the healthy webhooks, for the timeline.
+    timeline = sorted((round(answered[seq] - start, 3), round((arrived - answered[seq]) * 1000, 3))
+                      for (path, seq), arrived in first_arrival.items() if not (hang and path == HANG_PATH))
     first_four = [v for p in WEBHOOK_PATHS[:-1] for v in by_path[p]]
     result = {
         "database": kind, "topology": topology, "hang": hang, "rate": rate, "seconds": seconds,
@@ -68,6 +72,7 @@ def measure(ctx: Context, kind: str, topology: str, *, hang: bool, seconds: floa
         "intake_answer": summary_ms(intake),
         "memory_idle_kb": idle, "memory_peak_kb": peak,
         "latencies_ms": [round(v * 1000, 3) for v in healthy_latencies],
+        "timeline": timeline,
         "hang_received": len(by_path[HANG_PATH]) if hang else None,
     }
     log(f"latency {kind} {topology}{' hang' if hang else ''}: {result['all']} (received {result['received']}/"

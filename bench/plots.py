@@ -45,6 +45,32 @@ def latency_histograms(latency: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
+def latency_timelines(latency: dict[str, Any], path: Path, title: str) -> Path:
+    """One panel per database/topology: each healthy delivery's latency against the moment its event was
+    answered, normal run and hanging-webhook run (where a periodic burst would show as a periodic spike)."""
+    plt = _pyplot()
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in latency["runs"]:
+        if run.get("timeline"):
+            groups.setdefault((run["database"], run["topology"]), []).append(run)
+    if not groups:
+        return path
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, ((kind, topology), runs) in zip(axes[0], groups.items(), strict=True):
+        for run in runs:
+            xs, ys = zip(*run["timeline"], strict=True)
+            ax.scatter(xs, ys, s=2, alpha=0.4, label="one webhook hanging" if run["hang"] else "all healthy")
+        ax.set_title(f"{kind}, {'worker in addon serve' if topology == 'serve' else 'separate addon worker'}")
+        ax.set_xlabel("s into the run (the event's 202)")
+        ax.set_ylabel("latency (ms)")
+        ax.legend(fontsize=8, markerscale=5)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def throughput_bars(throughput: dict[str, Any], path: Path, title: str) -> Path:
     plt = _pyplot()
     runs = throughput["runs"]

@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     markdown = table(results)
-    latencies = {id(run): run.pop("latencies_ms", None) for run in results.get("latency", {}).get("runs", [])}
+    latency_runs = results.get("latency", {}).get("runs", [])
+    latencies = {id(run): run.pop("latencies_ms", None) for run in latency_runs}
+    timelines = {id(run): run.pop("timeline", None) for run in latency_runs}
     (results_dir / f"{args.tag}.json").write_text(json.dumps(results, indent=1))  # latencies: too many to keep
     (results_dir / f"{args.tag}.md").write_text(
         f"`{results['command']}` — {results['started']}, {results['elapsed_s']} s, load average "
@@ -210,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plots:
         from bench import plots
 
-        for run in results.get("latency", {}).get("runs", []):
+        for run in latency_runs:
             run["latencies_ms"] = latencies.get(id(run)) or []
+            run["timeline"] = timelines.get(id(run)) or []
         title = f"{results['machine']['cores']} cores, {results['machine']['cpu_model']} ({args.tag})"
         if "latency" in results:
             plots.latency_histograms(results["latency"], docs_dir / f"bench-latency-{args.tag}.png", title)
+            plots.latency_timelines(results["latency"], docs_dir / f"bench-timeline-{args.tag}.png", title)
         if "throughput" in results:
             plots.throughput_bars(results["throughput"], docs_dir / f"bench-throughput-{args.tag}.png", title)
     print(markdown)
