@@ -8,7 +8,7 @@ with headers of the same shape, in a tight keep-alive loop to the same receiver,
 ceiling the issue defines (a tight loop is one thread), but what the client and the receiver can do with the
 worker's concurrency, on this machine, at this moment (an informative second baseline).
 
-Prints one JSON line: {"requests", "ok", "seconds", "per_s", "p50_ms", "p99_ms"}.
+Prints one JSON line: {"threads", "requests", "ok", "seconds", "per_s", "p50_ms", "p99_ms"}.
 """
 
 from __future__ import annotations
