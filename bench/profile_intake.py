@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
 from bench import stack as stacks
-from bench.common import ADDON, DEFAULT_PG_URL, ReceiverProcess, children, ensure_pg_database
+from bench.common import DEFAULT_PG_URL, ReceiverProcess, children, ensure_pg_database
 from bench.context import Context
-from bench.profile_worker import cpu_seconds, summarize
+from bench.profile_worker import cpu_seconds, record, summarize
 
 
 def main() -> int:
@@ -28,7 +27,6 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/intake-profile.txt")
     parser.add_argument("--idle", action="store_true", help="sample waiting threads too")
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy") or str(Path(ADDON).with_name("py-spy"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     receiver = ReceiverProcess()
     pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
@@ -42,9 +40,7 @@ def main() -> int:
             stack.loadgen("closed", args.seconds + 2, first_seq=20_000_000)))
         load.start()
         cpu_before = cpu_seconds(web)
-        subprocess.run([py_spy, "record", "--pid", str(web), "--duration", str(int(args.seconds)), "--rate", "250",
-                        "--format", "raw", "--threads", *([] if args.idle else ["--gil"]), "--output", args.out,
-                        "--nonblocking"], check=True, timeout=args.seconds + 60, capture_output=True)
+        record(web, args.seconds, args.out, idle=args.idle, rate=250)
         cpu = cpu_seconds(web) - cpu_before
         load.join()
         per_s = result.get("per_s") or 1.0

@@ -40,6 +40,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def record(pid: int, seconds: float, out: str, *, idle: bool, rate: int = 200) -> None:
+    """py-spy's collapsed stacks of every thread of `pid` for `seconds` into `out`; only the samples where a thread
+    holds the GIL unless `idle`."""
+    py_spy = shutil.which("py-spy") or str(Path(ADDON).with_name("py-spy"))
+    subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
+                    "--format", "raw", "--threads", *([] if idle else ["--gil"]), "--output", out, "--nonblocking"],
+                   check=True, timeout=seconds + 60, capture_output=True)
+
+
 def summarize(collapsed: Path, top: int = 30) -> str:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
@@ -70,7 +79,6 @@ def main() -> int:
     parser.add_argument("--idle", action="store_true",
                         help="sample every thread, waiting ones too (default: only the thread holding the GIL)")
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy") or str(Path(ADDON).with_name("py-spy"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
     receiver = ReceiverProcess()
     pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
@@ -87,10 +95,7 @@ def main() -> int:
         try:
             time.sleep(3.0)  # imports and start-up are not what we profile
             cpu_before, wall_before, got_before = cpu_seconds(worker.pid), time.monotonic(), receiver.count()
-            subprocess.run([py_spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds)),
-                            "--rate", "200", "--format", "raw", "--threads", *([] if args.idle else ["--gil"]),
-                            "--output", args.out, "--nonblocking"],
-                           check=True, timeout=args.seconds + 60, capture_output=True)
+            record(worker.pid, args.seconds, args.out, idle=args.idle)
             cpu, wall, got = cpu_seconds(worker.pid) - cpu_before, time.monotonic() - wall_before, receiver.count()
             print(f"received {got} of {args.events * len(WEBHOOK_PATHS)}; while profiled: "
                   f"{(got - got_before) / wall:.0f} deliveries/s, worker CPU {cpu / wall * 100:.0f} % of one core")
