@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from addon.connect.jira import TenantCredentials
@@ -32,7 +32,8 @@ class TenantView:
         return self.state == TenantState.DISABLED
 
 
-def view_of(tenant: Tenant, box: SecretBox) -> TenantView:
+def view_of(tenant: Tenant | Row, box: SecretBox) -> TenantView:
+    """The view of a tenant loaded as an ORM object or read as a row with the same column names."""
     return TenantView(tenant.id, tenant.client_key, tenant.base_url, tenant.state, box.open(tenant.shared_secret))
 
 
@@ -52,7 +53,7 @@ def find_installed(connection: Connection, client_key: str, box: SecretBox) -> T
     row = connection.execute(_BY_CLIENT_KEY, {"client_key": client_key}).first()
     if row is None or row.state == TenantState.UNINSTALLED:
         return None
-    return TenantView(row.id, row.client_key, row.base_url, row.state, box.open(row.shared_secret))
+    return view_of(row, box)
 
 
 def get_view(session: Session, tenant_id: int, box: SecretBox) -> TenantView | None:
