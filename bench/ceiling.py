@@ -1,12 +1,14 @@
 """The raw ceiling: the add-on's own webhook client (`addon.delivery.sender.Sender`) posting the same bodies,
 with headers of the same shape, in a tight keep-alive loop to the same receiver, from a process of its own
-(like `addon worker`). No database, no signing, no threads: the most the client and the receiver can do.
+(like `addon worker`). No database, no signing: the most the client and the receiver can do.
 
     python -m bench.ceiling --url https://127.0.0.1:PORT/ceiling --ca CA.pem --body-file BODY --seconds 5
 
-`--threads N` runs N such loops at once on one shared `Sender`, as the worker's N sender threads do: not the
-ceiling the issue defines (a tight loop is one thread), but what the client and the receiver can do with the
-worker's concurrency, on this machine, at this moment (an informative second baseline).
+The loop runs where the worker's attempts run, on the sender's event loop: one attempt, await its answer, the
+next. `--threads N` runs N such loops at once on that one `Sender`, as the worker keeps N attempts in flight:
+not the ceiling the issue defines (a tight loop is one request at a time), but what the client and the
+receiver can do with the worker's concurrency, on this machine, at this moment (an informative second
+baseline; the option keeps its name from when the worker sent from N threads).
 
 Prints one JSON line: {"threads", "requests", "ok", "seconds", "per_s", "p50_ms", "p99_ms"}.
 """
@@ -14,9 +16,9 @@ Prints one JSON line: {"threads", "requests", "ok", "seconds", "per_s", "p50_ms"
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
-import threading
 import time
 
 from addon.delivery.sender import Sender
@@ -26,33 +28,29 @@ from addon.delivery.signing import generate_secret, new_message_id, signature_he
 def run(url: str, ca: str, body: bytes, seconds: float, max_requests: int, threads: int = 1) -> dict:
     secret = generate_secret()
     headers = signature_headers(new_message_id(), int(time.time()), body, [secret])
-    per_thread: list[list[float]] = [[] for _ in range(threads)]
+    per_loop: list[list[float]] = [[] for _ in range(threads)]
     oks = [0] * threads
     with Sender(timeout_s=10, ca_bundle=ca, allow_private=True, user_agent="Projectrak-Outgoing-Webhooks/bench") as s:
         s.send(url, body, headers)  # connect and handshake before the clock starts
 
-        def loop(index: int) -> None:
-            durations = per_thread[index]
+        async def loop(index: int, deadline: float) -> None:
+            durations = per_loop[index]
             while len(durations) < max_requests // threads:
                 before = time.monotonic()
                 if before >= deadline:
                     break
-                result = s.send(url, body, headers)
+                result = await s.attempt(url, body, headers)
                 durations.append(time.monotonic() - before)
                 oks[index] += result.ok
 
+        async def loops() -> None:
+            deadline = time.monotonic() + seconds
+            await asyncio.gather(*(loop(i, deadline) for i in range(threads)))
+
         started = time.monotonic()
-        deadline = started + seconds
-        if threads == 1:
-            loop(0)
-        else:
-            pool = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-            for thread in pool:
-                thread.start()
-            for thread in pool:
-                thread.join()
+        s.run(loops())
         elapsed = time.monotonic() - started
-    durations = sorted(d for ds in per_thread for d in ds)
+    durations = sorted(d for ds in per_loop for d in ds)
     ok = sum(oks)
     return {
         "threads": threads,

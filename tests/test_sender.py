@@ -127,7 +127,7 @@ def test_a_connection_closed_after_the_liveness_check_is_retried_once(
 ) -> None:
     # The server may close a kept-alive connection just after the pool checked it: make every check pass
     # so that the request is written to a closed connection and the one retry on a new connection runs.
-    monkeypatch.setattr(sender_module._PinnedHTTPSConnection, "is_alive", lambda self: True)
+    monkeypatch.setattr(sender_module._Http11Connection, "is_alive", lambda self: True)
     receiver.behave("/race", hang_up=True)
     for _ in range(3):
         result = sender.send(receiver.url("/race"), BODY, {})

@@ -1,17 +1,22 @@
 """One webhook delivery attempt over HTTPS (CONTRACT §6.1, §6.3), safe against SSRF and bounded in time.
 
-`Sender.send` resolves the host once, checks every resolved address with the address policy, and
-connects, in resolver order, only to those checked addresses: the TCP socket is pinned to an IP while
-SNI, the certificate check and the `Host` header use the host name. There is no second lookup between the
-check and the connection, so DNS rebinding cannot slip a private address in. Redirects are not followed.
+An attempt resolves the host once, checks every resolved address with the address policy, and connects, in
+resolver order, only to those checked addresses: the TCP socket is pinned to an IP while SNI, the certificate
+check and the `Host` header use the host name. There is no second lookup between the check and the
+connection, so DNS rebinding cannot slip a private address in. Redirects are not followed.
+
+Every attempt of a `Sender` runs on one asyncio event loop in a thread of its own, speaking HTTP/1.1 through
+`h11`: a worker keeps dozens of attempts in flight without a thread each (threads cost the worker a dozen
+context switches per delivery, queueing for the GIL at every socket call; see docs/benchmarks.md). Callers in
+other threads use `send` (blocking) or `submit` (a callback on the loop's thread).
 
 The whole attempt (DNS, connect, TLS, sending, reading the answer) is bounded by `timeout_s` of wall-clock
 time: DNS runs on a few daemon threads and is waited for at most the remaining budget (answers are reused
-for `dns_cache_s`), every socket operation gets the remaining budget as its timeout, and a watchdog thread
-shuts the socket down at the deadline, so that a receiver dripping one byte at a time cannot stretch an
-attempt. Only the first bytes of an answer are kept and at most `BODY_READ_LIMIT` are read; a connection
-whose answer was not read to its end is closed, the others are kept for the next attempt to the same
-(host, port, address), and a kept connection found closed by the server is replaced once, transparently.
+for `dns_cache_s`), and every step awaits at most what is left, so that a receiver dripping one byte at a
+time cannot stretch an attempt. Only the first bytes of an answer are kept and at most `BODY_READ_LIMIT` are
+read; a connection whose answer was not read to its end is closed, the others are kept for the next attempt
+to the same (host, port, address), and a kept connection found closed by the server is replaced once,
+transparently.
 
 Trust: the system CAs (OpenSSL's default paths, or certifi's bundle where the system has none) plus the
 extra CAs of `ca_bundle`. Nothing is read from `REQUESTS_CA_BUNDLE` or proxy variables.
@@ -19,25 +24,24 @@ extra CAs of `ca_bundle`. Nothing is read from `REQUESTS_CA_BUNDLE` or proxy var
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import errno
-import heapq
-import http.client
-import itertools
-import os
+import logging
 import queue
 import re
-import select
 import socket
 import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
+
+import h11
 
 from addon.delivery.addresses import (
     IPAddress,
@@ -48,6 +52,9 @@ from addon.delivery.addresses import (
     parse_target,
     resolve_addresses,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Bytes of the answer kept in `SendResult.response_body_start`.
 BODY_KEEP_BYTES = 2048
@@ -117,154 +124,15 @@ class _DeadlineExceeded(Exception):
     """The attempt's wall-clock budget ran out."""
 
 
-class _ConnectFailed(Exception):
-    """The TCP connection to one address failed; the next checked address may be tried."""
-
-    def __init__(self, address: IPAddress, cause: OSError) -> None:
-        super().__init__(f"{address}: {cause}")
-        self.address = address
-        self.cause = cause
-
-
-class _Guard:
-    """One attempt's registration with the watchdog: the sockets to shut down if the deadline passes."""
-
-    __slots__ = ("deadline", "fired", "released", "_handles", "_watchdog")
-
-    def __init__(self, watchdog: _Watchdog, deadline: float) -> None:
-        self.deadline = deadline
-        self.fired = False
-        self.released = False
-        self._handles: list[_WatchHandle] = []
-        self._watchdog = watchdog
-
-    def attach(self, handle: _WatchHandle) -> None:
-        """Watch a connection's socket through its `_WatchHandle` (shut down at once if the deadline passed)."""
-        with self._watchdog.lock:
-            if not self.released:
-                self._handles.append(handle)
-                handle.watched = True
-                if self.fired:
-                    handle.shutdown_locked()
-
-    def fire_locked(self) -> None:
-        if self.released or self.fired:
-            return
-        self.fired = True
-        for handle in self._handles:
-            handle.shutdown_locked()
-
-    def release(self) -> None:
-        """End the watch; after this `fired` no longer changes. Handles closed meanwhile are closed now."""
-        with self._watchdog.lock:
-            self.released = True
-            handles, self._handles = self._handles, []
-            for handle in handles:
-                handle.unwatch_locked()
-
-
-class _WatchHandle:
-    """A duplicate descriptor of one connection's socket, for the watchdog to shut it down at a deadline.
-
-    The watchdog never acts on the connection's own descriptor: the attempt may close it at any moment and the
-    process may reuse its number for another socket. The duplicate is made once per connection, not once per
-    attempt (that cost three system calls per delivery, each a turn at the GIL in a busy worker). It is closed
-    under the watchdog's lock when the connection is closed, but not while an attempt still watches it: http.client
-    closes the connection of a `Connection: close` answer before its body is read, and the deadline must still
-    be able to cut that reading short. Then the attempt's `_Guard.release` closes it.
-    """
-
-    __slots__ = ("_dup", "_lock", "watched", "_close_when_unwatched")
-
-    def __init__(self, sock: socket.socket, lock: threading.Condition) -> None:
-        self._dup: socket.socket | None = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
-        self._lock = lock
-        self.watched = False
-        self._close_when_unwatched = False
-
-    def shutdown_locked(self) -> None:
-        if self._dup is not None:
-            _shutdown(self._dup)
-
-    def unwatch_locked(self) -> None:
-        self.watched = False
-        if self._close_when_unwatched:
-            self._close_locked()
-
-    def close(self) -> None:
-        with self._lock:
-            if self.watched:
-                self._close_when_unwatched = True
-            else:
-                self._close_locked()
-
-    def _close_locked(self) -> None:
-        dup, self._dup = self._dup, None
-        if dup is not None:
-            dup.close()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Watchdog:
-    """A thread that shuts down the sockets of attempts still running at their deadline.
-
-    Guards are released long before their deadline in the common case; they stay in the heap until then
-    and are dropped in batches (the thread wakes at most once per `slack_s`).
-    """
-
-    def __init__(self, slack_s: float = 0.02) -> None:
-        self.lock = threading.Condition()
-        self._heap: list[tuple[float, int, _Guard]] = []
-        self._seq = itertools.count()
-        self._slack_s = slack_s
-        self._thread: threading.Thread | None = None
-        self._closed = False
-
-    def watch(self, deadline: float) -> _Guard:
-        guard = _Guard(self, deadline)
-        with self.lock:
-            if self._closed:
-                raise RuntimeError("the sender is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="webhook-deadlines", daemon=True)
-                self._thread.start()
-            heapq.heappush(self._heap, (deadline, next(self._seq), guard))
-            if self._heap[0][2] is guard:
-                self.lock.notify()
-        return guard
-
-    def _run(self) -> None:
-        with self.lock:
-            while not self._closed:
-                if not self._heap:
-                    self.lock.wait()
-                    continue
-                now = time.monotonic()
-                if self._heap[0][0] > now:
-                    self.lock.wait(self._heap[0][0] - now + self._slack_s)
-                    continue
-                while self._heap and self._heap[0][0] <= now:
-                    heapq.heappop(self._heap)[2].fire_locked()
-
-    def close(self) -> None:
-        with self.lock:
-            self._closed = True
-            self.lock.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1)
+class ClosedWithoutAnswer(ConnectionError):
+    """The server closed the connection before the first byte of an answer."""
 
 
 class _Lookups:
-    """DNS lookups on a few daemon threads, so that a caller can stop waiting at its deadline, with a short
+    """DNS lookups on a few daemon threads, so that an attempt can stop waiting at its deadline, with a short
     cache of successful answers.
 
-    getaddrinfo cannot be interrupted; a lookup that outlives its caller finishes unobserved. The threads
+    getaddrinfo cannot be interrupted; a lookup that outlives its attempt finishes unobserved. The threads
     are daemons so that a stuck resolver never holds up the process's exit. Caching is safe against DNS
     rebinding because the address policy is applied on every send to exactly the addresses connected to;
     it only means an address change is seen up to `cache_s` late (failures are never cached).
@@ -282,9 +150,8 @@ class _Lookups:
         self._lock = threading.Lock()
         self._closed = False
 
-    def lookup(self, host: str, port: int, deadline: float) -> list[IPAddress]:
-        """The addresses of `host`; raises OSError if it has none, `_DeadlineExceeded` past the deadline."""
-        future: concurrent.futures.Future[list[IPAddress]] = concurrent.futures.Future()
+    async def lookup(self, host: str, port: int) -> list[IPAddress]:
+        """The addresses of `host`; raises OSError if it has none. The caller bounds the wait."""
         key = (host, port)
         with self._lock:
             if self._closed:
@@ -298,13 +165,9 @@ class _Lookups:
                 thread = threading.Thread(target=self._run, name="webhook-dns", daemon=True)
                 thread.start()
                 self._threads.append(thread)
+        future: concurrent.futures.Future[list[IPAddress]] = concurrent.futures.Future()
         self._jobs.put((future, host, port))
-        try:
-            addresses = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            if future.cancel() or not future.done():
-                raise _DeadlineExceeded() from None
-            addresses = future.result()
+        addresses = await asyncio.wrap_future(future)
         if self._cache_s > 0:
             with self._lock:
                 self._cache[key] = (time.monotonic() + self._cache_s, list(addresses))
@@ -320,7 +183,7 @@ class _Lookups:
                 continue
             try:
                 future.set_result(resolve_addresses(host, port, self._resolve))
-            except BaseException as exc:  # handed to the waiting caller
+            except BaseException as exc:  # handed to the waiting attempt
                 future.set_exception(exc)
 
     def close(self) -> None:
@@ -331,173 +194,164 @@ class _Lookups:
             self._jobs.put(None)
 
 
-class _PinnedHTTPSConnection(http.client.HTTPConnection):
-    """An HTTPS connection to a host name whose TCP socket goes to one pre-checked IP address.
+class _Http11Connection(asyncio.Protocol):
+    """One TLS connection to one checked address, speaking HTTP/1.1 through an `h11` client state machine.
 
-    The host name is used for SNI, for the certificate check (the context has check_hostname on) and in
-    the `Host` header; the address is only where the socket connects.
+    Lives on the sender's loop only. Bytes that arrive are handed to h11 and wake the attempt waiting for them;
+    a connection that receives anything while idle, or that the server closed, is no longer alive.
     """
 
-    default_port = 443  # so that the Host header leaves out :443 as it should
+    def __init__(self, key: tuple[str, int, IPAddress]) -> None:
+        self.key = key
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._busy = False
+        self._spoiled = False  # data arrived unasked: the next answer could not be told apart
+        self._received = 0  # bytes of the current answer so far
+        self._waiter: asyncio.Future[None] | None = None
 
-    def __init__(self, target: Target, address: IPAddress, ssl_context: ssl.SSLContext,
-                 watchdog_lock: threading.Condition) -> None:
-        super().__init__(target.host, target.port)
-        self.address = address
-        self.key = (target.host, target.port, address)
-        self.guard: _Guard | None = None
-        self.watch_handle: _WatchHandle | None = None
-        self._watchdog_lock = watchdog_lock
-        self.deadline = 0.0
-        self.connect_timeout = 0.0
-        self._ssl_context = ssl_context
-        self._pending: list[bytes] | None = None
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------
 
-    def remaining(self) -> float:
-        """Seconds left in the current attempt; raises `_DeadlineExceeded` when none are."""
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise _DeadlineExceeded()
-        return remaining
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
-    def connect(self) -> None:
-        """TCP to the pinned address within `connect_timeout`, then TLS for the host name."""
-        family = socket.AF_INET6 if self.address.version == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.connect_timeout)
-            try:
-                sock.connect((str(self.address), self.port))
-            except OSError as exc:
-                raise _ConnectFailed(self.address, exc) from exc
-            sock.settimeout(self.remaining())
-            self.watch_handle = _WatchHandle(sock, self._watchdog_lock)
-            if self.guard is not None:
-                self.guard.attach(self.watch_handle)
-            self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            self._close_watch_handle()
-            raise
+    def data_received(self, data: bytes) -> None:
+        if not self._busy:
+            self._spoiled = True
+            return
+        self._received += len(data)
+        self.h11.receive_data(data)
+        self._wake()
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._close_watch_handle()
+    def eof_received(self) -> bool:
+        if self._busy:
+            self.h11.receive_data(b"")
+        self.closed = True
+        self._wake()
+        return False  # let the transport close itself
 
-    def _close_watch_handle(self) -> None:
-        handle, self.watch_handle = self.watch_handle, None
-        if handle is not None:
-            handle.close()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the attempt's side ----------------------------------------------------------------------------------
 
     def is_alive(self) -> bool:
         """False when the server has closed an idle connection (or sent something nobody asked for)."""
-        if self.sock is None:
+        return not self.closed and not self._spoiled and self.transport is not None \
+            and not self.transport.is_closing()
+
+    def close(self) -> None:
+        """Drop the connection at once (no TLS close_notify to wait for, as a closed socket would)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def write_request(self, request: h11.Request, body: bytes) -> None:
+        """The head and the body in one write: one TLS record where they fit."""
+        assert self.transport is not None
+        self._busy = True
+        self._received = 0
+        data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
+        self.transport.write(data)
+
+    async def next_event(self) -> Any:
+        """The next h11 event of the answer, waiting for bytes as needed."""
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if self.closed:
+                if self._received == 0:
+                    raise ClosedWithoutAnswer("connection closed without a response")
+                self.h11.receive_data(b"")  # what came is all there is: h11 decides if it is complete
+                continue
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def finish_cycle(self) -> bool:
+        """After an answer read to its end: ready for the next request on this connection?"""
+        self._busy = False
+        if self.closed or self._spoiled or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             return False
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)
-
-    def send(self, data: Any) -> None:
-        if self._pending is not None:
-            self._pending.append(bytes(data))
-        else:
-            super().send(data)
-
-    def post(self, request_target: str, body: bytes, headers: Mapping[str, str]) -> None:
-        """Send a POST with the head and the body in one write: one TLS record instead of http.client's two."""
-        self._pending = []
-        try:
-            self.request("POST", request_target, body=body, headers=dict(headers))
-            data = b"".join(self._pending)
-        finally:
-            self._pending = None
-        self.send(data)
+        self.h11.start_next_cycle()
+        return True
 
 
 class _IdleConnections:
     """Idle keep-alive connections keyed by (host, port, address), bounded in total, least recently used
-    evicted first. A connection is in here or in the hands of exactly one thread."""
+    evicted first. Used on the sender's loop only; a connection is in here or in the hands of one attempt."""
 
     def __init__(self, max_total: int, max_idle_s: float) -> None:
-        self._lock = threading.Lock()
-        self._idle: OrderedDict[tuple[str, int, IPAddress], list[tuple[float, _PinnedHTTPSConnection]]]
-        self._idle = OrderedDict()
+        self._idle: OrderedDict[tuple[str, int, IPAddress], list[_Http11Connection]] = OrderedDict()
         self._count = 0
         self._max_total = max_total
         self._max_idle_s = max_idle_s
-        self._closed = False
 
-    def take(self, key: tuple[str, int, IPAddress]) -> _PinnedHTTPSConnection | None:
+    def take(self, key: tuple[str, int, IPAddress]) -> _Http11Connection | None:
         while True:
-            stale: list[_PinnedHTTPSConnection] = []
-            conn = None
-            with self._lock:
-                entries = self._idle.get(key)
-                if entries:
-                    since, conn = entries.pop()
-                    self._count -= 1
-                    if time.monotonic() - since > self._max_idle_s:
-                        stale = [conn] + [c for _, c in entries]  # the newest is too old: so are the rest
-                        self._count -= len(entries)
-                        entries.clear()
-                        conn = None
-                    if not entries:
-                        del self._idle[key]
-            for old in stale:
-                old.close()
-            if conn is None:
+            entries = self._idle.get(key)
+            if not entries:
                 return None
+            conn = entries.pop()
+            self._count -= 1
+            if time.monotonic() - conn.idle_since > self._max_idle_s:
+                for old in [conn, *entries]:  # the newest is too old: so are the rest
+                    old.close()
+                self._count -= len(entries)
+                entries.clear()
+            if not entries:
+                del self._idle[key]
             if conn.is_alive():
                 return conn
             conn.close()
 
-    def put(self, conn: _PinnedHTTPSConnection) -> None:
-        evicted: list[_PinnedHTTPSConnection] = []
+    def put(self, conn: _Http11Connection) -> None:
         now = time.monotonic()
-        with self._lock:
-            if self._closed:
-                evicted.append(conn)
-            else:
-                self._idle.setdefault(conn.key, []).append((now, conn))
-                self._idle.move_to_end(conn.key)
-                self._count += 1
-                while self._idle:
-                    oldest_key = next(iter(self._idle))
-                    entries = self._idle[oldest_key]
-                    if self._count <= self._max_total and now - entries[0][0] <= self._max_idle_s:
-                        break
-                    evicted.append(entries.pop(0)[1])
-                    self._count -= 1
-                    if not entries:
-                        del self._idle[oldest_key]
-        for old in evicted:
-            old.close()
+        conn.idle_since = now
+        self._idle.setdefault(conn.key, []).append(conn)
+        self._idle.move_to_end(conn.key)
+        self._count += 1
+        while self._idle:
+            oldest_key = next(iter(self._idle))
+            entries = self._idle[oldest_key]
+            if self._count <= self._max_total and now - entries[0].idle_since <= self._max_idle_s:
+                break
+            entries.pop(0).close()
+            self._count -= 1
+            if not entries:
+                del self._idle[oldest_key]
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns = [c for entries in self._idle.values() for _, c in entries]
-            self._idle.clear()
-            self._count = 0
+        conns = [c for entries in self._idle.values() for c in entries]
+        self._idle.clear()
+        self._count = 0
         for conn in conns:
             conn.close()
 
 
 _STALE_ERRORS = (
+    ClosedWithoutAnswer,
     ConnectionResetError,
     ConnectionAbortedError,
     BrokenPipeError,
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
-    http.client.RemoteDisconnected,
 )
+
+#: Called on the sender's loop with the outcome of a submitted attempt.
+Done = Callable[[SendResult], None]
 
 
 class Sender:
-    """Sends webhook requests; one instance is shared by all worker threads.
+    """Sends webhook requests from one event-loop thread; one instance is shared by a whole process.
 
     `timeout_s` bounds each attempt as a whole; `ca_bundle` is a PEM file of extra trusted CAs;
     `allow_private` skips the address policy (local development and tests); `resolve` is a
@@ -525,8 +379,12 @@ class Sender:
         self.user_agent = user_agent
         self._ssl_context = build_ssl_context(ca_bundle)
         self._idle = _IdleConnections(max_idle_connections, idle_timeout_s)
-        self._watchdog = _Watchdog()
         self._lookups = _Lookups(resolve, dns_threads, dns_cache_s)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._running = 0  # attempts started on the loop and not finished (loop thread only)
 
     def __enter__(self) -> Sender:
         return self
@@ -534,181 +392,264 @@ class Sender:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Close idle connections and stop the helper threads. Attempts still running finish on their own."""
-        self._idle.close()
-        self._watchdog.close()
-        self._lookups.close()
+    # -- entry points for other threads ------------------------------------------------------------------------
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
-        """POST `body` to `url` with `headers` (plus `User-Agent` and `Content-Type: application/json`).
+        """POST `body` to `url` with `headers` (plus `User-Agent` and `Content-Type: application/json`) and wait
+        for the outcome. Never raises for anything the network or the receiver does: every outcome is a
+        `SendResult`. Not to be called on the sender's own loop (use `attempt` there)."""
+        _check_body(body)
+        return self.run(self.attempt(url, body, headers))
 
-        Never raises for anything the network or the receiver does: every outcome is a `SendResult`.
-        """
-        if not isinstance(body, bytes):
-            raise TypeError("body must be the exact bytes to send (and sign)")
+    def submit(self, attempts: Sequence[tuple[str, bytes, Mapping[str, str], Done]]) -> None:
+        """Start attempts without waiting: each `(url, body, headers, done)` calls `done(result)` on the sender's
+        loop thread when it ends (`done` must be quick and must not block). One wake-up of the loop per call."""
+        for _, body, _, _ in attempts:
+            _check_body(body)
+        self._ensure_loop().call_soon_threadsafe(self._start_all, list(attempts))
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the sender's loop (e.g. one awaiting `attempt`) and wait for its result."""
+        loop = self._ensure_loop()
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("Sender.run would wait for its own loop")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    def close(self) -> None:
+        """Close idle connections and stop the loop once the attempts still running have ended (at most
+        `timeout_s` later); does not wait for them."""
+        with self._lock:
+            self._closing = True
+            loop = self._loop
+        self._lookups.close()
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._close_on_loop)
+            except RuntimeError:  # the loop already ended
+                pass
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the sender is closed")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._loop.set_exception_handler(_quiet_exception_handler)
+                self._thread = threading.Thread(target=self._run_loop, args=(self._loop,), name="webhook-sender",
+                                                daemon=True)
+                self._thread.start()
+            return self._loop
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    # -- on the loop -----------------------------------------------------------------------------------------
+
+    def _start_all(self, attempts: list[tuple[str, bytes, Mapping[str, str], Done]]) -> None:
+        loop = asyncio.get_running_loop()
+        for url, body, headers, done in attempts:
+            loop.create_task(self._attempt_then(url, body, headers, done))
+
+    async def _attempt_then(self, url: str, body: bytes, headers: Mapping[str, str], done: Done) -> None:
+        result = await self.attempt(url, body, headers)
+        try:
+            done(result)
+        except Exception:  # noqa: BLE001 - a caller's bug must not stop the loop
+            log.exception("a delivery callback failed")
+
+    def _close_on_loop(self) -> None:
+        self._idle.close()
+        if self._running == 0:
+            asyncio.get_running_loop().stop()
+
+    async def attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+        """One attempt, on the sender's loop (see `send`)."""
+        self._running += 1
+        try:
+            return await self._attempt(url, body, headers)
+        finally:
+            self._running -= 1
+            if self._closing and self._running == 0:
+                self._idle.close()
+                asyncio.get_running_loop().stop()
+
+    async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
             target = parse_target(url)
         except UrlRejected as exc:
             return self._failed(started, f"invalid URL: {exc.message}")
+        conn: _Http11Connection | None = None
+        answer: tuple[int, bytes | None, bytes | None] | None = None  # status, Location, Retry-After
+        kept = bytearray()
+        complete = False
         try:
-            addresses = self._addresses(target, deadline)
-        except _DeadlineExceeded:
-            return self._failed(started, self._timeout_message())
-        except (OSError, UnicodeError, ValueError):
-            return self._failed(started, f"could not resolve host {target.host}")
-        if not self.allow_private:
-            blocked = first_blocked(addresses)
-            if blocked is not None:
-                return self._failed(started, f"blocked private address {blocked}")
-        request_headers = {k: v for k, v in headers.items() if k.lower() not in _OWN_HEADERS}
-        request_headers["User-Agent"] = self.user_agent
-        request_headers["Content-Type"] = "application/json"
-
-        guard = self._watchdog.watch(deadline)
-        conn: _PinnedHTTPSConnection | None = None
-        try:
-            result, conn = self._exchange(target, addresses, body, request_headers, started, deadline, guard)
+            request = self._request(target, body, headers)
+            async with asyncio.timeout_at(deadline):  # one deadline for every step, the body's reading included
+                try:
+                    addresses = await self._addresses(target)
+                except (OSError, UnicodeError, ValueError):
+                    return self._failed(started, f"could not resolve host {target.host}")
+                if not self.allow_private:
+                    blocked = first_blocked(addresses)
+                    if blocked is not None:
+                        return self._failed(started, f"blocked private address {blocked}")
+                conn, answer = await self._exchange(target, addresses, request, body, deadline)
+                complete = await self._read_body(conn, kept)
         except Exception as exc:
-            timed_out = guard.fired or isinstance(exc, _DeadlineExceeded) or time.monotonic() >= deadline
-            result = self._failed(started, self._timeout_message() if timed_out else describe_error(exc))
-        finally:
-            guard.release()
-        if conn is not None:
-            conn.guard = None
-            if guard.fired:
+            if answer is None:
+                if conn is not None:
+                    conn.close()
+                timed_out = isinstance(exc, TimeoutError | _DeadlineExceeded) or time.monotonic() >= deadline
+                return self._failed(started, self._timeout_message() if timed_out else describe_error(exc))
+            # The answer's head came in time: that is the outcome; a broken or slow body only ends the reading.
+        except BaseException:
+            if conn is not None:
                 conn.close()
-            else:
-                self._idle.put(conn)
-        return result
+            raise
+        assert conn is not None and answer is not None
+        if complete and conn.finish_cycle() and time.monotonic() < deadline and not self._closing:
+            self._idle.put(conn)
+        else:
+            conn.close()
+        status, location, retry_after = answer
+        ok = 200 <= status <= 299
+        return SendResult(
+            ok=ok,
+            http_code=status,
+            error=None if ok else _status_message(status, location),
+            duration_ms=_ms_since(started),
+            response_body_start=kept.decode("utf-8", errors="replace"),
+            retry_after_s=None if retry_after is None else parse_retry_after(retry_after.decode("latin-1")),
+            gone=status == 410,
+        )
 
     # -- the steps of one attempt ---------------------------------------------------------------------------
 
-    def _addresses(self, target: Target, deadline: float) -> list[IPAddress]:
+    def _request(self, target: Target, body: bytes, headers: Mapping[str, str]) -> h11.Request:
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        if target.port != 443:
+            host = f"{host}:{target.port}"
+        fields = [("Host", host)]
+        fields += [(k, v) for k, v in headers.items() if k.lower() not in _OWN_HEADERS]
+        fields += [("User-Agent", self.user_agent), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(body)))]
+        return h11.Request(method="POST", target=target.request_target, headers=fields)
+
+    async def _addresses(self, target: Target) -> list[IPAddress]:
         if target.ip is not None:
             return [target.ip]
-        return self._lookups.lookup(target.host, target.port, deadline)
+        return await self._lookups.lookup(target.host, target.port)
 
-    def _exchange(
-        self,
-        target: Target,
-        addresses: list[IPAddress],
-        body: bytes,
-        headers: dict[str, str],
-        started: float,
-        deadline: float,
-        guard: _Guard,
-    ) -> tuple[SendResult, _PinnedHTTPSConnection | None]:
-        """Send and read the answer; returns the result and the connection if it may be reused."""
-        conn, reused = self._checkout(target, addresses, deadline, guard)
+    async def _exchange(
+        self, target: Target, addresses: list[IPAddress], request: h11.Request, body: bytes, deadline: float
+    ) -> tuple[_Http11Connection, tuple[int, bytes | None, bytes | None]]:
+        """Send the request and read the answer's head; returns the connection (its body still to read) and the
+        status with the `Location` and `Retry-After` headers."""
+        conn, reused = self._checkout(target, addresses)
+        if conn is None:
+            conn = await self._connect_in_order(target, addresses, deadline)
         try:
             try:
-                response = self._request(conn, target, body, headers)
+                return conn, await self._head(conn, request, body)
             except _STALE_ERRORS:
                 # A kept-alive connection the server closed meanwhile: try once on a new connection.
-                if not reused or guard.fired or time.monotonic() >= deadline:
+                if not reused or time.monotonic() >= deadline:
                     raise
                 conn.close()
-                conn = self._connect_in_order(target, addresses, deadline, guard)
-                response = self._request(conn, target, body, headers)
-            body_start, complete = self._read_body(response)
+                conn = await self._connect_in_order(target, addresses, deadline)
+                return conn, await self._head(conn, request, body)
         except BaseException:
             conn.close()
             raise
-        status = response.status
-        result = SendResult(
-            ok=200 <= status <= 299,
-            http_code=status,
-            error=None if 200 <= status <= 299 else _status_message(status, response.getheader("Location")),
-            duration_ms=_ms_since(started),
-            response_body_start=body_start.decode("utf-8", errors="replace"),
-            retry_after_s=parse_retry_after(response.getheader("Retry-After")),
-            gone=status == 410,
-        )
-        if complete and conn.sock is not None and time.monotonic() < deadline:
-            return result, conn
-        conn.close()
-        return result, None
 
-    def _checkout(
-        self, target: Target, addresses: list[IPAddress], deadline: float, guard: _Guard
-    ) -> tuple[_PinnedHTTPSConnection, bool]:
+    def _checkout(self, target: Target, addresses: list[IPAddress]) -> tuple[_Http11Connection | None, bool]:
         for address in addresses:
             conn = self._idle.take((target.host, target.port, address))
             if conn is not None:
-                conn.deadline, conn.guard = deadline, guard
-                assert conn.watch_handle is not None
-                guard.attach(conn.watch_handle)
                 return conn, True
-        return self._connect_in_order(target, addresses, deadline, guard), False
+        return None, False
 
-    def _connect_in_order(
-        self, target: Target, addresses: list[IPAddress], deadline: float, guard: _Guard
-    ) -> _PinnedHTTPSConnection:
+    async def _connect_in_order(
+        self, target: Target, addresses: list[IPAddress], deadline: float
+    ) -> _Http11Connection:
         """Connect to the first checked address that accepts; TLS failures are final, TCP ones are not.
 
         Each address gets an equal share of the remaining budget for its TCP connect, so one address that
         does not answer cannot use up the whole attempt.
         """
-        failure: _ConnectFailed | None = None
+        loop = asyncio.get_running_loop()
+        failure: OSError | None = None
         for index, address in enumerate(addresses):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _DeadlineExceeded()
-            conn = _PinnedHTTPSConnection(target, address, self._ssl_context, self._watchdog.lock)
-            conn.deadline, conn.guard = deadline, guard
-            conn.connect_timeout = remaining / (len(addresses) - index)
+            sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
             try:
-                conn.connect()
-            except _ConnectFailed as exc:
-                conn.close()
-                failure = exc
-                continue
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    if index == len(addresses) - 1:  # the attempt's own deadline bounds the last one
+                        await loop.sock_connect(sock, (str(address), target.port))
+                    else:
+                        async with asyncio.timeout(remaining / (len(addresses) - index)):
+                            await loop.sock_connect(sock, (str(address), target.port))
+                except (OSError, TimeoutError) as exc:
+                    sock.close()
+                    failure = exc if isinstance(exc, OSError) else TimeoutError("connection timed out")
+                    continue
+                key = (target.host, target.port, address)
+                _, conn = await loop.create_connection(
+                    lambda key=key: _Http11Connection(key), sock=sock, ssl=self._ssl_context,
+                    server_hostname=target.host, ssl_handshake_timeout=max(remaining, 0.001))
             except BaseException:
-                conn.close()
+                sock.close()
                 raise
             return conn
         assert failure is not None
-        raise failure.cause
+        raise failure
 
     @staticmethod
-    def _request(
-        conn: _PinnedHTTPSConnection, target: Target, body: bytes, headers: dict[str, str]
-    ) -> http.client.HTTPResponse:
-        assert conn.sock is not None
-        # One timeout for the request and its answer (each socket call then waits at most what was left when the
-        # request began); the watchdog ends the attempt at its deadline in any case.
-        conn.sock.settimeout(conn.remaining())
-        conn.post(target.request_target, body, headers)
-        response = conn.getresponse()
-        if conn.guard is not None and conn.guard.fired:
-            # The watchdog's shutdown reads as EOF, which http.client takes for the end of the headers:
-            # a head that was cut short must not pass for an answer.
-            raise _DeadlineExceeded()
-        return response
+    async def _head(conn: _Http11Connection, request: h11.Request,
+                    body: bytes) -> tuple[int, bytes | None, bytes | None]:
+        conn.write_request(request, body)
+        while True:
+            event = await conn.next_event()
+            if isinstance(event, h11.Response):
+                location = retry_after = None
+                for name, value in event.headers:  # h11 gives names in lower case
+                    if name == b"location":
+                        location = value
+                    elif name == b"retry-after":
+                        retry_after = value
+                return event.status_code, location, retry_after
+            if isinstance(event, h11.ConnectionClosed):
+                raise ClosedWithoutAnswer("connection closed without a response")
+            # h11.InformationalResponse (1xx): the real answer follows.
 
     @staticmethod
-    def _read_body(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
-        """The first `BODY_KEEP_BYTES` of the body, and whether it was read to its end (then the connection
-        may be reused). Reading stops after `BODY_READ_LIMIT` bytes or at the first error or the deadline."""
-        kept = bytearray()
+    async def _read_body(conn: _Http11Connection, kept: bytearray) -> bool:
+        """Read the body, keeping its first `BODY_KEEP_BYTES` in `kept`; True when it was read to its end (then
+        the connection may be reused), False after `BODY_READ_LIMIT` bytes."""
         read = 0
-        try:
-            while read < BODY_READ_LIMIT:
-                chunk = response.read1(_READ_CHUNK)
-                if not chunk:
-                    # http.client does not always close a response read to its end with read1, and
-                    # will not hand out the next response on the connection until it is closed.
-                    response.close()
-                    return bytes(kept), True
-                read += len(chunk)
+        while read < BODY_READ_LIMIT:
+            event = await conn.next_event()
+            if isinstance(event, h11.Data):
+                read += len(event.data)
                 if len(kept) < BODY_KEEP_BYTES:
-                    kept += chunk[: BODY_KEEP_BYTES - len(kept)]
-        except Exception:  # the status is known; a broken or slow body only ends the reading
-            pass
-        return bytes(kept), False
+                    kept += event.data[: BODY_KEEP_BYTES - len(kept)]
+            elif isinstance(event, h11.EndOfMessage):
+                return True
+            elif isinstance(event, h11.ConnectionClosed):
+                return False
+        return False
 
     def _timeout_message(self) -> str:
         return f"timeout after {self.timeout_s:.1f} s"
@@ -718,13 +659,24 @@ class Sender:
         return SendResult(ok=False, http_code=None, error=error, duration_ms=_ms_since(started))
 
 
+def _check_body(body: object) -> None:
+    if not isinstance(body, bytes):
+        raise TypeError("body must be the exact bytes to send (and sign)")
+
+
+def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Errors the loop meets outside any attempt (a TLS connection the peer reset while idle): the attempts
+    report what concerns them; these are only worth a debug line."""
+    log.debug("sender loop: %s", context.get("message"), exc_info=context.get("exception"))
+
+
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _status_message(status: int, location: str | None) -> str:
+def _status_message(status: int, location: bytes | None) -> str:
     if 300 <= status <= 399 and location:
-        return f"HTTP {status}, redirect to {location[:200]} not followed"
+        return f"HTTP {status}, redirect to {location[:200].decode('latin-1')} not followed"
     return f"HTTP {status}"
 
 
@@ -748,15 +700,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def describe_error(exc: BaseException) -> str:
     """A short human message for an attempt that got no HTTP answer."""
     for error in _causes(exc):
-        if isinstance(error, _ConnectFailed):
-            error = error.cause
         if isinstance(error, ssl.SSLCertVerificationError):
             return f"TLS certificate verify failed: {error.verify_message or error.reason}"
         if isinstance(error, ssl.SSLError):
             return f"TLS error: {error.reason or error}"
         if isinstance(error, ConnectionRefusedError):
             return "connection refused"
-        if isinstance(error, http.client.RemoteDisconnected):
+        if isinstance(error, ClosedWithoutAnswer):
             return "connection closed without a response"
         if isinstance(error, ConnectionResetError):
             return "connection reset by peer"
@@ -764,7 +714,7 @@ def describe_error(exc: BaseException) -> str:
             return "connection closed while sending the request"
         if isinstance(error, TimeoutError):
             return "connection timed out"
-        if isinstance(error, http.client.HTTPException):
+        if isinstance(error, h11.ProtocolError):
             return f"invalid HTTP response ({type(error).__name__})"
         if isinstance(error, OSError) and error.errno in _ERRNO_MESSAGES:
             return _ERRNO_MESSAGES[error.errno]

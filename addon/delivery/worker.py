@@ -1,12 +1,13 @@
 """The delivery worker: claims due deliveries under a lease, sends them, records each attempt, schedules retries.
 
-One dispatcher thread claims work and hands it to a bounded pool of sender threads; at most `per_webhook`
-deliveries of one webhook are in flight in a process, so one hanging receiver holds up no other webhook.
-Sender threads only send: one recorder thread writes the outcomes of all the attempts that finished meanwhile
-in one transaction (`record_many`), so the database sees one short write per batch rather than one per
-delivery, and sender threads never queue for the database. A slot is free again as soon as its send ends, so
-sending goes on while outcomes are written; at most `MAX_UNRECORDED` outcomes wait to be written before the
-dispatcher stops claiming (a delivery stays leased until its outcome is committed).
+One dispatcher thread claims work and hands each batch to the process's `Sender`, whose event loop keeps
+up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook are in
+flight in a process, so one hanging receiver holds up no other webhook. The sender only sends: one recorder
+thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`record_many`), so
+the database sees one short write per batch rather than one per delivery, and sending never queues for the
+database. A slot is free again as soon as its send ends, so sending goes on while outcomes are written; at
+most `MAX_UNRECORDED` outcomes wait to be written before the dispatcher stops claiming (a delivery stays
+leased until its outcome is committed).
 The dispatcher sleeps until the next delivery is due or until a commit wakes it (an in-process signal, and
 LISTEN/NOTIFY on PostgreSQL): no polling interval sits in the latency. A worker killed at any moment loses
 nothing: its leased deliveries become due again when the lease ends.
@@ -15,8 +16,8 @@ nothing: its leased deliveries become due again when the lease ends.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -421,9 +422,10 @@ MAX_UNRECORDED_PER_SLOT = 4
 RECORD_TRIES = 3
 
 
-#: Deliveries one worker process sends at once (`addon worker --concurrency`). 32 rather than 16: claims and
-#: recordings come in batches of half the slots, and bigger batches cost less per delivery (docs/benchmarks.md).
-DEFAULT_CONCURRENCY = 32
+#: Deliveries one worker process sends at once (`addon worker --concurrency`). A slot is an attempt on the
+#: sender's event loop, not a thread, so slots are cheap; claims and recordings come in batches of half the
+#: slots, and bigger batches cost less per delivery: 64 sends ~6 % more than 32 (docs/benchmarks.md).
+DEFAULT_CONCURRENCY = 64
 
 
 def per_webhook_bound(concurrency: int) -> int:
@@ -433,20 +435,18 @@ def per_webhook_bound(concurrency: int) -> int:
 
 
 class DeliveryWorker:
-    """Dispatcher thread + bounded sender pool + recorder thread; `start()` then `stop()`."""
+    """Dispatcher thread + the sender's loop (at most `concurrency` attempts) + recorder thread; `start()` then
+    `stop()`."""
 
     def __init__(self, runtime: Runtime, concurrency: int = DEFAULT_CONCURRENCY,
                  per_webhook: int | None = None) -> None:
         self.runtime = runtime
         self.concurrency = max(1, concurrency)
         self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
-        # Sender threads take jobs from a plain queue: cheaper per delivery than an executor's futures.
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._senders = [threading.Thread(target=self._send_loop, name=f"delivery-sender-{i}", daemon=True)
-                         for i in range(self.concurrency)]
         self._in_flight: Counter[int] = Counter()
         self._in_flight_total = 0
         self._lock = threading.Lock()
+        self._all_sent = threading.Condition(self._lock)  # notified when nothing is in flight
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._outcomes: list[tuple[Job, SendResult]] = []
@@ -457,8 +457,6 @@ class DeliveryWorker:
 
     def start(self) -> DeliveryWorker:
         self._recorder.start()
-        for sender in self._senders:
-            sender.start()
         self._thread.start()
         return self
 
@@ -466,10 +464,9 @@ class DeliveryWorker:
         self._stopping.set()
         self.runtime.deliveries_committed.notify()
         self._thread.join(timeout)
-        for _ in self._senders:  # after the jobs already handed out: those are sent (at most `concurrency`)
-            self._jobs.put(None)
-        for sender in self._senders:
-            sender.join()
+        with self._all_sent:  # the attempts already started end within the sender's timeout
+            self._all_sent.wait_for(lambda: self._in_flight_total == 0,
+                                    self.runtime.settings.outgoing_timeout_s + timeout)
         with self._outcomes_ready:  # the sends that finished are recorded before the recorder ends
             self._senders_done = True
             self._outcomes_ready.notify_all()
@@ -534,39 +531,49 @@ class DeliveryWorker:
         if slots <= 0:
             return 0
         jobs = claim(self.runtime, slots, self._busy_webhooks())
-        admitted, surplus = 0, []
-        for job in jobs:
-            with self._lock:
+        admitted, surplus = [], []
+        with self._lock:
+            for job in jobs:
                 if self._in_flight[job.webhook_id] >= self.per_webhook:
                     surplus.append(job.delivery_id)
                     continue
                 self._in_flight[job.webhook_id] += 1
                 self._in_flight_total += 1
-            admitted += 1
-            self._jobs.put(job)
+                admitted.append(job)
         if surplus:
             release(self.runtime, surplus)
-        return admitted
+        self._start_sending(admitted)
+        return len(admitted)
 
-    def _send_loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self._process(job)
+    def _start_sending(self, jobs: list[Job]) -> None:
+        """Sign each job and hand the batch to the sender's loop in one call."""
+        attempts, unsendable = [], []
+        for job in jobs:
+            try:
+                headers = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+            except Exception:  # noqa: BLE001 - the lease brings it back
+                log.exception("delivery could not be signed tenant=%s delivery=%s", job.tenant_id, job.delivery_id)
+                unsendable.append(job)
+                continue
+            attempts.append((job.url, job.body, headers, functools.partial(self._sent, job)))
+        if unsendable:
+            self._release_slots(unsendable)
+        if attempts:
+            try:
+                self.runtime.get_sender().submit(attempts)
+            except Exception:  # noqa: BLE001 - the sender is closing: the lease brings them back
+                log.exception("handing %s deliveries to the sender failed", len(attempts))
+                self._release_slots([a[3].args[0] for a in attempts])
 
-    def _process(self, job: Job) -> None:
-        """Send, hand the outcome to the recorder, and free the slot."""
-        try:
-            result = send(self.runtime, job)
-        except Exception:  # noqa: BLE001 - the lease brings it back
-            log.exception("delivery failed unexpectedly tenant=%s delivery=%s", job.tenant_id, job.delivery_id)
-        else:
-            with self._outcomes_ready:
-                self._outcomes.append((job, result))
-                # The recorder waits for the first outcome, then gathers up to half the slots' (`_gather_outcomes`):
-                # waking it for every other one would cost a thread switch each time for nothing.
-                if len(self._outcomes) == 1 or len(self._outcomes) >= self._record_wanted:
-                    self._outcomes_ready.notify()
-        finally:
-            self._release_slots([job])
+    def _sent(self, job: Job, result: SendResult) -> None:
+        """On the sender's loop, when an attempt ends: hand the outcome to the recorder and free the slot."""
+        with self._outcomes_ready:
+            self._outcomes.append((job, result))
+            # The recorder waits for the first outcome, then gathers up to half the slots' (`_gather_outcomes`):
+            # waking it for every other one would cost a thread switch each time for nothing.
+            if len(self._outcomes) == 1 or len(self._outcomes) >= self._record_wanted:
+                self._outcomes_ready.notify()
+        self._release_slots([job])
 
     def _release_slots(self, jobs: list[Job]) -> None:
         with self._lock:
@@ -579,6 +586,8 @@ class DeliveryWorker:
             # costs the busy process a thread switch each time for nothing.
             idle = self._in_flight_total == 0
             claimable = idle or self.concurrency - self._in_flight_total >= max(1, self.concurrency // 2)
+            if idle:
+                self._all_sent.notify_all()
         if idle:  # nothing more is coming: a gathering recorder writes what it has
             with self._outcomes_ready:
                 self._outcomes_ready.notify()
