@@ -68,7 +68,7 @@ def table(results: dict[str, Any]) -> str:
                         f"{_mark(ratio >= 0.7 if target else None)} |")
             if "concurrent_client" in r:
                 rows.append(f"| 1 | … the same against the same client with {r['concurrent_client']['threads']} "
-                            f"threads (informative) | {r['per_s']:.0f} deliveries/s | concurrent client "
+                            f"requests in flight (informative) | {r['per_s']:.0f} deliveries/s | concurrent client "
                             f"{r['concurrent_client']['per_s']:.0f}/s | {r['concurrent_ratio'] * 100:.0f} % | — | — |")
     lat = results.get("latency")
     if lat:

@@ -33,8 +33,8 @@ from bench.common import (
 )
 from bench.context import Context
 
-#: Threads of the informative concurrent-client baseline: the worker's default concurrency.
-CONCURRENT_CLIENT_THREADS = 32
+#: Attempts in flight in the informative concurrent-client baseline: the worker's default concurrency.
+CONCURRENT_CLIENT_THREADS = 64
 
 
 def ceiling(ctx: Context, seconds: float, threads: int = 1) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def run(ctx: Context) -> dict[str, Any]:
         result["ratio"] = round(result["per_s"] / base["per_s"], 3)
         if workers == 1:
             concurrent = ceiling(ctx, ceiling_s, threads=CONCURRENT_CLIENT_THREADS)
-            log(f"concurrent client ({CONCURRENT_CLIENT_THREADS} threads): {concurrent['per_s']}/s")
+            log(f"concurrent client ({CONCURRENT_CLIENT_THREADS} in flight): {concurrent['per_s']}/s")
             result["concurrent_client"] = concurrent
             result["concurrent_ratio"] = round(result["per_s"] / concurrent["per_s"], 3)
         runs.append(result)

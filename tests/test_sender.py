@@ -144,6 +144,19 @@ def test_concurrent_sends_share_a_bounded_set_of_connections(receiver: Receiver,
     assert receiver.connections_opened - opened_before <= 8
 
 
+def test_close_lets_running_attempts_finish(receiver: Receiver) -> None:
+    receiver.behave("/closing", delay_s=0.5)
+    sender = Sender(5.0, receiver.ca_path, True, UA)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        running = [pool.submit(sender.send, receiver.url("/closing"), BODY, {}) for _ in range(3)]
+        time.sleep(0.2)
+        sender.close()
+        results = [f.result(timeout=5) for f in running]
+    assert all(r.ok for r in results), [r.error for r in results]
+    with pytest.raises(RuntimeError, match="closed"):
+        sender.send(receiver.url("/closing"), BODY, {})
+
+
 # -- name, address and certificate --------------------------------------------------------------------------
 
 

@@ -410,10 +410,13 @@ class Sender:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the sender's loop (e.g. one awaiting `attempt`) and wait for its result."""
-        loop = self._ensure_loop()
-        if threading.current_thread() is self._thread:
+        try:
+            loop = self._ensure_loop()
+            if threading.current_thread() is self._thread:
+                raise RuntimeError("Sender.run would wait for its own loop")
+        except BaseException:
             coroutine.close()
-            raise RuntimeError("Sender.run would wait for its own loop")
+            raise
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
     def close(self) -> None:
@@ -465,6 +468,9 @@ class Sender:
 
     def _close_on_loop(self) -> None:
         self._idle.close()
+        self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
         if self._running == 0:
             asyncio.get_running_loop().stop()
 
@@ -477,7 +483,8 @@ class Sender:
             self._running -= 1
             if self._closing and self._running == 0:
                 self._idle.close()
-                asyncio.get_running_loop().stop()
+                # Not at once: the callbacks that hand this attempt's result to its caller run after it returns.
+                asyncio.get_running_loop().call_later(0.05, self._stop_if_idle)
 
     async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         started = time.monotonic()
