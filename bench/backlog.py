@@ -21,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import text
 
+from addon.delivery.worker import DEFAULT_CONCURRENCY
 from bench.common import WEBHOOK_PATHS, add_webhooks, log, new_secret_key, seed_tenant
 from bench.context import Context
 
-BATCH = 16  # half the default concurrency (addon.delivery.worker.DEFAULT_CONCURRENCY = 32)
+BATCH = DEFAULT_CONCURRENCY // 2  # the dispatcher claims when half its slots are free
 
 
 def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int, stop: int) -> None:
@@ -160,7 +161,7 @@ def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[
     def ratio(name: str) -> float:
         return round(big[name]["median_ms"] / small[name]["median_ms"], 3)
 
-    return {"database": kind, "sizes": per_size, "claim_ratio": ratio("claim"),
+    return {"database": kind, "batch": BATCH, "sizes": per_size, "claim_ratio": ratio("claim"),
             "claim_busy_ratio": ratio("claim_one_webhook_busy"), "next_due_in_ratio": ratio("next_due_in")}
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from bench.common import (
     PYTHON,
-    REPO,
     WEBHOOK_PATHS,
     add_webhooks,
     addon,
@@ -46,7 +45,9 @@ def ceiling(ctx: Context, seconds: float, threads: int = 1) -> dict[str, Any]:
     out = subprocess.run([PYTHON, "-m", "bench.ceiling", "--url", ctx.receiver.url("/ceiling"), "--ca",
                           ctx.receiver.ca_path, "--body-file", body_file, "--seconds", str(seconds),
                           "--threads", str(threads)],
-                         cwd=REPO, capture_output=True, text=True, timeout=seconds + 60, check=True,
+                         # Not the repository as working directory: `python -m` puts it first on the path, before
+                         # PYTHONPATH, and `--addon-src` would then not reach the ceiling.
+                         cwd=ctx.workdir, capture_output=True, text=True, timeout=seconds + 60, check=True,
                          env={**os.environ, "PYTHONPATH": python_path()})
     ctx.receiver.clear()
     return json.loads(out.stdout.strip().splitlines()[-1])

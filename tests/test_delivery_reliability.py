@@ -309,7 +309,7 @@ def test_two_workers_share_the_work_and_send_each_delivery_once(atlassian, pg_ur
 
 @pytest.mark.timeout(60)
 def test_a_hanging_receiver_does_not_hold_up_the_others(atlassian, database_url, receiver, make_addon):
-    addon = make_addon(database_url, outgoing_timeout_s=2.0)  # the in-process worker: 32 threads, 8 per webhook
+    addon = make_addon(database_url, outgoing_timeout_s=2.0)  # the in-process worker: 64 slots, 16 per webhook
     _, tenant_id = install(atlassian, addon)
     slow, _ = add_webhook(addon, tenant_id, receiver.url("/slow"), name="slow")
     receiver.behave("/slow", delay_s=60)  # far beyond the 2 s timeout; cut short when the receiver stops
@@ -347,6 +347,36 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(atlassian, database_url,
     assert first.duration_ms >= 1900
     print(f"\nFIGURES isolation[{addon.runtime.engine.dialect.name}]: 40 fast deliveries arrived {elapsed:.2f} s after "
           f"the burst (recorded at {recorded:.2f} s), beside {len(slow_requests)} hanging ones (timeout 2 s)")
+
+
+@pytest.mark.timeout(60)
+def test_a_webhook_whose_attempts_went_unanswered_gets_one_at_a_time(atlassian, database_url, receiver, make_addon):
+    addon = make_addon(database_url, outgoing_timeout_s=1.0)
+    _, tenant_id = install(atlassian, addon)
+    slow, _ = add_webhook(addon, tenant_id, receiver.url("/unanswered"), name="unanswered")
+    receiver.behave("/unanswered", delay_s=60)  # cut short when the receiver stops
+    with transaction(addon.sessions) as session:
+        for n in range(40):
+            enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body_of(n), webhook_ids=[slow])
+    addon.runtime.deliveries_committed.notify()
+    bound = per_webhook_bound(DEFAULT_CONCURRENCY)
+
+    # The first wave takes the webhook's whole share and times out...
+    wait_for(lambda: len(attempts_of(addon, Attempt.webhook_id == slow)) >= bound, timeout=10,
+             message="the first wave to time out")
+    first_wave = len(receiver.requests_for("/unanswered"))
+    assert bound <= first_wave <= bound + 1  # the first lone attempt may already be on its way
+    # ... then one attempt at a time: one per timeout (1 s), not a new wave of `bound` each second.
+    time.sleep(2.5)
+    later = len(receiver.requests_for("/unanswered")) - first_wave
+    assert 1 <= later <= 4, f"{later} attempts in 2.5 s after the first wave timed out"
+
+    # Once it answers again, the webhook gets its whole share back and the backlog drains.
+    receiver.behave("/unanswered", delay_s=0)
+    done = Delivery.webhook_id == slow, Delivery.status == DeliveryStatus.SUCCEEDED
+    wait_for(lambda: count_deliveries(addon, *done) == 40, timeout=30, message="every delivery to succeed")
+    print(f"\nFIGURES unanswered[{addon.runtime.engine.dialect.name}]: first wave {first_wave}, then {later} "
+          f"attempts in 2.5 s")
 
 
 # -- 4. DNS rebinding at send time -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 One dispatcher thread claims work and hands each batch to the process's `Sender`, whose event loop keeps
 up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook are in
-flight in a process, so one hanging receiver holds up no other webhook. The sender only sends: one recorder
+flight in a process, so one hanging receiver holds up no other webhook (and once its attempts went
+unanswered, only one at a time until it answers again). The sender only sends: one recorder
 thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`record_many`), so
 the database sees one short write per batch rather than one per delivery, and sending never queues for the
 database. A slot is free again as soon as its send ends, so sending goes on while outcomes are written; at
@@ -445,6 +446,7 @@ class DeliveryWorker:
         self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
         self._in_flight: Counter[int] = Counter()
         self._in_flight_total = 0
+        self._unanswered: set[int] = set()  # webhooks whose last attempt got no answer (see `_bound`)
         self._lock = threading.Lock()
         self._all_sent = threading.Condition(self._lock)  # notified when nothing is in flight
         self._stopping = threading.Event()
@@ -472,9 +474,15 @@ class DeliveryWorker:
             self._outcomes_ready.notify_all()
         self._recorder.join(timeout)
 
+    def _bound(self, webhook_id: int) -> int:
+        """Most attempts of a webhook in flight (with `_lock` held). A webhook whose last attempt got no answer (a
+        timeout, a refused or reset connection) gets one at a time until it answers again: a dead or hanging
+        receiver then holds one slot and costs one new connection per timeout, not its whole share of both."""
+        return 1 if webhook_id in self._unanswered else self.per_webhook
+
     def _busy_webhooks(self) -> set[int]:
         with self._lock:
-            return {w for w, n in self._in_flight.items() if n >= self.per_webhook}
+            return {w for w, n in self._in_flight.items() if n >= self._bound(w)}
 
     def _free_slots(self) -> int:
         with self._outcomes_ready:
@@ -534,7 +542,7 @@ class DeliveryWorker:
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
-                if self._in_flight[job.webhook_id] >= self.per_webhook:
+                if self._in_flight[job.webhook_id] >= self._bound(job.webhook_id):
                     surplus.append(job.delivery_id)
                     continue
                 self._in_flight[job.webhook_id] += 1
@@ -567,6 +575,11 @@ class DeliveryWorker:
 
     def _sent(self, job: Job, result: SendResult) -> None:
         """On the sender's loop, when an attempt ends: hand the outcome to the recorder and free the slot."""
+        with self._lock:
+            if result.http_code is None:
+                self._unanswered.add(job.webhook_id)
+            else:
+                self._unanswered.discard(job.webhook_id)
         with self._outcomes_ready:
             self._outcomes.append((job, result))
             # The recorder waits for the first outcome, then gathers up to half the slots' (`_gather_outcomes`):
