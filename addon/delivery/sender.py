@@ -384,7 +384,7 @@ class Sender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
-        self._running = 0  # attempts started on the loop and not finished (loop thread only)
+        self._tasks: set[asyncio.Task[None]] = set()  # submitted attempts (the loop keeps only weak references)
 
     def __enter__(self) -> Sender:
         return self
@@ -457,7 +457,9 @@ class Sender:
     def _start_all(self, attempts: list[tuple[str, bytes, Mapping[str, str], Done]]) -> None:
         loop = asyncio.get_running_loop()
         for url, body, headers, done in attempts:
-            loop.create_task(self._attempt_then(url, body, headers, done))
+            task = loop.create_task(self._attempt_then(url, body, headers, done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _attempt_then(self, url: str, body: bytes, headers: Mapping[str, str], done: Done) -> None:
         result = await self.attempt(url, body, headers)
@@ -471,19 +473,20 @@ class Sender:
         self._stop_if_idle()
 
     def _stop_if_idle(self) -> None:
-        if self._running == 0:
-            asyncio.get_running_loop().stop()
+        """Stop the loop of a closed sender once no task is left on it: attempts, started or only scheduled, and
+        coroutines of `run` callers, which would otherwise wait forever."""
+        loop = asyncio.get_running_loop()
+        if not asyncio.all_tasks(loop):
+            loop.stop()
 
     async def attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         """One attempt, on the sender's loop (see `send`)."""
-        self._running += 1
         try:
             return await self._attempt(url, body, headers)
         finally:
-            self._running -= 1
-            if self._closing and self._running == 0:
-                self._idle.close()
-                # Not at once: the callbacks that hand this attempt's result to its caller run after it returns.
+            if self._closing:
+                # Not at once: this attempt's task, and the callbacks that hand its result to its caller, end after
+                # it returns.
                 asyncio.get_running_loop().call_later(0.05, self._stop_if_idle)
 
     async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:

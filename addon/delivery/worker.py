@@ -555,7 +555,7 @@ class DeliveryWorker:
 
     def _start_sending(self, jobs: list[Job]) -> None:
         """Sign each job and hand the batch to the sender's loop in one call."""
-        attempts, unsendable = [], []
+        attempts, signed, unsendable = [], [], []
         for job in jobs:
             try:
                 headers = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
@@ -564,6 +564,7 @@ class DeliveryWorker:
                 unsendable.append(job)
                 continue
             attempts.append((job.url, job.body, headers, functools.partial(self._sent, job)))
+            signed.append(job)
         if unsendable:
             self._release_slots(unsendable)
         if attempts:
@@ -571,7 +572,7 @@ class DeliveryWorker:
                 self.runtime.get_sender().submit(attempts)
             except Exception:  # noqa: BLE001 - the sender is closing: the lease brings them back
                 log.exception("handing %s deliveries to the sender failed", len(attempts))
-                self._release_slots([a[3].args[0] for a in attempts])
+                self._release_slots(signed)
 
     def _sent(self, job: Job, result: SendResult) -> None:
         """On the sender's loop, when an attempt ends: hand the outcome to the recorder and free the slot."""
