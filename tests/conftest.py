@@ -54,7 +54,7 @@ def pg_url() -> Iterator[str]:
     if not PG_URL:
         pytest.skip(PG_SKIP_REASON)
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
+    admin = create_engine(PG_URL, pool_pre_ping=True)  # the schema is dropped even after a PostgreSQL restart
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
