@@ -49,7 +49,7 @@ class Runtime:
     _sender_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get_sender(self) -> Sender:
-        """The process's webhook sender (connection pools shared by every sending thread), built on first use."""
+        """The process's webhook sender (one event loop and its connection pools for all attempts), built lazily."""
         with self._sender_lock:
             if self._sender is None:
                 self._sender = Sender(
