@@ -611,9 +611,9 @@ class Sender:
                     else:
                         async with asyncio.timeout(remaining / (len(addresses) - index)):
                             await loop.sock_connect(sock, (str(address), target.port))
-                except (OSError, TimeoutError) as exc:
+                except OSError as exc:  # TimeoutError (this address's share ran out) is one too
                     sock.close()
-                    failure = exc if isinstance(exc, OSError) else TimeoutError("connection timed out")
+                    failure = exc
                     continue
                 key = (target.host, target.port, address)
                 _, conn = await loop.create_connection(

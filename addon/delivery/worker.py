@@ -209,9 +209,13 @@ def _claim_one(runtime: Runtime, delivery_id: int) -> list[Job]:
     return [_job(runtime, r, now) for r in rows]
 
 
+def attempt_headers(job: Job) -> dict[str, str]:
+    """The signature headers of an attempt of `job` made now; ValueError for a malformed secret."""
+    return signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+
+
 def send(runtime: Runtime, job: Job) -> SendResult:
-    headers = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
-    return runtime.get_sender().send(job.url, job.body, headers)
+    return runtime.get_sender().send(job.url, job.body, attempt_headers(job))
 
 
 def _cancel_pending(session: Session, webhook_id: int, now: dt.datetime) -> None:
@@ -453,7 +457,8 @@ class DeliveryWorker:
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
         self._outcomes: list[tuple[Job, SendResult]] = []
         self._outcomes_ready = threading.Condition()
-        self._record_wanted = max(1, self.concurrency // 2)
+        # Claims and recordings come in batches of half the slots (see `_gather_slots`, `_gather_outcomes`).
+        self._half_slots = max(1, self.concurrency // 2)
         self._senders_done = False
         self._recorder = threading.Thread(target=self._record_loop, name="delivery-recorder", daemon=True)
 
@@ -522,12 +527,11 @@ class DeliveryWorker:
         so that under load one claim fetches many deliveries rather than one claim per finished send: a claim
         costs about the same for 1 row as for 16."""
         signal = self.runtime.deliveries_committed
-        wanted = max(1, self.concurrency // 2)
         deadline = time.monotonic() + BATCH_WAIT_S
         while not self._stopping.is_set():
             generation = signal.generation
             with self._lock:
-                if self.concurrency - self._in_flight_total >= wanted or self._in_flight_total == 0:
+                if self.concurrency - self._in_flight_total >= self._half_slots or self._in_flight_total == 0:
                     return
             left = deadline - time.monotonic()
             if left <= 0:
@@ -558,7 +562,7 @@ class DeliveryWorker:
         attempts, signed, unsendable = [], [], []
         for job in jobs:
             try:
-                headers = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+                headers = attempt_headers(job)
             except Exception:  # noqa: BLE001 - the lease brings it back
                 log.exception("delivery could not be signed tenant=%s delivery=%s", job.tenant_id, job.delivery_id)
                 unsendable.append(job)
@@ -585,7 +589,7 @@ class DeliveryWorker:
             self._outcomes.append((job, result))
             # The recorder waits for the first outcome, then gathers up to half the slots' (`_gather_outcomes`):
             # waking it for every other one would cost a thread switch each time for nothing.
-            if len(self._outcomes) == 1 or len(self._outcomes) >= self._record_wanted:
+            if len(self._outcomes) == 1 or len(self._outcomes) >= self._half_slots:
                 self._outcomes_ready.notify()
         self._release_slots([job])
 
@@ -599,7 +603,7 @@ class DeliveryWorker:
             # Wake the dispatcher only when it would claim (see `_gather_slots`): a wake-up per finished send
             # costs the busy process a thread switch each time for nothing.
             idle = self._in_flight_total == 0
-            claimable = idle or self.concurrency - self._in_flight_total >= max(1, self.concurrency // 2)
+            claimable = idle or self.concurrency - self._in_flight_total >= self._half_slots
             if idle:
                 self._all_sent.notify_all()
         if idle:  # nothing more is coming: a gathering recorder writes what it has
@@ -629,7 +633,7 @@ class DeliveryWorker:
         (a transaction costs about the same for 2 attempts as for 16). Only the recording waits: the slots are
         already free, and the deliveries stay leased until their outcomes are committed."""
         deadline = time.monotonic() + RECORD_WAIT_S
-        while len(self._outcomes) < self._record_wanted and not self._senders_done and not self._stopping.is_set():
+        while len(self._outcomes) < self._half_slots and not self._senders_done and not self._stopping.is_set():
             with self._lock:
                 if self._in_flight_total == 0:
                     return
