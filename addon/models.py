@@ -182,12 +182,13 @@ class Delivery(Base):
     """The outbox: one event to one webhook, claimed by a worker under a lease."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+    # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
+    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
-    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
     message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the `webhook-id` header
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,18 +28,19 @@ from bench.context import Context
 BATCH = DEFAULT_CONCURRENCY // 2  # the dispatcher claims when half its slots are free
 
 
-def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int, stop: int) -> None:
-    """Events start..stop-1 (ids offset by nothing: fresh tables) and 5 deliveries each, due a minute ago."""
+def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int, stop: int,
+          due_minutes_ago: int = 1) -> None:
+    """Events start..stop-1 and one delivery to each of `webhook_ids` per event, due `due_minutes_ago` ago."""
     body = '{"data":{"event":"updated","user":"bench-user","timestamp":1700000000000,"project":{"id":10000,' \
            '"key":"DEMO","name":"Demo project"},"fields":[]}}'
     with engine.begin() as conn:
         if kind == "postgresql":
             series_events = "SELECT g AS i FROM generate_series(:start, :stop - 1) AS g"
-            now = "now() - interval '1 minute'"
+            now = f"now() - interval '{int(due_minutes_ago)} minutes'"
         else:
             series_events = ("WITH RECURSIVE s(i) AS (SELECT :start UNION ALL SELECT i + 1 FROM s WHERE i + 1 < :stop)"
                              " SELECT i FROM s")
-            now = "datetime('now', '-1 minute')"
+            now = f"datetime('now', '-{int(due_minutes_ago)} minutes')"
         conn.execute(text(
             f"INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
             f"SELECT i + 1, :tenant, 'projectrak', '10000', :body, {now} FROM ({series_events}) AS e"),
@@ -95,7 +96,7 @@ def _claim_and_release(runtime, busy: set[int] | None) -> float:  # type: ignore
 class _Backlog:
     """One database holding `deliveries` due deliveries, and the add-on's runtime on it."""
 
-    def __init__(self, ctx: Context, kind: str, deliveries: int) -> None:
+    def __init__(self, ctx: Context, kind: str, deliveries: int, busy_ahead: int = 0) -> None:
         from addon.config import Settings
         from addon.runtime import Runtime
 
@@ -109,12 +110,17 @@ class _Backlog:
                                   [ctx.receiver.url(p) for p in WEBHOOK_PATHS])
             self.busy = {seeded.webhook_ids[0]}
             started = time.monotonic()
-            _fill(self.runtime.engine, kind, tenant_id, seeded.webhook_ids, 0, deliveries // len(WEBHOOK_PATHS))
+            events = deliveries // len(WEBHOOK_PATHS)
+            _fill(self.runtime.engine, kind, tenant_id, seeded.webhook_ids, 0, events)
+            if busy_ahead:  # the busy webhook's own deliveries, due before everyone else's (a hanging receiver)
+                _fill(self.runtime.engine, kind, tenant_id, [seeded.webhook_ids[0]], events, events + busy_ahead,
+                      due_minutes_ago=2)
             self.fill_s = round(time.monotonic() - started, 1)
         except BaseException:
             self.close()
             raise
-        self.deliveries = deliveries // len(WEBHOOK_PATHS) * len(WEBHOOK_PATHS)
+        self.deliveries = deliveries // len(WEBHOOK_PATHS) * len(WEBHOOK_PATHS) + busy_ahead
+        self.busy_ahead = busy_ahead
 
     def close(self) -> None:
         self.runtime.close()
@@ -165,6 +171,88 @@ def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[
             "claim_busy_ratio": ratio("claim_one_webhook_busy"), "next_due_in_ratio": ratio("next_due_in")}
 
 
+def measure_busy_ahead(ctx: Context, kind: str, aheads: tuple[int, int], reps: int) -> dict[str, Any]:
+    """A webhook at its bound whose due deliveries are older than everyone else's (a receiver that hangs: the
+    dispatcher sends it one at a time while its deliveries pile up), with `aheads` of them in front of 1,000 due
+    deliveries of the other webhooks: the claim and `next_due_in` must not pass over them one by one."""
+    from addon.delivery.worker import next_due_in
+
+    backlogs: list[_Backlog] = []
+    try:
+        for ahead in aheads:
+            backlogs.append(_Backlog(ctx, kind, 1_000, busy_ahead=ahead))
+        measurements = {
+            "claim_one_webhook_busy": lambda b: _claim_and_release(b.runtime, b.busy),
+            "next_due_in_one_webhook_busy": lambda b: _time(lambda: next_due_in(b.runtime, b.busy)),
+        }
+        for backlog in backlogs:
+            for _ in range(3):
+                measurements["claim_one_webhook_busy"](backlog)
+        times: dict[tuple[int, str], list[float]] = {}
+        for name, timed in measurements.items():
+            deadline = time.monotonic() + SERIES_MAX_S
+            for _ in range(reps):
+                if times.get((0, name)) and time.monotonic() > deadline:
+                    break
+                for index, backlog in enumerate(backlogs):
+                    times.setdefault((index, name), []).append(timed(backlog))
+        per_size = []
+        for index, backlog in enumerate(backlogs):
+            row = {"busy_ahead": backlog.busy_ahead, **{name: _stats(times[index, name]) for name in measurements}}
+            log(f"backlog {kind}, {backlog.busy_ahead} of a busy webhook ahead: claim "
+                f"{row['claim_one_webhook_busy']['median_ms']} ms, next_due_in "
+                f"{row['next_due_in_one_webhook_busy']['median_ms']} ms")
+            per_size.append(row)
+    finally:
+        for backlog in backlogs:
+            backlog.close()
+    small, big = per_size[0], per_size[-1]
+    return {"database": kind, "batch": BATCH, "sizes": per_size,
+            "claim_ratio": round(big["claim_one_webhook_busy"]["median_ms"]
+                                 / small["claim_one_webhook_busy"]["median_ms"], 3),
+            "next_due_in_ratio": round(big["next_due_in_one_webhook_busy"]["median_ms"]
+                                       / small["next_due_in_one_webhook_busy"]["median_ms"], 3)}
+
+
+def _add_idle_webhooks(engine, count: int) -> None:  # type: ignore[no-untyped-def]
+    """`count` more enabled webhooks of the tenant, copies of its first, with nothing waiting."""
+    with engine.begin() as conn:
+        first = conn.execute(text("SELECT min(id) FROM webhooks")).scalar_one()
+        conn.execute(text(
+            "INSERT INTO webhooks (tenant_id, name, url, secret, enabled, created_at, updated_at) "
+            "SELECT w.tenant_id, 'idle ' || n.i, w.url, w.secret, w.enabled, w.created_at, w.updated_at "
+            "FROM webhooks AS w CROSS JOIN (WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s "
+            "WHERE i < :count) SELECT i FROM s) AS n WHERE w.id = :first"), {"count": count, "first": first})
+
+
+def measure_idle_webhooks(ctx: Context, kind: str, counts: tuple[int, ...], reps: int) -> dict[str, Any]:
+    """What the per-webhook claim costs instead: one index probe per enabled webhook of an active tenant, whether
+    it has anything waiting or not. 1,000 due deliveries of 5 webhooks, one of them busy, plus `counts` enabled
+    webhooks with nothing waiting (added between the series)."""
+    from addon.delivery.worker import next_due_in
+
+    backlog = _Backlog(ctx, kind, 1_000)
+    per_count = []
+    try:
+        added = 0
+        for count in counts:
+            if count > added:
+                _add_idle_webhooks(backlog.runtime.engine, count - added)
+            added = count
+            for _ in range(3):
+                _claim_and_release(backlog.runtime, backlog.busy)
+            claims = [_claim_and_release(backlog.runtime, backlog.busy) for _ in range(reps)]
+            due = [_time(lambda: next_due_in(backlog.runtime, backlog.busy)) for _ in range(reps)]
+            row = {"idle_webhooks": count, "claim_one_webhook_busy": _stats(claims),
+                   "next_due_in_one_webhook_busy": _stats(due)}
+            log(f"backlog {kind}, {count} idle webhooks: claim {row['claim_one_webhook_busy']['median_ms']} ms, "
+                f"next_due_in {row['next_due_in_one_webhook_busy']['median_ms']} ms")
+            per_count.append(row)
+    finally:
+        backlog.close()
+    return {"database": kind, "batch": BATCH, "counts": per_count}
+
+
 def run(ctx: Context) -> dict[str, Any]:
     big = ctx.count(1_000_000, 1_000_000)
     reps = 20 if ctx.quick else 100
@@ -173,4 +261,7 @@ def run(ctx: Context) -> dict[str, Any]:
         if kind == "sqlite" and ctx.quick:
             continue
         runs.append(measure(ctx, kind, (1_000, big), reps))
-    return {"runs": runs}
+    busy_ahead = [measure_busy_ahead(ctx, kind, (1_000, ctx.count(100_000, 100_000)), reps)
+                  for kind in ctx.databases]
+    idle_webhooks = [measure_idle_webhooks(ctx, kind, (0, 1_000, 5_000), reps) for kind in ctx.databases]
+    return {"runs": runs, "busy_ahead": busy_ahead, "idle_webhooks": idle_webhooks}

@@ -36,7 +36,7 @@ from addon.db import transaction
 from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.sender import Sender
-from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound
+from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound, release
 from addon.housekeeping import disable_failing_webhooks
 from addon.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from tests.conftest import make_settings
@@ -201,6 +201,40 @@ def test_a_leased_delivery_is_claimed_again_only_when_the_lease_ends(atlassian, 
         session.execute(update(Delivery).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
     [again] = claim(addon.runtime, 10)
     assert (again.delivery_id, again.message_id, again.attempt) == (delivery_id, job.message_id, 1)
+    assert receiver.requests == []
+
+
+def test_a_claim_takes_each_webhooks_oldest_due_deliveries_up_to_its_share(atlassian, database_url, make_addon,
+                                                                             receiver):
+    """A pile of one webhook's older deliveries (a hanging receiver's) neither fills a claim nor hides the other
+    webhooks' deliveries; a webhook at its bound is passed over; the batch is the oldest of what is left."""
+    addon = make_addon(database_url, background=False)
+    _, tenant_id = install(atlassian, addon)
+    piled, _ = add_webhook(addon, tenant_id, receiver.url("/piled"), name="piled")
+    other, _ = add_webhook(addon, tenant_id, receiver.url("/other"), name="other")
+    now = utcnow()
+    with transaction(addon.sessions) as session:
+        for n in range(30):
+            enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body_of(n), webhook_ids=[piled])
+        for n in range(5):
+            enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body_of(100 + n),
+                          webhook_ids=[other])
+        session.flush()
+        for webhook_id, age_s in ((piled, 60), (other, 1)):
+            session.execute(update(Delivery).where(Delivery.webhook_id == webhook_id)
+                            .values(next_attempt_at=now - dt.timedelta(seconds=age_s)))
+    piled_ids = [d.id for d in deliveries(addon, Delivery.webhook_id == piled)]
+    other_ids = [d.id for d in deliveries(addon, Delivery.webhook_id == other)]
+
+    jobs = claim(addon.runtime, 10, per_webhook=4)
+    assert [j.delivery_id for j in jobs] == piled_ids[:4] + other_ids[:4]  # oldest first, at most 4 of each
+    release(addon.runtime, [j.delivery_id for j in jobs])
+
+    assert [j.delivery_id for j in claim(addon.runtime, 3, per_webhook=4)] == piled_ids[:3]
+    release(addon.runtime, piled_ids[:3])
+
+    jobs = claim(addon.runtime, 10, busy_webhooks={piled})
+    assert [j.delivery_id for j in jobs] == other_ids
     assert receiver.requests == []
 
 

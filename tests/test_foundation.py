@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import requests
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from addon.config import ConfigError, load_settings
 from addon.db import make_engine
 from addon.migrate import is_current, upgrade
+from addon.models import Base
 
 
 def test_descriptor_is_rendered_with_base_url_and_key(addon):
@@ -111,4 +114,7 @@ def test_migrations_apply_on_both_databases(empty_database_url):
     tables = set(inspect(engine).get_table_names())
     assert {"tenants", "webhooks", "events", "deliveries", "attempts", "project_snapshots",
             "seen_jira_webhooks", "jira_inbox", "used_install_tokens"} <= tables
+    with engine.connect() as connection:  # the migrations build exactly the models' tables and indexes
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
     engine.dispose()
