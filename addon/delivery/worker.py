@@ -124,12 +124,14 @@ def _oldest_sendable(deliveries, *columns, due: bool) -> Select:  # type: ignore
 
 def _due_ids(busy: bool) -> Select:
     """SQLite: the claim's choice, the oldest due deliveries of each candidate webhook (at most `per_webhook`
-    each), then the oldest `limit` of those. SQLite has no LATERAL; it runs the correlated `IN` once per webhook."""
+    each), then the oldest `limit` of those. SQLite has no LATERAL; it runs the correlated `IN` once per webhook.
+    Ties (an event's deliveries are due at the same moment) go by id, i.e. by event: ordered by time alone, a
+    batch could be one webhook's share and the next's, most of it then surplus to the dispatcher's bound."""
     inner = _deliveries.alias("candidate")
     oldest = _oldest_sendable(inner, inner.c.id, due=True).limit(bindparam("per_webhook"))
     return (_candidate_webhooks(select(_deliveries.c.id), busy=busy)
             .join(_deliveries, _deliveries.c.id.in_(oldest))
-            .order_by(_deliveries.c.next_attempt_at).limit(bindparam("limit")))
+            .order_by(_deliveries.c.next_attempt_at, _deliveries.c.id).limit(bindparam("limit")))
 
 
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
@@ -150,7 +152,7 @@ def _claim_in_one_statement(busy: bool) -> Update:
     oldest = (_oldest_sendable(_deliveries, _deliveries.c.id, _deliveries.c.next_attempt_at, due=True)
               .limit(bindparam("per_webhook")).with_for_update(skip_locked=True).lateral("candidate"))
     picked = (_candidate_webhooks(select(oldest.c.id), busy=busy).join(oldest, true())
-              .order_by(oldest.c.next_attempt_at).limit(bindparam("limit")).subquery("picked"))
+              .order_by(oldest.c.next_attempt_at, oldest.c.id).limit(bindparam("limit")).subquery("picked"))
     return (update(_deliveries)
             .where(_deliveries.c.id == picked.c.id, _webhooks.c.id == _deliveries.c.webhook_id,
                    _events.c.id == _deliveries.c.event_id)
