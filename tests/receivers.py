@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import tempfile
@@ -330,3 +331,58 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
         except OSError:
             self.close_connection = True
+
+
+class ScriptedServer:
+    """A TLS server (certificate from `ca`) that answers each request with the next of `answers`, as raw bytes,
+    for the answers a well-behaved `Receiver` never gives: 1xx first, chunked, ended by a close, not HTTP.
+    An answer of `None` closes the connection instead. Counts connections and keeps each request's head."""
+
+    def __init__(self, ca: trustme.CA, answers: Sequence[bytes | None], *, close_after: bool = False) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(self._context)
+        self._answers = list(answers)
+        self._close_after = close_after
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, name="scripted-server", daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/scripted") -> str:
+        return f"https://localhost:{self.port}{path}"
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(timeout=5)
+
+    def _serve(self) -> None:
+        while self._answers:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with raw, self._context.wrap_socket(raw, server_side=True) as conn:
+                while self._answers and self._read_request(conn):
+                    answer = self._answers.pop(0)
+                    if answer is None:
+                        break
+                    conn.sendall(answer)
+                    if self._close_after:
+                        break
+
+    def _read_request(self, conn: ssl.SSLSocket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.heads.append(head)
+        length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += conn.recv(65536)
+        return True

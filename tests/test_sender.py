@@ -7,7 +7,7 @@ import email.utils
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,7 +15,7 @@ from addon.delivery import sender as sender_module
 from addon.delivery.retry import is_retryable
 from addon.delivery.sender import BODY_KEEP_BYTES, Sender, parse_retry_after
 from addon.delivery.signing import generate_secret, new_message_id, signature_headers
-from tests.receivers import Receiver
+from tests.receivers import Receiver, ScriptedServer
 
 BODY = b'{"data":{"event":"test","user":null,"timestamp":1,"project":{"id":1,"key":"K","name":"N"},"fields":[]}}'
 UA = "projectrak-outgoing-webhooks/test"
@@ -321,6 +321,74 @@ def test_only_the_start_of_a_large_answer_is_kept(receiver: Receiver, sender: Se
 def test_non_utf8_answer_is_replaced(receiver: Receiver, sender: Sender) -> None:
     receiver.behave("/latin1", status=400, body="señal".encode("latin-1"))
     assert sender.send(receiver.url("/latin1"), BODY, {}).response_body_start == "se\ufffdal"
+
+
+# -- answers a tidy receiver never gives --------------------------------------------------------------------
+
+
+@pytest.fixture
+def scripted(receiver: Receiver) -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(*answers: bytes | None, close_after: bool = False) -> ScriptedServer:
+        servers.append(ScriptedServer(receiver.ca, answers, close_after=close_after))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_an_interim_1xx_answer_is_passed_over(scripted, sender: Sender) -> None:
+    server = scripted(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nRetry-After: 7\r\n"
+                      b"Content-Length: 2\r\n\r\nok",
+                      b"HTTP/1.1 204 No Content\r\n\r\n")
+    first = sender.send(server.url(), BODY, {})
+    assert (first.ok, first.http_code, first.response_body_start, first.retry_after_s) == (True, 201, "ok", 7.0)
+    assert sender.send(server.url(), BODY, {}).http_code == 204
+    assert server.connections == 1  # the answer was read to its end: the connection was kept
+
+
+def test_a_chunked_answer_is_read_to_its_end(scripted, sender: Sender) -> None:
+    server = scripted(b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    result = sender.send(server.url(), BODY, {})
+    assert (result.ok, result.http_code, result.response_body_start) == (False, 500, "hello world")
+    assert sender.send(server.url(), BODY, {}).ok
+    assert server.connections == 1
+
+
+def test_an_answer_that_ends_with_the_connection(scripted, sender: Sender) -> None:
+    server = scripted(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n",
+                      close_after=True)
+    result = sender.send(server.url(), BODY, {})
+    assert (result.ok, result.response_body_start) == (True, "until the end")
+    assert sender.send(server.url(), BODY, {}).http_code == 202
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("answer", [b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 abc Nope\r\n\r\n",
+                                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                                    b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"y" * 70_000 + b"\r\n\r\n"])
+def test_what_is_not_an_http_answer_is_an_error_without_a_status(scripted, sender: Sender, answer: bytes) -> None:
+    result = sender.send(scripted(answer).url(), BODY, {})
+    assert not result.ok and result.http_code is None
+    assert result.error is not None and result.error.startswith("invalid HTTP response")
+
+
+def test_an_answer_cut_in_its_head_is_an_error(scripted, sender: Sender) -> None:
+    result = sender.send(scripted(b"HTTP/1.1 200 OK\r\nContent-", close_after=True).url(), BODY, {})
+    assert (result.http_code, result.error) == (None, "invalid HTTP response (closed in the middle of its head)")
+
+
+@pytest.mark.parametrize("url_path, headers", [("/a b", {}), ("/a\r\nX-Injected: 1", {}),
+                                                ("/ok", {"webhook-id": "msg_1\r\nX-Injected: 1"}),
+                                                ("/ok", {"bad name": "1"})])
+def test_nothing_from_a_url_or_a_header_can_split_the_request(receiver: Receiver, sender: Sender, url_path: str,
+                                                               headers: dict[str, str]) -> None:
+    result = sender.send(receiver.url("/split") + url_path, BODY, headers)
+    assert not result.ok and result.http_code is None and result.error
+    assert receiver.requests_for("/split" + url_path) == [] and receiver.requests_for("/split/ok") == []
 
 
 # -- the time budget ----------------------------------------------------------------------------------------

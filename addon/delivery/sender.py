@@ -5,10 +5,11 @@ resolver order, only to those checked addresses: the TCP socket is pinned to an 
 check and the `Host` header use the host name. There is no second lookup between the check and the
 connection, so DNS rebinding cannot slip a private address in. Redirects are not followed.
 
-Every attempt of a `Sender` runs on one asyncio event loop in a thread of its own, speaking HTTP/1.1 through
-`h11`: a worker keeps dozens of attempts in flight without a thread each (threads cost the worker a dozen
-context switches per delivery, queueing for the GIL at every socket call; see docs/benchmarks.md). Callers in
-other threads use `send` (blocking) or `submit` (a callback on the loop's thread).
+Every attempt of a `Sender` runs on one asyncio event loop in a thread of its own, speaking HTTP/1.1 (answers
+parsed by `httptools`): a worker keeps dozens of attempts in flight without a thread each (threads cost the
+worker a dozen context switches per delivery, queueing for the GIL at every socket call; see
+docs/benchmarks.md). Callers in other threads use `send` (blocking) or `submit` (a callback on the loop's
+thread).
 
 The whole attempt (DNS, connect, TLS, sending, reading the answer) is bounded by `timeout_s` of wall-clock
 time: DNS runs on a few daemon threads and is waited for at most the remaining budget (answers are reused
@@ -41,7 +42,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-import h11
+import httptools
 
 from addon.delivery.addresses import (
     IPAddress,
@@ -60,7 +61,15 @@ T = TypeVar("T")
 BODY_KEEP_BYTES = 2048
 #: Most bytes of an answer's body read; a longer body closes the connection instead of being drained.
 BODY_READ_LIMIT = 64 * 1024
-_READ_CHUNK = 16 * 1024
+#: Most bytes of an answer's head (status line and fields) read before it counts as invalid.
+HEAD_READ_LIMIT = 64 * 1024
+#: The answer's fields the sender uses.
+_KEPT_FIELDS = frozenset({b"location", b"retry-after"})
+#: What may go into a request's head (RFC 9110 tokens and visible field values); anything else is refused
+#: rather than written, so nothing from a stored URL or a header can split the request.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*|")
+_REQUEST_TARGET = re.compile(r"/[\x21-\x7e]*")
 #: Headers the sender owns; a caller's values for them are dropped.
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "user-agent", "content-type"})
 
@@ -194,23 +203,41 @@ class _Lookups:
             self._jobs.put(None)
 
 
-class _Http11Connection(asyncio.Protocol):
-    """One TLS connection to one checked address, speaking HTTP/1.1 through an `h11` client state machine.
+class InvalidAnswer(Exception):
+    """The server's bytes are not an HTTP/1.1 answer (or its head is beyond `HEAD_READ_LIMIT`)."""
 
-    Lives on the sender's loop only. Bytes that arrive are handed to h11 and wake the attempt waiting for them;
-    a connection that receives anything while idle, or that the server closed, is no longer alive.
+
+class _Http11Connection(asyncio.Protocol):
+    """One TLS connection to one checked address, speaking HTTP/1.1: requests written by `request_head`, answers
+    parsed by `httptools` (llhttp, Node's parser) through its callbacks below.
+
+    Lives on the sender's loop only. Bytes that arrive are parsed at once and wake the attempt waiting for
+    them; a connection that receives anything while idle, or that the server closed, is no longer alive.
     """
 
     def __init__(self, key: tuple[str, int, IPAddress]) -> None:
         self.key = key
-        self.h11 = h11.Connection(h11.CLIENT)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self._busy = False
         self._spoiled = False  # data arrived unasked: the next answer could not be told apart
-        self._received = 0  # bytes of the current answer so far
+        self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
+        self._new_answer()
+
+    def _new_answer(self) -> None:
+        self._received = 0  # bytes of the current answer so far
+        self._fields: dict[bytes, bytes] = {}  # Location and Retry-After of the message being parsed
+        self._head_bytes = 0  # the size of its fields
+        self.status: int | None = None  # the final (not 1xx) answer's, once its head is complete
+        self.location: bytes | None = None
+        self.retry_after: bytes | None = None
+        self._body: list[bytes] = []  # body bytes not yet taken by `read_body`
+        self._body_bytes = 0
+        self.complete = False  # the final answer was read to its end
+        self._keep_alive = False  # ... and the server keeps the connection open after it
+        self._error: Exception | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------------
 
@@ -218,16 +245,20 @@ class _Http11Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy:
+        if not self._busy or self.complete:
             self._spoiled = True
             return
         self._received += len(data)
-        self.h11.receive_data(data)
+        if self._error is None:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError as exc:  # HttpParserUpgrade (a 101) is one too
+                self._error = InvalidAnswer(f"invalid HTTP response ({type(exc).__name__})")
+            if self.status is None and self._received > HEAD_READ_LIMIT and self._error is None:
+                self._error = InvalidAnswer("invalid HTTP response (head over 64 KiB)")
         self._wake()
 
     def eof_received(self) -> bool:
-        if self._busy:
-            self.h11.receive_data(b"")
         self.closed = True
         self._wake()
         return False  # let the transport close itself
@@ -240,6 +271,41 @@ class _Http11Connection(asyncio.Protocol):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    # -- httptools' callbacks (inside `feed_data`) ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self._spoiled = True  # a second answer to one request
+        self._fields = {}
+        self._head_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        name = name.lower()
+        if name in _KEPT_FIELDS:
+            self._fields[name] = value
+
+    def on_headers_complete(self) -> None:
+        if self._head_bytes > HEAD_READ_LIMIT:
+            self._error = InvalidAnswer("invalid HTTP response (head over 64 KiB)")
+            return
+        status = self._parser.get_status_code()
+        if status < 200 or self.status is not None:
+            return  # 1xx: the real answer follows (or bytes after it, see on_message_begin)
+        self.status = status
+        self.location = self._fields.get(b"location")
+        self.retry_after = self._fields.get(b"retry-after")
+
+    def on_body(self, body: bytes) -> None:
+        if self.status is not None and not self.complete and self._body_bytes < BODY_READ_LIMIT:
+            self._body.append(body)
+            self._body_bytes += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.status is not None and not self.complete:
+            self.complete = True
+            self._keep_alive = self._parser.should_keep_alive()  # only known until the parser moves on
 
     # -- the attempt's side ----------------------------------------------------------------------------------
 
@@ -254,35 +320,47 @@ class _Http11Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def write_request(self, request: h11.Request, body: bytes) -> None:
+    def write_request(self, head: bytes, body: bytes) -> None:
         """The head and the body in one write: one TLS record where they fit."""
         assert self.transport is not None
+        self._new_answer()
         self._busy = True
-        self._received = 0
-        data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
-        self.transport.write(data)
+        self.transport.write(head + body)
 
-    async def next_event(self) -> Any:
-        """The next h11 event of the answer, waiting for bytes as needed."""
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
+    async def _more(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        await self._waiter
+
+    async def read_head(self) -> tuple[int, bytes | None, bytes | None]:
+        """The final answer's status, `Location` and `Retry-After` (1xx answers are passed over)."""
+        while self.status is None:
+            if self._error is not None:
+                raise self._error
             if self.closed:
                 if self._received == 0:
                     raise ClosedWithoutAnswer("connection closed without a response")
-                self.h11.receive_data(b"")  # what came is all there is: h11 decides if it is complete
-                continue
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+                raise InvalidAnswer("invalid HTTP response (closed in the middle of its head)")
+            await self._more()
+        return self.status, self.location, self.retry_after
+
+    async def read_body(self, kept: bytearray) -> bool:
+        """Read the body, keeping its first `BODY_KEEP_BYTES` in `kept`; True when it was read to its end (then
+        the connection may be reused), False after `BODY_READ_LIMIT` bytes, a parse error or a close."""
+        while True:
+            for chunk in self._body:
+                if len(kept) < BODY_KEEP_BYTES:
+                    kept += chunk[: BODY_KEEP_BYTES - len(kept)]
+            self._body.clear()
+            if self.complete:
+                return True
+            if self._body_bytes >= BODY_READ_LIMIT or self._error is not None or self.closed:
+                return False  # a body that ends with the connection is not a reusable one either
+            await self._more()
 
     def finish_cycle(self) -> bool:
         """After an answer read to its end: ready for the next request on this connection?"""
         self._busy = False
-        if self.closed or self._spoiled or self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-            return False
-        self.h11.start_next_cycle()
-        return True
+        return not self.closed and not self._spoiled and self.complete and self._keep_alive
 
 
 class _IdleConnections:
@@ -501,7 +579,7 @@ class Sender:
         kept = bytearray()
         complete = False
         try:
-            request = self._request(target, body, headers)
+            request = self._request_head(target, body, headers)
             async with asyncio.timeout_at(deadline):  # one deadline for every step, the body's reading included
                 try:
                     addresses = await self._addresses(target)
@@ -512,7 +590,7 @@ class Sender:
                     if blocked is not None:
                         return self._failed(started, f"blocked private address {blocked}")
                 conn, answer = await self._exchange(target, addresses, request, body, deadline)
-                complete = await self._read_body(conn, kept)
+                complete = await conn.read_body(kept)
         except Exception as exc:
             if answer is None:
                 if conn is not None:
@@ -543,7 +621,8 @@ class Sender:
 
     # -- the steps of one attempt ---------------------------------------------------------------------------
 
-    def _request(self, target: Target, body: bytes, headers: Mapping[str, str]) -> h11.Request:
+    def _request_head(self, target: Target, body: bytes, headers: Mapping[str, str]) -> bytes:
+        """The request line and fields; ValueError for anything that does not belong in a request's head."""
         host = f"[{target.host}]" if ":" in target.host else target.host
         if target.port != 443:
             host = f"{host}:{target.port}"
@@ -551,7 +630,15 @@ class Sender:
         fields += [(k, v) for k, v in headers.items() if k.lower() not in _OWN_HEADERS]
         fields += [("User-Agent", self.user_agent), ("Content-Type", "application/json"),
                    ("Content-Length", str(len(body)))]
-        return h11.Request(method="POST", target=target.request_target, headers=fields)
+        if not _REQUEST_TARGET.fullmatch(target.request_target):
+            raise ValueError("the URL's path cannot go into a request")
+        lines = [f"POST {target.request_target} HTTP/1.1"]
+        for name, value in fields:
+            if not _FIELD_NAME.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+                raise ValueError(f"the request field {name[:40]!r} has a value that cannot be sent")
+            lines.append(f"{name}: {value}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("ascii")
 
     async def _addresses(self, target: Target) -> list[IPAddress]:
         if target.ip is not None:
@@ -559,7 +646,7 @@ class Sender:
         return await self._lookups.lookup(target.host, target.port)
 
     async def _exchange(
-        self, target: Target, addresses: list[IPAddress], request: h11.Request, body: bytes, deadline: float
+        self, target: Target, addresses: list[IPAddress], request: bytes, body: bytes, deadline: float
     ) -> tuple[_Http11Connection, tuple[int, bytes | None, bytes | None]]:
         """Send the request and read the answer's head; returns the connection (its body still to read) and the
         status with the `Location` and `Retry-After` headers."""
@@ -627,39 +714,9 @@ class Sender:
         raise failure
 
     @staticmethod
-    async def _head(conn: _Http11Connection, request: h11.Request,
-                    body: bytes) -> tuple[int, bytes | None, bytes | None]:
+    async def _head(conn: _Http11Connection, request: bytes, body: bytes) -> tuple[int, bytes | None, bytes | None]:
         conn.write_request(request, body)
-        while True:
-            event = await conn.next_event()
-            if isinstance(event, h11.Response):
-                location = retry_after = None
-                for name, value in event.headers:  # h11 gives names in lower case
-                    if name == b"location":
-                        location = value
-                    elif name == b"retry-after":
-                        retry_after = value
-                return event.status_code, location, retry_after
-            if isinstance(event, h11.ConnectionClosed):
-                raise ClosedWithoutAnswer("connection closed without a response")
-            # h11.InformationalResponse (1xx): the real answer follows.
-
-    @staticmethod
-    async def _read_body(conn: _Http11Connection, kept: bytearray) -> bool:
-        """Read the body, keeping its first `BODY_KEEP_BYTES` in `kept`; True when it was read to its end (then
-        the connection may be reused), False after `BODY_READ_LIMIT` bytes."""
-        read = 0
-        while read < BODY_READ_LIMIT:
-            event = await conn.next_event()
-            if isinstance(event, h11.Data):
-                read += len(event.data)
-                if len(kept) < BODY_KEEP_BYTES:
-                    kept += event.data[: BODY_KEEP_BYTES - len(kept)]
-            elif isinstance(event, h11.EndOfMessage):
-                return True
-            elif isinstance(event, h11.ConnectionClosed):
-                return False
-        return False
+        return await conn.read_head()
 
     def _timeout_message(self) -> str:
         return f"timeout after {self.timeout_s:.1f} s"
@@ -724,8 +781,8 @@ def describe_error(exc: BaseException) -> str:
             return "connection closed while sending the request"
         if isinstance(error, TimeoutError):
             return "connection timed out"
-        if isinstance(error, h11.ProtocolError):
-            return f"invalid HTTP response ({type(error).__name__})"
+        if isinstance(error, InvalidAnswer):
+            return str(error)
         if isinstance(error, OSError) and error.errno in _ERRNO_MESSAGES:
             return _ERRNO_MESSAGES[error.errno]
     return f"{type(exc).__name__}: {exc}"[:200]
