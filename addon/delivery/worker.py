@@ -148,7 +148,12 @@ _JOB_ROWS = (select(*_JOB_COLUMNS)
 
 def _claim_in_one_statement(busy: bool) -> Update:
     """PostgreSQL: choose (a LATERAL pick per candidate webhook, FOR UPDATE SKIP LOCKED), lease and read the jobs
-    in one round trip. Rows a webhook's pick locked beyond the batch stay locked only until this commit."""
+    in one round trip. Rows a webhook's pick locked beyond the batch stay locked only until this commit.
+
+    Each pick is an index range scan, which the planner takes even with no statistics on a fresh burst (1,000,000
+    unanalyzed rows: 1.3 ms). The claim in plain due order needed `SET LOCAL enable_sort = off` against a sort
+    of the whole backlog; here that setting would price the batch's own small sort so high that PostgreSQL
+    compiles the statement with JIT (measured: 240 ms per claim), so it is gone."""
     oldest = (_oldest_sendable(_deliveries, _deliveries.c.id, _deliveries.c.next_attempt_at, due=True)
               .limit(bindparam("per_webhook")).with_for_update(skip_locked=True).lateral("candidate"))
     picked = (_candidate_webhooks(select(oldest.c.id), busy=busy).join(oldest, true())
