@@ -208,8 +208,8 @@ class InvalidAnswer(Exception):
 
 
 class _Http11Connection(asyncio.Protocol):
-    """One TLS connection to one checked address, speaking HTTP/1.1: requests written by `request_head`, answers
-    parsed by `httptools` (llhttp, Node's parser) through its callbacks below.
+    """One TLS connection to one checked address, speaking HTTP/1.1: requests written by `Sender._request_head`,
+    answers parsed by `httptools` (llhttp, Node's parser) through its callbacks below.
 
     Lives on the sender's loop only. Bytes that arrive are parsed at once and wake the attempt waiting for
     them; a connection that receives anything while idle, or that the server closed, is no longer alive.
