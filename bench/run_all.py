@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -78,10 +79,20 @@ def table(results: dict[str, Any]) -> str:
             if r.get("pair"):
                 continue  # the first pair's row carries the figures of every pair (see bench/latency.py)
             if not r["hang"]:
-                ok = s.get("p50_ms", 1e9) < 10 and s.get("p99_ms", 1e9) < 50
-                rows.append(f"| 2 | latency at {r['rate']:.0f} events/s × 5 webhooks, {where} | p50 {s.get('p50_ms')}"
-                            f" / p99 {s.get('p99_ms')} / max {s.get('max_ms')} ms | intake answer p50 "
-                            f"{r['intake_answer'].get('p50_ms')} ms | — | p50 < 10, p99 < 50 ms | {_mark(ok)} |")
+                same = [x["all"] for x in lat["runs"] if not x["hang"] and x["database"] == r["database"]
+                        and x["topology"] == r["topology"] and x["all"].get("p99_ms") is not None]
+                if len(same) > 1:  # a full run: the medians of its runs, each run beside them
+                    p50 = statistics.median(x["p50_ms"] for x in same)
+                    p99 = statistics.median(x["p99_ms"] for x in same)
+                    each = ", ".join(f"{x['p50_ms']}/{x['p99_ms']}" for x in same)
+                    value = f"median of {len(same)} runs: p50 {p50} / p99 {p99} ms (each run's p50/p99: {each})"
+                else:
+                    p50, p99 = s.get("p50_ms", 1e9), s.get("p99_ms", 1e9)
+                    value = f"p50 {p50} / p99 {p99} / max {s.get('max_ms')} ms"
+                ok = p50 < 10 and p99 < 50
+                rows.append(f"| 2 | latency at {r['rate']:.0f} events/s × 5 webhooks, {where} | {value} | intake "
+                            f"answer p50 {r['intake_answer'].get('p50_ms')} ms | — | p50 < 10, p99 < 50 ms | "
+                            f"{_mark(ok)} |")
             else:
                 ratio = r.get("p99_ratio_vs_healthy_run")
                 medians = r.get("p99_medians_ms")
