@@ -127,6 +127,25 @@ class _Backlog:
         self.database.drop()
 
 
+def _alternating(backlogs: list[_Backlog], measurements: dict[str, Any],
+                 reps: int) -> dict[tuple[int, str], list[float]]:
+    """Each measurement `reps` times (at most `SERIES_MAX_S` per series), every call alternating between the
+    backlogs, after three untimed calls of the first (caches, connection pools); times by (backlog index, name)."""
+    first = next(iter(measurements.values()))
+    for backlog in backlogs:
+        for _ in range(3):
+            first(backlog)
+    times: dict[tuple[int, str], list[float]] = {}
+    for name, timed in measurements.items():
+        deadline = time.monotonic() + SERIES_MAX_S
+        for _ in range(reps):
+            if times.get((0, name)) and time.monotonic() > deadline:
+                break
+            for index, backlog in enumerate(backlogs):
+                times.setdefault((index, name), []).append(timed(backlog))
+    return times
+
+
 def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[str, Any]:
     """Both backlogs side by side, in two databases of the same server, and every timed call alternating between
     them: the machine's drift (other work, autovacuum after the big insert) falls on both sizes alike."""
@@ -141,17 +160,7 @@ def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[
             "claim_one_webhook_busy": lambda b: _claim_and_release(b.runtime, b.busy),
             "next_due_in": lambda b: _time(lambda: next_due_in(b.runtime, set())),
         }
-        for backlog in backlogs:  # warm caches and the connection pools
-            for _ in range(3):
-                measurements["claim"](backlog)
-        times: dict[tuple[int, str], list[float]] = {}
-        for name, timed in measurements.items():
-            deadline = time.monotonic() + SERIES_MAX_S
-            for _ in range(reps):
-                if times.get((0, name)) and time.monotonic() > deadline:
-                    break
-                for index, backlog in enumerate(backlogs):
-                    times.setdefault((index, name), []).append(timed(backlog))
+        times = _alternating(backlogs, measurements, reps)
         per_size = []
         for index, backlog in enumerate(backlogs):
             row = {"deliveries": backlog.deliveries, "fill_s": backlog.fill_s,
@@ -185,17 +194,7 @@ def measure_busy_ahead(ctx: Context, kind: str, aheads: tuple[int, int], reps: i
             "claim_one_webhook_busy": lambda b: _claim_and_release(b.runtime, b.busy),
             "next_due_in_one_webhook_busy": lambda b: _time(lambda: next_due_in(b.runtime, b.busy)),
         }
-        for backlog in backlogs:
-            for _ in range(3):
-                measurements["claim_one_webhook_busy"](backlog)
-        times: dict[tuple[int, str], list[float]] = {}
-        for name, timed in measurements.items():
-            deadline = time.monotonic() + SERIES_MAX_S
-            for _ in range(reps):
-                if times.get((0, name)) and time.monotonic() > deadline:
-                    break
-                for index, backlog in enumerate(backlogs):
-                    times.setdefault((index, name), []).append(timed(backlog))
+        times = _alternating(backlogs, measurements, reps)
         per_size = []
         for index, backlog in enumerate(backlogs):
             row = {"busy_ahead": backlog.busy_ahead, **{name: _stats(times[index, name]) for name in measurements}}
