@@ -336,9 +336,9 @@ class _Handler(BaseHTTPRequestHandler):
 class ScriptedServer:
     """A TLS server (certificate from `ca`) that answers each request with the next of `answers`, as raw bytes,
     for the answers a well-behaved `Receiver` never gives: 1xx first, chunked, ended by a close, not HTTP.
-    An answer of `None` closes the connection instead. Counts connections and keeps each request's head."""
+    Counts the connections it accepted."""
 
-    def __init__(self, ca: trustme.CA, answers: Sequence[bytes | None], *, close_after: bool = False) -> None:
+    def __init__(self, ca: trustme.CA, answers: Sequence[bytes], *, close_after: bool = False) -> None:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert("localhost", "127.0.0.1").configure_cert(self._context)
         self._answers = list(answers)
@@ -346,7 +346,6 @@ class ScriptedServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.connections = 0
-        self.heads: list[bytes] = []
         self._thread = threading.Thread(target=self._serve, name="scripted-server", daemon=True)
         self._thread.start()
 
@@ -366,10 +365,7 @@ class ScriptedServer:
             self.connections += 1
             with raw, self._context.wrap_socket(raw, server_side=True) as conn:
                 while self._answers and self._read_request(conn):
-                    answer = self._answers.pop(0)
-                    if answer is None:
-                        break
-                    conn.sendall(answer)
+                    conn.sendall(self._answers.pop(0))
                     if self._close_after:
                         break
 
@@ -381,7 +377,6 @@ class ScriptedServer:
                 return False
             data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
-        self.heads.append(head)
         length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
         while len(body) < length:
             body += conn.recv(65536)

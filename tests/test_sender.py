@@ -330,7 +330,7 @@ def test_non_utf8_answer_is_replaced(receiver: Receiver, sender: Sender) -> None
 def scripted(receiver: Receiver) -> Iterator[Callable[..., ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
-    def start(*answers: bytes | None, close_after: bool = False) -> ScriptedServer:
+    def start(*answers: bytes, close_after: bool = False) -> ScriptedServer:
         servers.append(ScriptedServer(receiver.ca, answers, close_after=close_after))
         return servers[-1]
 
