@@ -24,7 +24,8 @@ _sqlite_write_locks: dict[str, threading.Lock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
 
-def _sqlite_write_lock(database: str) -> threading.Lock:
+def sqlite_write_lock(database: str) -> threading.Lock:
+    """The lock this process's transactions on a SQLite database file take turns on."""
     with _sqlite_write_locks_guard:
         return _sqlite_write_locks.setdefault(str(Path(database).resolve()) if database else "", threading.Lock())
 
@@ -45,6 +46,11 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
     def acquire_write_lock(self) -> None:
         if not self.write_lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
             raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
+        self._holds_write_lock = True
+
+    def adopt_write_lock(self) -> None:
+        """The caller has taken the write lock itself (`sqlite_write_lock`): this connection's commit or rollback
+        releases it."""
         self._holds_write_lock = True
 
     def release_write_lock(self) -> None:
@@ -80,7 +86,7 @@ def make_engine(database_url: str) -> Engine:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         factory = type("SerializedSQLiteConnection", (_SerializedSQLiteConnection,),
-                       {"write_lock": _sqlite_write_lock(url.database or "")})
+                       {"write_lock": sqlite_write_lock(url.database or "")})
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "factory": factory},
                                pool_size=10, max_overflow=20)
 

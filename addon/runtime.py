@@ -14,6 +14,7 @@ from addon import __version__
 from addon.config import Settings
 from addon.connect.install_keys import InstallKeyFetcher
 from addon.connect.jira import JiraClient
+from addon.connect.tenants import TenantCache
 from addon.db import make_engine, make_sessionmaker
 from addon.delivery.sender import Sender
 from addon.secrets_box import SecretBox
@@ -30,6 +31,7 @@ class Runtime:
     jira: JiraClient
     deliveries_committed: Wakeup = field(default_factory=Wakeup)
     jira_events_committed: Wakeup = field(default_factory=Wakeup)
+    tenant_cache: TenantCache = field(default_factory=TenantCache)
     # Called with a tenant id after a signed install commits (the project snapshot hooks in here).
     on_installed: list[Callable[[int], None]] = field(default_factory=list)
 

@@ -6,10 +6,11 @@ Jira is only called outside transactions; a refused request stores nothing.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, request
 
 from addon.changes import jira_events
 from addon.changes.fields import ChangeError, build_fields
@@ -19,7 +20,7 @@ from addon.changes.projectrak import parse_request
 from addon.changes.projects import JiraValueContext, ProjectInfo, UnknownProjectKey, directory
 from addon.connect.auth import JIRA_RETRY_AFTER_S, AuthContext, jwt_required, unauthorized
 from addon.connect.jira import JiraError, JiraNotFound
-from addon.delivery.outbox import enqueue_event
+from addon.delivery.outbox import store_event
 from addon.errors import ApiError
 from addon.request_json import read_json, unprocessable
 from addon.runtime import Runtime, current_runtime
@@ -65,8 +66,13 @@ def _resolve(runtime: Runtime, auth: AuthContext, changes: Any, project_ref: tup
     return fields, project
 
 
+def _accepted(event_id: int | None, deliveries: int) -> Response:
+    """The 202 answer, made directly (Flask's `jsonify` costs several times more, on every accepted change)."""
+    return Response(json.dumps({"event_id": event_id, "deliveries": deliveries}), 202, mimetype="application/json")
+
+
 @bp.post("/events/projectrak/field-changes")
-@jwt_required(allow_context=False)
+@jwt_required(allow_context=False, cached_tenant=True)
 def projectrak_field_changes():  # type: ignore[no-untyped-def]
     received_ms = now_ms()
     auth: AuthContext = g.auth
@@ -80,16 +86,15 @@ def projectrak_field_changes():  # type: ignore[no-untyped-def]
     runtime = current_runtime()
     fields, project = _resolve(runtime, auth, parsed.changes, (parsed.project.path, parsed.project.value))
     if not fields:
-        return jsonify({"event_id": None, "deliveries": 0}), 202
+        return _accepted(None, 0)
     timestamp = received_ms if parsed.timestamp is None else parsed.timestamp
     body = event_body(user=auth.account_id, timestamp=timestamp, project=project, fields=fields)
-    with runtime.engine.begin() as connection:
-        event_id, deliveries = enqueue_event(connection, tenant_id=auth.tenant.id, source="projectrak", body=body,
-                                             project_id=project.id)
+    event_id, deliveries = store_event(runtime.engine, tenant=auth.tenant, source="projectrak", body=body,
+                                       project_id=project.id)
     runtime.deliveries_committed.notify()
     log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", auth.tenant.id,
              event_id, project.id, len(fields), deliveries)
-    return jsonify({"event_id": event_id, "deliveries": deliveries}), 202
+    return _accepted(event_id, deliveries)
 
 
 @bp.post(f"/events/jira/<any({', '.join(jira_events.JIRA_EVENTS)}):event>")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import g, request
+from werkzeug.exceptions import HTTPException
 
 from addon.connect.jira import JiraUnavailable
 from addon.connect.jwt import (
@@ -23,8 +24,7 @@ from addon.connect.jwt import (
     unverified_issuer,
     verify_symmetric,
 )
-from addon.connect.tenants import TenantView, find_installed
-from addon.db import reading
+from addon.connect.tenants import TenantChanged, TenantView, find_installed
 from addon.errors import ApiError
 from addon.runtime import current_runtime
 
@@ -40,6 +40,8 @@ class AuthContext:
     claims: dict
     account_id: str | None
     is_context_token: bool
+    tenant_from_cache: bool = False
+    """The tenant came from `TenantCache` and may be stale (see `jwt_required`)."""
 
 
 def unauthorized(message: str) -> ApiError:
@@ -52,39 +54,83 @@ def request_qsh() -> str:
     return query_string_hash(request.method, path, request.query_string.decode("latin-1"))
 
 
-def authenticate_request(allow_context: bool) -> AuthContext:
-    """Verify the request's HS256 token against its tenant's shared secret."""
+def _verified(token: str, tenant: TenantView, allow_context: bool, from_cache: bool) -> AuthContext:
+    claims = verify_symmetric(token, tenant.shared_secret, expected_qsh=request_qsh(), allow_context=allow_context)
+    sub = claims.get("sub")
+    return AuthContext(tenant=tenant, claims=claims, account_id=sub if isinstance(sub, str) and sub else None,
+                       is_context_token=claims.get("qsh") == "context-qsh", tenant_from_cache=from_cache)
+
+
+def authenticate_request(allow_context: bool, *, cached_tenant: bool = False) -> AuthContext:
+    """Verify the request's HS256 token against its tenant's shared secret, read from the database (or, with
+    `cached_tenant`, from the tenant cache when it has the tenant and its secret verifies the token)."""
     token = extract_token(request.headers, request.args)
     if token is None:
         raise unauthorized("a JWT is required (Authorization: JWT … or the jwt query parameter)")
     runtime = current_runtime()
     try:
         issuer = unverified_issuer(token)
-        with reading(runtime.engine) as connection:
-            tenant = find_installed(connection, issuer, runtime.box)
+        if cached_tenant:
+            cached = runtime.tenant_cache.get(issuer)
+            if cached is not None:
+                try:
+                    return _verified(token, cached, allow_context, from_cache=True)
+                except JwtError:
+                    runtime.tenant_cache.forget(issuer)  # the secret may have changed: ask the database
+        tenant = find_installed(runtime.engine, issuer, runtime.box)
         if tenant is None:
             raise JwtError("the token's issuer is not an installed tenant")
-        claims = verify_symmetric(token, tenant.shared_secret, expected_qsh=request_qsh(),
-                                  allow_context=allow_context)
+        auth = _verified(token, tenant, allow_context, from_cache=False)
     except JwtError as err:
         raise unauthorized(str(err)) from None
-    sub = claims.get("sub")
-    return AuthContext(tenant=tenant, claims=claims, account_id=sub if isinstance(sub, str) and sub else None,
-                       is_context_token=claims.get("qsh") == "context-qsh")
+    if cached_tenant:
+        runtime.tenant_cache.put(tenant)
+    return auth
 
 
-def jwt_required(allow_context: bool = False) -> Callable[[F], F]:
-    """Route decorator: authenticate with a qsh-bound token (and a context token where allowed)."""
+def _cached_tenant_is_current(tenant: TenantView) -> bool:
+    runtime = current_runtime()
+    return find_installed(runtime.engine, tenant.client_key, runtime.box) == tenant
+
+
+def jwt_required(allow_context: bool = False, *, cached_tenant: bool = False) -> Callable[[F], F]:
+    """Route decorator: authenticate with a qsh-bound token (and a context token where allowed).
+
+    With `cached_tenant` (the intake), the tenant may come from the tenant cache, whose entry may be stale when
+    another process has just re-installed, disabled or uninstalled it. The answer is still the one a fresh read
+    gives: the view's writes check the tenant's row (`TenantChanged`), and before an error answer the row is read
+    again; when it changed, the request is authenticated afresh (401 for a token of the old secret) and handled
+    again (nothing was written).
+    """
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            g.auth = authenticate_request(allow_context)
-            return view(*args, **kwargs)
+            g.auth = authenticate_request(allow_context, cached_tenant=cached_tenant)
+            if not g.auth.tenant_from_cache:
+                return _handle_fresh(view, args, kwargs)
+            try:
+                return view(*args, **kwargs)
+            except (ApiError, HTTPException, TenantChanged) as err:
+                if not isinstance(err, TenantChanged) and _cached_tenant_is_current(g.auth.tenant):
+                    raise
+            current_runtime().tenant_cache.forget(g.auth.tenant.client_key)
+            g.auth = authenticate_request(allow_context, cached_tenant=cached_tenant)
+            return _handle_fresh(view, args, kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _handle_fresh(view: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """The view, for a tenant just read: a `TenantChanged` now means the tenant changed while the request was
+    handled (a re-install or a disable racing it); nothing was written, and the sender is asked to try again."""
+    try:
+        return view(*args, **kwargs)
+    except TenantChanged:
+        raise ApiError(503, "tenant_changed", "the add-on's installation changed while the request was handled; "
+                       "send it again", {"Retry-After": "1"}) from None
 
 
 class AdminCache:

@@ -8,8 +8,12 @@ No function here logs or echoes a token.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -47,8 +51,17 @@ def relative_path(path: str, base_url: str) -> str:
 
 def query_string_hash(method: str, path: str, query_string: str = "") -> str:
     """Atlassian's qsh: SHA-256 hex of `METHOD&path&canonical-query` (the `jwt` parameter left out)."""
-    url = path + ("?" + query_string if query_string else "")
-    return hash_url(method.upper(), url)
+    if not query_string:
+        return _hash_without_query(method.upper(), path)
+    return hash_url(method.upper(), path + "?" + query_string)
+
+
+@functools.lru_cache(maxsize=1024)
+def _hash_without_query(method: str, path: str) -> str:
+    """The qsh of a request without a query string, remembered: every intake request asks, and atlassian-jwt's
+    canonical form costs as much as checking the signature. (With a query, nothing is remembered: it may carry
+    the token itself.)"""
+    return hash_url(method, path)
 
 
 def token_fingerprint(token: str) -> str:
@@ -56,13 +69,23 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _segment_json(segment: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
 def unverified_issuer(token: str) -> str:
-    """The `iss` claim, read before the signature is checked, only to find whose secret verifies it."""
+    """The `iss` claim, read before the signature is checked, only to find whose secret verifies it.
+
+    Read by hand (split, base64url, JSON), not by PyJWT: this runs on every request, and PyJWT's unverified reads
+    would parse the token twice more before `verify_symmetric` parses and checks all of it.
+    """
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        header_segment, payload_segment, _signature = token.split(".")
+        header, claims = _segment_json(header_segment), _segment_json(payload_segment)
+    except (ValueError, binascii.Error):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise JwtError("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise JwtError("malformed token")
     if header.get("alg") != "HS256":
         raise JwtError("unexpected token algorithm")
     issuer = claims.get("iss")

@@ -84,6 +84,7 @@ def installed():  # type: ignore[no-untyped-def]
         tenant.product_type = product_type if isinstance(product_type, str) else None
         session.flush()
         tenant_id = tenant.id
+    runtime.tenant_cache.forget(body["clientKey"])  # other processes find out at their next write (TenantCache)
     log.info("tenant installed tenant=%s", tenant_id)
     for hook in runtime.on_installed:
         hook(tenant_id)
@@ -109,6 +110,7 @@ def uninstalled():  # type: ignore[no-untyped-def]
                 .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
             )
             log.info("tenant uninstalled tenant=%s", tenant.id)
+    runtime.tenant_cache.forget(body["clientKey"])
     return "", 204
 
 
@@ -120,6 +122,7 @@ def _set_state(state: TenantState) -> None:
             tenant.state = state
             if state == TenantState.ENABLED:
                 notify_workers(session)  # paused deliveries are due again, in every worker process
+    runtime.tenant_cache.forget(g.auth.tenant.client_key)
     log.info("tenant %s tenant=%s", state.value, g.auth.tenant.id)
     if state == TenantState.ENABLED:
         runtime.deliveries_committed.notify()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import CTE, Insert, Select, String, bindparam, cast, func, insert, select, true
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from addon.connect.tenants import TenantChanged, TenantView
+from addon.db_driver import DriverStatement, driver_one_statement, driver_transaction
 from addon.delivery.signing import new_message_id
-from addon.models import Delivery, DeliveryStatus, Event, UTCDateTime, Webhook, utcnow
+from addon.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, utcnow
 
 # PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
 NOTIFY_CHANNEL = "addon_deliveries"
@@ -23,25 +25,82 @@ def encode_body(body: dict[str, Any]) -> str:
 
 _events = Event.__table__
 _webhooks = Webhook.__table__
+_deliveries = Delivery.__table__
+_tenants = Tenant.__table__
 _INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source=bindparam("source"),
                                         project_id=bindparam("project_id"), body=bindparam("body"),
-                                        created_at=bindparam("created_at", type_=UTCDateTime()))
+                                        created_at=bindparam("now", type_=UTCDateTime()))
                  .returning(_events.c.id))
-_INSERT_DELIVERIES = insert(Delivery.__table__)
 
 
-def _targets(*, only_ids: bool, include_disabled: bool) -> Select:
-    query = (select(_webhooks.c.id).where(_webhooks.c.tenant_id == bindparam("tenant_id"),
-                                          _webhooks.c.deleted_at.is_(None)).order_by(_webhooks.c.id))
+def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None) -> Insert:
+    """One pending delivery per target webhook, in one INSERT … SELECT (in webhook order), for the event whose id
+    is the `event_id` parameter (or the id returned by the `event` INSERT, in a PostgreSQL WITH).
+
+    A delivery's `webhook-id` is the event's fresh message id (`message_id_prefix`, ending in `_`) followed by the
+    webhook's id: unique, fixed for the delivery, and made without a round of per-webhook parameters.
+    """
+    now = bindparam("now", type_=UTCDateTime())
+    column = _deliveries.c
+    event_id = bindparam("event_id", type_=column.event_id.type) if event is None else event.c.id
+    rows = (select(bindparam("tenant_id", type_=column.tenant_id.type), event_id, _webhooks.c.id,
+                   bindparam("message_id_prefix", type_=String()) + cast(_webhooks.c.id, String()),
+                   bindparam("status", type_=column.status.type),
+                   bindparam("attempt_count", type_=column.attempt_count.type), now, now, now)
+            .where(_webhooks.c.tenant_id == bindparam("tenant_id"), _webhooks.c.deleted_at.is_(None))
+            .order_by(_webhooks.c.id))
+    if event is not None:
+        rows = rows.select_from(event.join(_webhooks, true()))
     if not include_disabled:
-        query = query.where(_webhooks.c.enabled.is_(True))
+        rows = rows.where(_webhooks.c.enabled.is_(True))
     if only_ids:
-        query = query.where(_webhooks.c.id.in_(bindparam("webhook_ids", expanding=True)))
-    return query
+        rows = rows.where(_webhooks.c.id.in_(bindparam("webhook_ids", expanding=True)))
+    columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
+               "schedule_started_at", "created_at"]
+    return insert(_deliveries).from_select(columns, rows)
 
 
-_TARGETS = {(only_ids, include_disabled): _targets(only_ids=only_ids, include_disabled=include_disabled)
-            for only_ids in (False, True) for include_disabled in (False, True)}
+_INSERT_DELIVERIES = {(only_ids, include_disabled): _insert_deliveries(only_ids=only_ids,
+                                                                       include_disabled=include_disabled)
+                      for only_ids in (False, True) for include_disabled in (False, True)}
+
+
+def _insert_event_while_tenant_unchanged() -> Insert:
+    """The event, inserted only while the tenant's row is still the one the request was authenticated with
+    (`TenantView`): no row is inserted, and none returned, once it was re-installed, disabled or uninstalled."""
+    event, tenant = _events.c, _tenants.c
+    row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
+                  bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
+                  bindparam("now", type_=UTCDateTime()))
+           .where(tenant.id == bindparam("tenant_id"), tenant.client_key == bindparam("client_key"),
+                  tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
+                  tenant.shared_secret == bindparam("sealed_secret")))
+    return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at"], row)
+            .returning(_events.c.id))
+
+
+_DRIVER_INSERT_EVENT = DriverStatement(_insert_event_while_tenant_unchanged())
+_DRIVER_INSERT_DELIVERIES = DriverStatement(_INSERT_DELIVERIES[False, False])
+
+
+def _store_in_one_statement() -> Select:
+    """PostgreSQL: the event, its deliveries and the workers' wake-up in one statement (a WITH of two INSERTs),
+    which, run alone, is its own transaction: one round trip instead of BEGIN, two INSERTs, NOTIFY and COMMIT.
+    Answers (event id, number of deliveries); `pg_notify` wakes the workers at commit (once even without
+    deliveries: a worker that wakes for nothing looks and waits again)."""
+    event = _insert_event_while_tenant_unchanged().cte("new_event")
+    deliveries = _insert_deliveries(event=event).returning(_deliveries.c.id).cte("new_deliveries")
+    return select(event.c.id, select(func.count()).select_from(deliveries).scalar_subquery(),
+                  func.pg_notify(NOTIFY_CHANNEL, ""))
+
+
+_DRIVER_STORE_POSTGRESQL = DriverStatement(_store_in_one_statement())
+
+
+def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: str | None) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "source": source, "project_id": project_id, "body": encode_body(body),
+            "now": utcnow(), "message_id_prefix": new_message_id() + "_", "status": DeliveryStatus.PENDING.value,
+            "attempt_count": 0}
 
 
 def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body: dict[str, Any],
@@ -52,26 +111,38 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
 
     Returns (event id, number of deliveries). The caller commits, then calls `runtime.deliveries_committed.notify()`.
     """
-    # Statements built once, executed on the Core connection: the intake does this for every accepted change,
-    # and ORM objects, then per-call statement building, cost more than the inserts themselves
-    # (see docs/benchmarks.md).
     connection = db.connection() if isinstance(db, Session) else db
-    now = utcnow()
-    event_id = connection.execute(_INSERT_EVENT, {"tenant_id": tenant_id, "source": source,
-                                                  "project_id": project_id, "body": encode_body(body),
-                                                  "created_at": now}).scalar_one()
-    params: dict[str, Any] = {"tenant_id": tenant_id}
+    params = _parameters(tenant_id, source, body, project_id)
+    params["event_id"] = connection.execute(_INSERT_EVENT, params).scalar_one()
     if webhook_ids is not None:
         params["webhook_ids"] = webhook_ids
-    targets = list(connection.execute(_TARGETS[webhook_ids is not None, include_disabled], params).scalars())
-    if targets:
-        connection.execute(_INSERT_DELIVERIES, [
-            {"tenant_id": tenant_id, "event_id": event_id, "webhook_id": webhook_id, "message_id": new_message_id(),
-             "status": DeliveryStatus.PENDING, "attempt_count": 0, "next_attempt_at": now,
-             "schedule_started_at": now, "created_at": now}
-            for webhook_id in targets])
+    deliveries = connection.execute(_INSERT_DELIVERIES[webhook_ids is not None, include_disabled], params).rowcount
+    if deliveries:
         notify_workers(connection)
-    return event_id, len(targets)
+    return params["event_id"], deliveries
+
+
+def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
+                project_id: str | None = None) -> tuple[int, int]:
+    """`enqueue_event` for every enabled webhook in a transaction of its own, executed by the driver
+    (`addon.db_driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
+    written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
+    calls `runtime.deliveries_committed.notify()`."""
+    params = _parameters(tenant.id, source, body, project_id)
+    params.update(client_key=tenant.client_key, base_url=tenant.base_url, state=tenant.state,
+                  sealed_secret=tenant.sealed_secret)
+    if engine.dialect.name == "postgresql":
+        row = driver_one_statement(engine, _DRIVER_STORE_POSTGRESQL, params)
+        if row is None:
+            raise TenantChanged(f"tenant {tenant.id} changed")
+        return row[0], row[1]
+    with driver_transaction(engine) as db:
+        row = db.execute(_DRIVER_INSERT_EVENT, params).fetchone()
+        if row is None:
+            raise TenantChanged(f"tenant {tenant.id} changed")
+        params["event_id"] = row[0]
+        deliveries = db.execute(_DRIVER_INSERT_DELIVERIES, params).rowcount
+    return params["event_id"], deliveries
 
 
 def notify_workers(db: Session | Connection) -> None:
