@@ -96,6 +96,15 @@ class DriverCursor:
         return self.cursor
 
 
+def _checkout(engine: Engine) -> PoolProxiedConnection:
+    """A connection from the engine's pool; a database that cannot be reached raises as SQLAlchemy does."""
+    dbapi = engine.dialect.loaded_dbapi
+    try:
+        return engine.raw_connection()
+    except dbapi.Error as err:  # `Engine.connect()` wraps these; `raw_connection()` does not
+        raise DBAPIError.instance(None, None, err, dbapi.Error, hide_parameters=True, dialect=engine.dialect) from err
+
+
 @contextlib.contextmanager
 def _as_sqlalchemy_errors(engine: Engine, connection: PoolProxiedConnection, sql: str | None, *,
                           discard_on_error: bool = False) -> Iterator[None]:
@@ -124,7 +133,7 @@ def driver_transaction(engine: Engine) -> Iterator[DriverCursor]:
         with _SQLiteWriter.of(engine).transaction(engine) as cursor:
             yield cursor
         return
-    connection = engine.raw_connection()
+    connection = _checkout(engine)
     try:
         with _as_sqlalchemy_errors(engine, connection, None):
             cursor = connection.cursor()
@@ -174,7 +183,7 @@ class _SQLiteWriter:
         connection = self._connection
         try:
             if connection is None:
-                connection = self._connection = engine.raw_connection()
+                connection = self._connection = _checkout(engine)
             dbapi_connection = connection.dbapi_connection
             dbapi_connection.adopt_write_lock()  # type: ignore[union-attr]
         except BaseException:
@@ -211,7 +220,7 @@ def driver_one_statement(engine: Engine, statement: DriverStatement, values: Map
     sql = statement.sql(engine.dialect)
     parameters = statement.parameters(engine.dialect, values)
     postgres = engine.dialect.name == "postgresql"
-    connection = engine.raw_connection()
+    connection = _checkout(engine)
     try:
         # A PostgreSQL connection that failed here may be left in autocommit: it is not handed out again.
         with _as_sqlalchemy_errors(engine, connection, sql, discard_on_error=postgres):

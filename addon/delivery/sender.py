@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import functools
 import logging
 import queue
 import re
@@ -72,6 +73,10 @@ _FIELD_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*|")
 _REQUEST_TARGET = re.compile(r"/[\x21-\x7e]*")
 #: Headers the sender owns; a caller's values for them are dropped.
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "user-agent", "content-type"})
+
+
+#: Each attempt parses its webhook's URL (it may have changed since the last one); the same few URLs over and over.
+_parsed_target = functools.lru_cache(maxsize=4096)(parse_target)
 
 
 @dataclass(frozen=True)
@@ -571,7 +576,7 @@ class Sender:
         started = time.monotonic()
         deadline = started + self.timeout_s
         try:
-            target = parse_target(url)
+            target = _parsed_target(url)
         except UrlRejected as exc:
             return self._failed(started, f"invalid URL: {exc.message}")
         conn: _Http11Connection | None = None
