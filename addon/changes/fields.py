@@ -449,12 +449,18 @@ class _Change:
 
 
 class _DryRun:
-    """A context for validating values without any outside call: keys resolve to a placeholder."""
+    """A context for validating values without any outside call: keys resolve to a placeholder. `consulted`
+    says whether a value needed the context (else the values it gave are final)."""
+
+    def __init__(self) -> None:
+        self.consulted = False
 
     def project_id_for_key(self, key: str) -> str:
+        self.consulted = True
         return "0"
 
     def time_tracking(self) -> TimeTracking:
+        self.consulted = True
         return TimeTracking()
 
 
@@ -527,17 +533,18 @@ def build_fields(raw_changes: Any, ctx: ValueContext) -> list[dict[str, Any]]:
     validated (structure and values) before ``ctx`` is asked anything, so a request that is going to
     be refused never costs a Jira call; each project key is then resolved once.
     """
-    changes: list[_Change] = []
+    changes: list[tuple[_Change, tuple[Value, Value] | None]] = []
     dry_run = _DryRun()
     for index, raw in enumerate(parse_changes(raw_changes)):
         change = _parse_change(raw, index)
         if change.type != FORMULA:
-            _values(change, dry_run)
-            changes.append(change)
+            dry_run.consulted = False
+            values = _values(change, dry_run)
+            changes.append((change, None if dry_run.consulted else values))
     memo = _Memo(ctx)
     fields: list[dict[str, Any]] = []
-    for change in changes:
-        previous, current = _values(change, memo)
+    for change, final_values in changes:
+        previous, current = final_values if final_values is not None else _values(change, memo)
         if previous != current:
             fields.append(
                 {

@@ -1,4 +1,5 @@
-"""The outbox: an accepted event becomes one delivery row per enabled webhook, in the caller's transaction."""
+"""The outbox: an accepted event becomes one delivery row per enabled webhook, in the caller's transaction
+(`enqueue_event`) or, for the intake's field changes, in one of its own run by the driver (`store_event`)."""
 
 from __future__ import annotations
 
