@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -102,9 +102,6 @@ def make_engine(database_url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            if conn.get_execution_options().get(READ_ONLY_OPTION):
-                conn.exec_driver_sql("BEGIN")  # deferred: in WAL mode a reader waits for no writer
-                return
             dbapi_conn = conn.connection.dbapi_connection
             dbapi_conn.acquire_write_lock()
             try:
@@ -119,19 +116,6 @@ def make_engine(database_url: str) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-#: Execution option of connections that only read (see `reading`).
-READ_ONLY_OPTION = "addon_read_only"
-
-
-@contextlib.contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
-    """A read-only transaction on a Core connection. On SQLite it neither takes the write lock nor waits for
-    writers (WAL readers see the last commit); on PostgreSQL it is an ordinary transaction. Writing in it is a
-    bug: on SQLite the write could fail with `database is locked`."""
-    with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as connection, connection.begin():
-        yield connection
 
 
 @contextlib.contextmanager
