@@ -30,6 +30,12 @@ def sqlite_write_lock(database: str) -> threading.Lock:
         return _sqlite_write_locks.setdefault(str(Path(database).resolve()) if database else "", threading.Lock())
 
 
+def take_sqlite_write_lock(lock: threading.Lock) -> None:
+    """Wait for the process's write lock as SQLite's busy timeout would, then fail as SQLite does."""
+    if not lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
+        raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
+
+
 class _SerializedSQLiteConnection(sqlite3.Connection):
     """A SQLite connection whose transactions hold the process's write lock of its database file from BEGIN to
     COMMIT or ROLLBACK.
@@ -44,8 +50,7 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
     _holds_write_lock = False
 
     def acquire_write_lock(self) -> None:
-        if not self.write_lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
-            raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
+        take_sqlite_write_lock(self.write_lock)
         self._holds_write_lock = True
 
     def adopt_write_lock(self) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import Executable
 
-from addon.db import SQLITE_LOCK_TIMEOUT_S, sqlite_write_lock
+from addon.db import sqlite_write_lock, take_sqlite_write_lock
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,10 @@ class _SQLiteWriter:
     @contextlib.contextmanager
     def transaction(self, engine: Engine) -> Iterator[DriverCursor]:
         """A transaction on `engine` (the engine this writer is of)."""
-        if not self.write_lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
-            raise OperationalError(None, None, sqlite3.OperationalError(
-                "database is locked (waited for this process's other writers)"))
+        try:
+            take_sqlite_write_lock(self.write_lock)
+        except sqlite3.OperationalError as err:
+            raise OperationalError(None, None, err) from err
         connection = self._connection
         try:
             if connection is None:
