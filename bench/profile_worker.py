@@ -55,7 +55,7 @@ def summarize(collapsed: Path, top: int = 30) -> str:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():  # py-spy sometimes writes a garbled frame across lines
             continue
         n = int(count)
         frames = stack.split(";")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from addon.models import Attempt, Delivery, DeliveryStatus, Webhook
 from tests.conftest import make_settings
@@ -109,3 +110,39 @@ def test_body_is_the_stored_event_byte_for_byte(delivering, receiver):
     emit(addon, tenant_id, body)
     [request] = receiver.wait_for(1)
     assert request.body == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_an_idle_worker_claims_once_per_event_not_once_per_finished_send(delivering, receiver):
+    """At a low rate each event's deliveries are claimed together; finishing them must not set off claims that can
+    find nothing (each one a write transaction, and on SQLite the write lock the intake needs)."""
+    addon, tenant_id = delivering
+    webhooks = [add_webhook(addon, tenant_id, receiver.url(f"/w{n}"))[0] for n in range(5)]
+    claims = []
+
+    def count_claims(_conn, _cursor, statement, _parameters, _context, _executemany):  # type: ignore[no-untyped-def]
+        if "candidate" in statement:  # the claim's per-webhook pick (SQLite and PostgreSQL)
+            claims.append(statement)
+
+    def all_recorded(n: int):  # type: ignore[no-untyped-def]
+        def check() -> bool:
+            with addon.sessions() as session:
+                done = session.scalars(select(Delivery.status)).all()
+            return len(done) == n and all(s == DeliveryStatus.SUCCEEDED for s in done)
+        return check
+
+    emit(addon, tenant_id)  # warm up: connections, caches
+    wait_for(all_recorded(len(webhooks)))
+    time.sleep(0.3)
+    event.listen(addon.runtime.engine, "before_cursor_execute", count_claims)
+    try:
+        events = 10
+        for n in range(2, events + 2):
+            emit(addon, tenant_id)
+            receiver.wait_for(n * len(webhooks))
+            wait_for(all_recorded(n * len(webhooks)))
+            time.sleep(0.05)
+    finally:
+        event.remove(addon.runtime.engine, "before_cursor_execute", count_claims)
+    # One claim per event takes its 5 deliveries; on PostgreSQL the database's NOTIFY may wake the dispatcher a
+    # second time. Waking it for each finished send cost up to 5 more each.
+    assert len(claims) <= 2 * events + 2, f"{len(claims)} claims for {events} events"

@@ -481,6 +481,8 @@ class DeliveryWorker:
         self._outcomes_ready = threading.Condition()
         # Claims and recordings come in batches of half the slots (see `_gather_slots`, `_gather_outcomes`).
         self._half_slots = max(1, self.concurrency // 2)
+        # Whether the last claim may have left claimable deliveries behind (see `_claim_batch`).
+        self._more_due = True
         self._senders_done = False
         self._recorder = threading.Thread(target=self._record_loop, name="delivery-recorder", daemon=True)
 
@@ -528,9 +530,11 @@ class DeliveryWorker:
                 log.exception("claiming deliveries failed; retrying")
                 self._stopping.wait(1.0)
                 continue
-            if claimed:
+            if claimed and self._more_due:
                 self._gather_slots()
                 continue
+            # Nothing (or everything that was due) claimed: claiming again at once would find nothing. Wait for
+            # the next commit's wake-up, or the next scheduled attempt.
             if self._free_slots() <= 0:
                 signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
                 continue
@@ -564,7 +568,14 @@ class DeliveryWorker:
         slots = self._free_slots()
         if slots <= 0:
             return 0
-        jobs = claim(self.runtime, slots, self._busy_webhooks(), per_webhook=self.per_webhook)
+        busy = self._busy_webhooks()
+        jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook)
+        per_webhook = Counter(job.webhook_id for job in jobs)
+        # Less than asked, from webhooks that were neither at their bound nor cut to it by the claim: nothing else
+        # was due. Then a finished send need not wake the dispatcher (see `_release_slots`), which at a low rate
+        # saved one empty claim and one `next_due_in` per finished send.
+        self._more_due = (len(jobs) >= slots or bool(busy)
+                          or any(n >= self.per_webhook for n in per_webhook.values()))
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
@@ -575,6 +586,7 @@ class DeliveryWorker:
                 self._in_flight_total += 1
                 admitted.append(job)
         if surplus:
+            self._more_due = True
             release(self.runtime, surplus)
         self._start_sending(admitted)
         return len(admitted)
@@ -622,10 +634,11 @@ class DeliveryWorker:
                 if self._in_flight[job.webhook_id] <= 0:
                     del self._in_flight[job.webhook_id]
                 self._in_flight_total -= 1
-            # Wake the dispatcher only when it would claim (see `_gather_slots`): a wake-up per finished send
-            # costs the busy process a thread switch each time for nothing.
+            # Wake the dispatcher only when it would claim (see `_gather_slots`) and may find something (see
+            # `_claim_batch`): a wake-up per finished send costs the busy process a thread switch each time for
+            # nothing.
             idle = self._in_flight_total == 0
-            claimable = idle or self.concurrency - self._in_flight_total >= self._half_slots
+            claimable = self._more_due and (idle or self.concurrency - self._in_flight_total >= self._half_slots)
             if idle:
                 self._all_sent.notify_all()
         if idle:  # nothing more is coming: a gathering recorder writes what it has
@@ -646,8 +659,9 @@ class DeliveryWorker:
                 batch = self._outcomes[:MAX_RECORD_BATCH]
                 del self._outcomes[:MAX_RECORD_BATCH]
             self._record(batch)
-            if len(batch) >= self.concurrency:
-                self.runtime.deliveries_committed.notify()  # the dispatcher may have waited for the recorder
+            # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled.
+            if len(batch) >= self.concurrency or not all(result.ok for _job, result in batch):
+                self.runtime.deliveries_committed.notify()
 
     def _gather_outcomes(self) -> None:
         """With `_outcomes_ready` held and some outcomes waiting: while sends are still in flight, wait at most
