@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 
@@ -11,6 +12,9 @@ class Wakeup:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._generation = 0
+        # Names this wake-up in PostgreSQL NOTIFY payloads sent by code that also wakes it in-process: its own
+        # listener skips those (see `addon.delivery.listener`).
+        self.origin = secrets.token_hex(8)
 
     def notify(self) -> None:
         with self._cond:

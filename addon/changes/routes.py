@@ -90,7 +90,7 @@ def projectrak_field_changes():  # type: ignore[no-untyped-def]
     timestamp = received_ms if parsed.timestamp is None else parsed.timestamp
     body = event_body(user=auth.account_id, timestamp=timestamp, project=project, fields=fields)
     event_id, deliveries = store_event(runtime.engine, tenant=auth.tenant, source="projectrak", body=body,
-                                       project_id=project.id)
+                                       project_id=project.id, notify_origin=runtime.deliveries_committed.origin)
     runtime.deliveries_committed.notify()
     log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", auth.tenant.id,
              event_id, project.id, len(fields), deliveries)

@@ -42,8 +42,11 @@ class NotifyListener:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._wakeup.notify()  # anything committed while we were not listening
                     while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._wakeup.notify()
+                        for notify in conn.notifies(timeout=1.0):
+                            # A commit of this runtime's own that already woke it in-process needs no second
+                            # wake-up (which would cost the dispatcher an empty claim per event).
+                            if notify.payload != self._wakeup.origin:
+                                self._wakeup.notify()
             except psycopg.Error:
                 log.warning("LISTEN connection lost; reconnecting")
                 self._stopping.wait(1.0)

@@ -88,11 +88,12 @@ def _store_in_one_statement() -> Select:
     """PostgreSQL: the event, its deliveries and the workers' wake-up in one statement (a WITH of two INSERTs),
     which, run alone, is its own transaction: one round trip instead of BEGIN, two INSERTs, NOTIFY and COMMIT.
     Answers (event id, number of deliveries); `pg_notify` wakes the workers at commit (once even without
-    deliveries: a worker that wakes for nothing looks and waits again)."""
+    deliveries: a worker that wakes for nothing looks and waits again), except the one whose wake-up's `origin`
+    is the payload: its caller wakes it in-process."""
     event = _insert_event_while_tenant_unchanged().cte("new_event")
     deliveries = _insert_deliveries(event=event).returning(_deliveries.c.id).cte("new_deliveries")
     return select(event.c.id, select(func.count()).select_from(deliveries).scalar_subquery(),
-                  func.pg_notify(NOTIFY_CHANNEL, ""))
+                  func.pg_notify(NOTIFY_CHANNEL, bindparam("notify_origin", type_=String())))
 
 
 _DRIVER_STORE_POSTGRESQL = DriverStatement(_store_in_one_statement())
@@ -124,14 +125,14 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
 
 
 def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
-                project_id: str | None = None) -> tuple[int, int]:
+                project_id: str | None = None, notify_origin: str = "") -> tuple[int, int]:
     """`enqueue_event` for every enabled webhook in a transaction of its own, executed by the driver
     (`addon.db_driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
     written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
-    calls `runtime.deliveries_committed.notify()`."""
+    calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
     params = _parameters(tenant.id, source, body, project_id)
     params.update(client_key=tenant.client_key, base_url=tenant.base_url, state=tenant.state,
-                  sealed_secret=tenant.sealed_secret)
+                  sealed_secret=tenant.sealed_secret, notify_origin=notify_origin)
     if engine.dialect.name == "postgresql":
         row = driver_one_statement(engine, _DRIVER_STORE_POSTGRESQL, params)
         if row is None:
