@@ -114,14 +114,17 @@ def test_body_is_the_stored_event_byte_for_byte(delivering, receiver):
 
 def test_an_idle_worker_claims_once_per_event_not_once_per_finished_send(delivering, receiver):
     """At a low rate each event's deliveries are claimed together; finishing them must not set off claims that can
-    find nothing (each one a write transaction, and on SQLite the write lock the intake needs)."""
+    find nothing (each one a write transaction, and on SQLite the write lock the intake needs), nor a read of the
+    next due time per event when nothing new is scheduled."""
     addon, tenant_id = delivering
     webhooks = [add_webhook(addon, tenant_id, receiver.url(f"/w{n}"))[0] for n in range(5)]
-    claims = []
+    claims, next_due_reads = [], []
 
     def count_claims(_conn, _cursor, statement, _parameters, _context, _executemany):  # type: ignore[no-untyped-def]
         if "candidate" in statement:  # the claim's per-webhook pick (SQLite and PostgreSQL)
             claims.append(statement)
+        elif "min(" in statement and "next_attempt_at" in statement:  # `next_due_in`
+            next_due_reads.append(statement)
 
     def all_recorded(n: int):  # type: ignore[no-untyped-def]
         def check() -> bool:
@@ -146,3 +149,6 @@ def test_an_idle_worker_claims_once_per_event_not_once_per_finished_send(deliver
     # One claim per event takes its 5 deliveries; on PostgreSQL the database's NOTIFY may wake the dispatcher a
     # second time. Waking it for each finished send cost up to 5 more each.
     assert len(claims) <= 2 * events + 2, f"{len(claims)} claims for {events} events"
+    # The next due time is read again only after a claim that found nothing (one per event took what was due).
+    empty_claims = len(claims) - events
+    assert len(next_due_reads) <= empty_claims + 1, f"{len(next_due_reads)} reads, {empty_claims} empty claims"

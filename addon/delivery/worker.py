@@ -33,10 +33,10 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     true,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from addon.db import transaction
@@ -91,7 +91,7 @@ def _live_secrets(secret: str, previous_secret: str | None, previous_expires_at:
     return tuple(secrets)
 
 
-def _index_order_only(session: Session) -> None:
+def _index_order_only(connection: Connection) -> None:
     """On PostgreSQL, keep this transaction's plans from reading a webhook's deliveries through a bitmap.
 
     Each webhook's pick wants the first rows of the index `(webhook_id, status, next_attempt_at)` in its order.
@@ -101,8 +101,8 @@ def _index_order_only(session: Session) -> None:
     order once did, prices the batch's own small sort so high that PostgreSQL compiles the statement with JIT
     and picks its joins at random: over a second.)
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
 
 
 _deliveries = Delivery.__table__
@@ -191,10 +191,11 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
                     "per_webhook": min(limit, per_webhook or limit)}
     if busy:
         params["busy"] = sorted(busy_webhooks or ())
-    with transaction(runtime.sessions) as session:
-        connection = session.connection()
+    # A Core transaction, not a Session: the dispatcher claims for every event at a low rate, and the Session's
+    # own bookkeeping cost more than its three statements.
+    with runtime.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
-            _index_order_only(session)
+            _index_order_only(connection)
             rows = connection.execute(_CLAIM_PG[busy], params).all()
         else:  # SQLite: BEGIN IMMEDIATE already keeps other writers out; three statements cost no round trips
             ids = list(connection.execute(_DUE_IDS[busy], params).scalars())
@@ -362,10 +363,10 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
     by_webhook: dict[int, list[SendResult]] = {}
     for job, result in outcomes:
         by_webhook.setdefault(job.webhook_id, []).append(result)
-    with transaction(runtime.sessions) as session:
+    # A Core transaction; a Session joins it only for webhooks with a failed attempt (`_webhook_saw`).
+    with runtime.engine.begin() as connection:
         # Lock order as in `record`: the webhook rows (in id order, so two recorders cannot deadlock on each
         # other) before any delivery row.
-        connection = session.connection()
         present = set(connection.execute(_LOCK_WEBHOOKS, {"ids": sorted(by_webhook)}).scalars())
         connection.execute(insert(Attempt.__table__), [
             {"tenant_id": job.tenant_id, "delivery_id": job.delivery_id, "webhook_id": job.webhook_id,
@@ -382,13 +383,16 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
                   if webhook_id in present and all(r.ok for r in results)]
         if all_ok:
             connection.execute(_WEBHOOK_OK, all_ok)
-        for webhook_id, results in sorted(by_webhook.items()):
-            if webhook_id not in present or all(r.ok for r in results):
-                continue
-            webhook = session.get(Webhook, webhook_id)  # already locked above
-            assert webhook is not None
-            for result in results:
-                _webhook_saw(session, webhook, result, _error_text(result), now)
+        failed = [(webhook_id, results) for webhook_id, results in sorted(by_webhook.items())
+                  if webhook_id in present and not all(r.ok for r in results)]
+        if failed:
+            with Session(bind=connection) as session:  # joins the connection's transaction, never ends it
+                for webhook_id, results in failed:
+                    webhook = session.get(Webhook, webhook_id)  # already locked above
+                    assert webhook is not None
+                    for result in results:
+                        _webhook_saw(session, webhook, result, _error_text(result), now)
+                session.flush()
     for (job, result), delay in zip(outcomes, delays, strict=True):
         _log_attempt(job, result, delay)
 
@@ -403,8 +407,8 @@ def send_now(runtime: Runtime, delivery_id: int) -> int | None:
 
 def release(runtime: Runtime, delivery_ids: list[int]) -> None:
     """Give back leases this process took but will not use now."""
-    with transaction(runtime.sessions) as session:
-        session.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(lease_until=None))
+    with runtime.engine.begin() as connection:
+        connection.execute(update(_deliveries).where(_deliveries.c.id.in_(delivery_ids)).values(lease_until=None))
 
 
 def _next_due(busy: bool) -> Select:
@@ -429,9 +433,9 @@ def next_due_in(runtime: Runtime, busy_webhooks: set[int]) -> float | None:
     params: dict = {"now": now}
     if busy:
         params["busy"] = sorted(busy_webhooks)
-    with runtime.sessions() as session:
-        _index_order_only(session)
-        due = session.connection().execute(_NEXT_DUE[busy], params).scalar()
+    with runtime.engine.connect() as connection:
+        _index_order_only(connection)
+        due = connection.execute(_NEXT_DUE[busy], params).scalar()
     if due is None:
         return None
     return max(0.0, (due - now).total_seconds())
@@ -483,6 +487,10 @@ class DeliveryWorker:
         self._half_slots = max(1, self.concurrency // 2)
         # Whether the last claim may have left claimable deliveries behind (see `_claim_batch`).
         self._more_due = True
+        # When the earliest delivery not yet due becomes due (monotonic; None: none waits), as `next_due_in` last
+        # read it; not read yet while `_next_due_known` is False.
+        self._next_due_at: float | None = None
+        self._next_due_known = False
         self._senders_done = False
         self._recorder = threading.Thread(target=self._record_loop, name="delivery-recorder", daemon=True)
 
@@ -535,14 +543,21 @@ class DeliveryWorker:
                 continue
             # Nothing (or everything that was due) claimed: claiming again at once would find nothing. Wait for
             # the next commit's wake-up, or the next scheduled attempt.
-            if self._free_slots() <= 0:
-                signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
-                continue
-            try:
-                due_in = next_due_in(self.runtime, self._busy_webhooks())
-            except Exception:  # noqa: BLE001
-                log.exception("reading the next due delivery failed")
-                due_in = 1.0
+            if claimed and self._next_due_known:
+                # The next due time read before still holds: what was due is claimed, and a retry this process
+                # schedules wakes it (`_record_loop`). Reading it again per event cost a query each time.
+                due_in = None if self._next_due_at is None else max(0.0, self._next_due_at - time.monotonic())
+            else:
+                if self._free_slots() <= 0:
+                    signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
+                    continue
+                try:
+                    due_in = next_due_in(self.runtime, self._busy_webhooks())
+                except Exception:  # noqa: BLE001
+                    log.exception("reading the next due delivery failed")
+                    due_in = 1.0
+                self._next_due_at = None if due_in is None else time.monotonic() + due_in
+                self._next_due_known = True
             sleep = MAX_IDLE_SLEEP_S if due_in is None else min(due_in, MAX_IDLE_SLEEP_S)
             # Something due that we could not claim (another process holds it, or it just became due):
             # wait a moment for a wake-up rather than spin.
