@@ -1,0 +1,71 @@
+"""The serve process's CPU per event at a steady rate, with the latencies of that one run.
+
+    python -m bench.cpu_at_rate --database sqlite --seconds 8 --rate 100 [--addon-src /tmp/snapshot]
+
+Runs the latency benchmark's layout (`addon serve` with the worker inside, 5 webhooks on the bench receiver), puts
+an open-loop load of `--rate` events/s on the intake for `--seconds`, and prints the web process's CPU time per
+accepted event (`/proc/<pid>/stat`: intake and worker together) beside the intake's answer time and the deliveries'
+latency. On a machine whose latencies swing between runs, the CPU per event is the steadier figure for a
+before/after comparison (alternate the two copies with `--addon-src`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import bench.common as common
+from bench import stack as stacks
+from bench.common import DEFAULT_PG_URL, WEBHOOK_PATHS, ReceiverProcess, children, ensure_pg_database
+from bench.context import Context
+from bench.profile_worker import cpu_seconds
+
+
+def _percentile_ms(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 2) if ordered else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
+    args = parser.parse_args()
+    common.ADDON_SRC = args.addon_src
+    workdir = Path(tempfile.mkdtemp(prefix="bench-cpu-at-rate-"))
+    receiver = ReceiverProcess()
+    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
+    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
+    stack = stacks.start(ctx, args.database, topology="serve")
+    try:
+        stack.loadgen("rate", 1.0, rate=50, first_seq=10_000_000)  # warm-up
+        receiver.wait_count(50 * len(WEBHOOK_PATHS), timeout=30)
+        receiver.clear()
+        web = children(stack.server.pid)[0]
+        cpu_before = cpu_seconds(web)
+        sent = stack.loadgen("rate", args.seconds, rate=args.rate)
+        accepted = [r for r in sent if 200 <= r[3] < 300]
+        receiver.wait_paths(list(WEBHOOK_PATHS), len(accepted) * len(WEBHOOK_PATHS), timeout=30)
+        cpu = cpu_seconds(web) - cpu_before
+        rows = receiver.rows()
+    finally:
+        stack.stop()
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    answered = {int(r[0]): r[2] for r in accepted}
+    latencies = [arrived - answered[timestamp - 1_700_000_000_000] for _path, timestamp, arrived in rows
+                 if timestamp is not None and timestamp - 1_700_000_000_000 in answered]
+    intake = [r[2] - r[1] for r in accepted]
+    print(f"{args.database}, {args.rate:g} events/s for {args.seconds:g} s: web process CPU "
+          f"{cpu / max(1, len(accepted)) * 1000:.2f} ms per event; intake answer p50 {_percentile_ms(intake, 0.5)} "
+          f"p99 {_percentile_ms(intake, 0.99)} ms; delivery after the answer p50 {_percentile_ms(latencies, 0.5)} "
+          f"p99 {_percentile_ms(latencies, 0.99)} ms ({len(latencies)} deliveries)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
