@@ -585,12 +585,12 @@ class DeliveryWorker:
             return 0
         busy = self._busy_webhooks()
         jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook)
-        per_webhook = Counter(job.webhook_id for job in jobs)
+        claimed_per_webhook = Counter(job.webhook_id for job in jobs)
         # Less than asked, from webhooks that were neither at their bound nor cut to it by the claim: nothing else
         # was due. Then a finished send need not wake the dispatcher (see `_release_slots`), which at a low rate
         # saved one empty claim and one `next_due_in` per finished send.
         self._more_due = (len(jobs) >= slots or bool(busy)
-                          or any(n >= self.per_webhook for n in per_webhook.values()))
+                          or any(n >= self.per_webhook for n in claimed_per_webhook.values()))
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
