@@ -3,11 +3,23 @@ PostgreSQL database, and the results collected so far."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import Database, ReceiverProcess, migrate, pg_database, sqlite_database
+from bench.common import (
+    DEFAULT_PG_URL,
+    Database,
+    ReceiverProcess,
+    ensure_pg_database,
+    migrate,
+    pg_database,
+    sqlite_database,
+)
 
 
 @dataclass
@@ -36,3 +48,17 @@ class Context:
 
     def count(self, full: int, quick: int) -> int:
         return max(1, int((quick if self.quick else full) * self.scale))
+
+
+@contextlib.contextmanager
+def tool_context(database: str, prefix: str) -> Iterator[Context]:
+    """The Context of a by-hand tool (`bench.profile_*`, `bench.cpu_*`): one database kind, a fresh work
+    directory and a receiver process, both gone afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    receiver = ReceiverProcess()
+    try:
+        pg = ensure_pg_database(DEFAULT_PG_URL) if database == "postgresql" else None
+        yield Context(workdir, receiver, pg, (database,), False, 1.0, workdir)
+    finally:
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -12,14 +12,11 @@ before/after comparison (alternate the two copies with `--addon-src`).
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-from pathlib import Path
 
 import bench.common as common
 from bench import stack as stacks
-from bench.common import DEFAULT_PG_URL, WEBHOOK_PATHS, ReceiverProcess, children, ensure_pg_database
-from bench.context import Context
+from bench.common import WEBHOOK_PATHS, children
+from bench.context import tool_context
 from bench.profile_worker import cpu_seconds
 
 
@@ -36,26 +33,22 @@ def main() -> int:
     parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
     args = parser.parse_args()
     common.ADDON_SRC = args.addon_src
-    workdir = Path(tempfile.mkdtemp(prefix="bench-cpu-at-rate-"))
-    receiver = ReceiverProcess()
-    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
-    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
-    stack = stacks.start(ctx, args.database, topology="serve")
-    try:
-        stack.loadgen("rate", 1.0, rate=50, first_seq=10_000_000)  # warm-up
-        receiver.wait_count(50 * len(WEBHOOK_PATHS), timeout=30)
-        receiver.clear()
-        web = children(stack.server.pid)[0]
-        cpu_before = cpu_seconds(web)
-        sent = stack.loadgen("rate", args.seconds, rate=args.rate)
-        accepted = [r for r in sent if 200 <= r[3] < 300]
-        receiver.wait_paths(list(WEBHOOK_PATHS), len(accepted) * len(WEBHOOK_PATHS), timeout=30)
-        cpu = cpu_seconds(web) - cpu_before
-        rows = receiver.rows()
-    finally:
-        stack.stop()
-        receiver.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tool_context(args.database, "bench-cpu-at-rate-") as ctx:
+        receiver = ctx.receiver
+        stack = stacks.start(ctx, args.database, topology="serve")
+        try:
+            stack.loadgen("rate", 1.0, rate=50, first_seq=10_000_000)  # warm-up
+            receiver.wait_count(50 * len(WEBHOOK_PATHS), timeout=30)
+            receiver.clear()
+            web = children(stack.server.pid)[0]
+            cpu_before = cpu_seconds(web)
+            sent = stack.loadgen("rate", args.seconds, rate=args.rate)
+            accepted = [r for r in sent if 200 <= r[3] < 300]
+            receiver.wait_paths(list(WEBHOOK_PATHS), len(accepted) * len(WEBHOOK_PATHS), timeout=30)
+            cpu = cpu_seconds(web) - cpu_before
+            rows = receiver.rows()
+        finally:
+            stack.stop()
     answered = {int(r[0]): r[2] for r in accepted}
     latencies = [arrived - answered[timestamp - 1_700_000_000_000] for _path, timestamp, arrived in rows
                  if timestamp is not None and timestamp - 1_700_000_000_000 in answered]

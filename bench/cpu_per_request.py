@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 from bench import stack as stacks
-from bench.common import DEFAULT_PG_URL, ReceiverProcess, children, ensure_pg_database
-from bench.context import Context
+from bench.common import children
+from bench.context import tool_context
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -48,32 +45,27 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
-    receiver = ReceiverProcess()
-    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
-    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
-    stack = stacks.start(ctx, args.database, topology="intake", trivial_route=True)
-    try:
-        stack.loadgen("closed", 1.0, first_seq=10_000_000)  # warm-up, both routes
-        stack.loadgen("closed", 1.0, path="/bench/trivial")
-        web = children(stack.server.pid)[0]
-        runs = [("trivial", {"path": "/bench/trivial"}), ("intake", {"first_seq": 20_000_000}),
-                ("trivial", {"path": "/bench/trivial"}), ("intake", {"first_seq": 30_000_000})]
-        for name, load in runs:
-            user_0, system_0 = cpu_times(web)
-            voluntary_0, involuntary_0 = thread_switches(web)
-            result = stack.loadgen("closed", args.seconds, **load)
-            user_1, system_1 = cpu_times(web)
-            voluntary_1, involuntary_1 = thread_switches(web)
-            requests = max(1, result["ok"] + result["errors"])
-            print(f"{name}: {result['per_s']}/s; per request: user {(user_1 - user_0) / requests * 1000:.3f} ms, "
-                  f"system {(system_1 - system_0) / requests * 1000:.3f} ms, thread switches "
-                  f"{(voluntary_1 - voluntary_0) / requests:.1f} voluntary, "
-                  f"{(involuntary_1 - involuntary_0) / requests:.1f} involuntary", flush=True)
-    finally:
-        stack.stop()
-        receiver.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tool_context(args.database, "bench-cpu-") as ctx:
+        stack = stacks.start(ctx, args.database, topology="intake", trivial_route=True)
+        try:
+            stack.loadgen("closed", 1.0, first_seq=10_000_000)  # warm-up, both routes
+            stack.loadgen("closed", 1.0, path="/bench/trivial")
+            web = children(stack.server.pid)[0]
+            runs = [("trivial", {"path": "/bench/trivial"}), ("intake", {"first_seq": 20_000_000}),
+                    ("trivial", {"path": "/bench/trivial"}), ("intake", {"first_seq": 30_000_000})]
+            for name, load in runs:
+                user_0, system_0 = cpu_times(web)
+                voluntary_0, involuntary_0 = thread_switches(web)
+                result = stack.loadgen("closed", args.seconds, **load)
+                user_1, system_1 = cpu_times(web)
+                voluntary_1, involuntary_1 = thread_switches(web)
+                requests = max(1, result["ok"] + result["errors"])
+                print(f"{name}: {result['per_s']}/s; per request: user {(user_1 - user_0) / requests * 1000:.3f} ms, "
+                      f"system {(system_1 - system_0) / requests * 1000:.3f} ms, thread switches "
+                      f"{(voluntary_1 - voluntary_0) / requests:.1f} voluntary, "
+                      f"{(involuntary_1 - involuntary_0) / requests:.1f} involuntary", flush=True)
+        finally:
+            stack.stop()
     return 0
 
 

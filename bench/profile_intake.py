@@ -9,14 +9,12 @@ the functions with the most samples, the events/s accepted while profiled and th
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
 from bench import stack as stacks
-from bench.common import DEFAULT_PG_URL, ReceiverProcess, children, ensure_pg_database
-from bench.context import Context
+from bench.common import children
+from bench.context import tool_context
 from bench.profile_worker import cpu_seconds, record, summarize
 
 
@@ -27,29 +25,24 @@ def main() -> int:
     parser.add_argument("--out", default="/tmp/intake-profile.txt")
     parser.add_argument("--idle", action="store_true", help="sample waiting threads too")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    receiver = ReceiverProcess()
-    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
-    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
-    stack = stacks.start(ctx, args.database, topology="intake")
-    try:
-        stack.loadgen("closed", 1.0, first_seq=10_000_000)  # warm-up
-        web = children(stack.server.pid)[0]
-        result: dict = {}
-        load = threading.Thread(target=lambda: result.update(
-            stack.loadgen("closed", args.seconds + 2, first_seq=20_000_000)))
-        load.start()
-        cpu_before = cpu_seconds(web)
-        record(web, args.seconds, args.out, idle=args.idle, rate=250)
-        cpu = cpu_seconds(web) - cpu_before
-        load.join()
-        per_s = result.get("per_s") or 1.0
-        print(f"intake while profiled: {per_s} events/s; web process CPU {cpu / args.seconds * 100:.0f} % of one "
-              f"core, {cpu / args.seconds / per_s * 1000:.2f} ms per event")
-    finally:
-        stack.stop()
-        receiver.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tool_context(args.database, "bench-profile-") as ctx:
+        stack = stacks.start(ctx, args.database, topology="intake")
+        try:
+            stack.loadgen("closed", 1.0, first_seq=10_000_000)  # warm-up
+            web = children(stack.server.pid)[0]
+            result: dict = {}
+            load = threading.Thread(target=lambda: result.update(
+                stack.loadgen("closed", args.seconds + 2, first_seq=20_000_000)))
+            load.start()
+            cpu_before = cpu_seconds(web)
+            record(web, args.seconds, args.out, idle=args.idle, rate=250)
+            cpu = cpu_seconds(web) - cpu_before
+            load.join()
+            per_s = result.get("per_s") or 1.0
+            print(f"intake while profiled: {per_s} events/s; web process CPU {cpu / args.seconds * 100:.0f} % of "
+                  f"one core, {cpu / args.seconds / per_s * 1000:.2f} ms per event")
+        finally:
+            stack.stop()
     print(summarize(Path(args.out)))
     return 0
 

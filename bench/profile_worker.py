@@ -14,23 +14,19 @@ import collections
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from bench.common import (
     ADDON,
-    DEFAULT_PG_URL,
     WEBHOOK_PATHS,
-    ReceiverProcess,
     add_webhooks,
     addon_env,
     bulk_enqueue,
-    ensure_pg_database,
     new_secret_key,
     seed_tenant,
 )
-from bench.context import Context
+from bench.context import Context, tool_context
 
 
 def cpu_seconds(pid: int) -> float:
@@ -79,10 +75,15 @@ def main() -> int:
     parser.add_argument("--idle", action="store_true",
                         help="sample every thread, waiting ones too (default: only the thread holding the GIL)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    receiver = ReceiverProcess()
-    pg = ensure_pg_database(DEFAULT_PG_URL) if args.database == "postgresql" else None
-    ctx = Context(workdir, receiver, pg, (args.database,), False, 1.0, workdir)
+    with tool_context(args.database, "bench-profile-") as ctx:
+        profile_drain(ctx, args)
+    print(summarize(Path(args.out)))
+    return 0
+
+
+def profile_drain(ctx: Context, args: argparse.Namespace) -> None:
+    """Profile one `addon worker` draining `args.events` events × 5 webhooks from `ctx`'s database kind."""
+    receiver, workdir = ctx.receiver, ctx.workdir
     database = ctx.new_database(args.database)
     try:
         key = new_secret_key()
@@ -104,10 +105,6 @@ def main() -> int:
             worker.wait(30)
     finally:
         database.drop()
-        receiver.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(summarize(Path(args.out)))
-    return 0
 
 
 if __name__ == "__main__":
