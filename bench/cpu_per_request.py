@@ -17,14 +17,7 @@ import os
 from bench import stack as stacks
 from bench.common import children
 from bench.context import tool_context
-
-
-def cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
+from bench.profile_worker import cpu_times
 
 
 def thread_switches(pid: int) -> tuple[int, int]:
