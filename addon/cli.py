@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from addon.db import is_sqlite, make_engine
     from addon.migrate import upgrade
     from addon.runtime import Runtime
+    from addon.worker_child import ServeArbiter, WorkerChild
 
     settings = _settings_or_exit()
     if args.port is not None:
@@ -56,7 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = 1 if sqlite else max(1, args.workers)
     if sqlite and args.workers > 1:
         log.warning("SQLite allows one web process: --workers %s ignored (threads serve requests)", args.workers)
-    run_worker = not args.no_worker
+    # On PostgreSQL the delivery worker is a child process (addon/worker_child.py); on SQLite a thread of the web
+    # process, which wakes it at once.
+    worker_thread = sqlite and not args.no_worker
+    worker_child = None if sqlite or args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
     state: dict[str, Background] = {}
 
     class AddonServer(BaseApplication):  # type: ignore[misc]
@@ -77,9 +81,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             state["runtime"] = runtime  # type: ignore[assignment]
             return create_app(runtime=runtime)
 
+        def run(self) -> None:
+            try:
+                ServeArbiter(self, worker_child).run()
+            except RuntimeError as err:  # as gunicorn's own run(): a configuration it refuses
+                print(f"\nError: {err}\n", file=sys.stderr)
+                raise SystemExit(1) from None
+
     def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
         runtime = state["runtime"]  # type: ignore[assignment]
-        state["background"] = Background.start(runtime, deliveries=run_worker)  # type: ignore[arg-type]
+        state["background"] = Background.start(runtime, deliveries=worker_thread)  # type: ignore[arg-type]
 
     def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
         background = state.get("background")
@@ -95,7 +106,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from addon.background import Background
     from addon.migrate import wait_until_current
     from addon.runtime import Runtime
+    from addon.worker_child import die_with_parent
 
+    if args.parent_pid is not None:  # started by `addon serve`: never outlive it
+        die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
     runtime = Runtime.build(settings)
     wait_until_current(runtime.engine)
@@ -147,12 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
     serve.add_argument("--threads", type=int, default=8, help="threads per web process")
-    serve.add_argument("--no-worker", action="store_true", help="do not run the delivery worker in-process")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="run no delivery worker (by default a thread of the web process on SQLite, a child "
+                            "`addon worker` process on PostgreSQL)")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a delivery worker alone")
     worker.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"deliveries sent at once (default {DEFAULT_CONCURRENCY}; a quarter of them per webhook)")
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `addon serve`
     worker.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database commands")

@@ -30,7 +30,8 @@ def test_serve_applies_migrations_and_serves(tmp_path, atlassian):
     finally:
         assert proc.stop() == 0
     log = proc.output()
-    assert "gunicorn" in log.lower()
+    assert "Listening at: http://127.0.0.1:" in log and "Booting worker with pid" in log  # gunicorn's own lines
+    assert "Logging error" not in log and "Traceback" not in log
     assert f"http://127.0.0.1:{port}/atlassian-connect.json" in log
     assert "/lifecycle/enabled" in log
     assert "jwt=" not in log, "the access log must not carry tokens"
