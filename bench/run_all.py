@@ -48,6 +48,12 @@ def _loadavg() -> str:
         return "?"
 
 
+def _layout(run: dict[str, Any]) -> str:
+    if run["topology"] != "serve":
+        return "separate worker"
+    return "worker in serve" if run["database"] == "sqlite" else "worker child of serve"
+
+
 def _mark(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
@@ -74,7 +80,7 @@ def table(results: dict[str, Any]) -> str:
     lat = results.get("latency")
     if lat:
         for r in lat["runs"]:
-            where = f"{r['database']}, {'worker in serve' if r['topology'] == 'serve' else 'separate worker'}"
+            where = f"{r['database']}, {_layout(r)}"
             s = r["all"]
             if r.get("pair"):
                 continue  # the first pair's row carries the figures of every pair (see bench/latency.py)
@@ -109,13 +115,14 @@ def table(results: dict[str, Any]) -> str:
         for r in lat["runs"]:
             if r["hang"] or r.get("pair"):
                 continue
-            where = f"{r['database']}, {'worker in serve' if r['topology'] == 'serve' else 'separate worker'}"
+            where = f"{r['database']}, {_layout(r)}"
             for name, peak in r["memory_peak_kb"].items():
                 if name == "server_master":
                     continue
                 idle = r["memory_idle_kb"].get(name, {}).get("vmrss")
                 ratio = f"{peak['vmhwm'] / idle:.2f}" if idle and peak.get("vmhwm") else "—"
-                label = {"server_web0": "server (gunicorn web process)", "worker0": "`addon worker`"}.get(name, name)
+                label = {"server_web0": "server (gunicorn web process)", "worker0": "`addon worker`",
+                         "server_worker_child0": "`addon serve`'s worker child"}.get(name, name)
                 rows.append(f"| 6 | peak RSS during (2), {where}: {label} | {peak.get('vmhwm', 0) / 1024:.0f} MiB | "
                             f"RSS idle before the run {(idle or 0) / 1024:.0f} MiB | {ratio} | — | — |")
     intake = results.get("intake")

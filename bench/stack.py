@@ -46,10 +46,13 @@ class Stack:
     idle_memory: dict[str, int] = field(default_factory=dict)
 
     def web_pids(self) -> dict[str, int]:
-        """gunicorn's master and its web process(es)."""
+        """gunicorn's master, its web process(es) and (on PostgreSQL) the delivery worker it runs as a child."""
         pids = {"server_master": self.server.pid}
-        for i, child in enumerate(children(self.server.pid)):
+        web = [c for c in children(self.server.pid) if not is_worker_child(c)]
+        for i, child in enumerate(web):
             pids[f"server_web{i}"] = child
+        for i, child in enumerate(c for c in children(self.server.pid) if c not in web):
+            pids[f"server_worker_child{i}"] = child
         for i, w in enumerate(self.workers):
             pids[f"worker{i}"] = w.pid
         return pids
@@ -78,9 +81,19 @@ class Stack:
         self.database.drop()
 
 
+def is_worker_child(pid: int) -> bool:
+    """`addon serve`'s delivery worker child (`python -m addon.cli worker --parent-pid …`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"\0worker\0" in f.read()
+    except OSError:
+        return False
+
+
 def start(ctx: Context, kind: str, *, topology: str = "serve", trivial_route: bool = False,
           timeout_s: float | None = None) -> Stack:
-    """`topology`: `serve` (the delivery worker inside the web process), `separate` (`addon serve --no-worker`
+    """`topology`: `serve` (`addon serve` with its delivery worker: a thread of the web process on SQLite, a child
+    process on PostgreSQL), `separate` (`addon serve --no-worker`
     and one `addon worker`), or `intake` (`addon serve --no-worker` alone)."""
     from tests.support.atlassian import FakeAtlassian
     from tests.support.http import free_port
