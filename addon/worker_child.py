@@ -58,8 +58,14 @@ class WorkerChild:
             return
         self.reap()
         if self._proc is None and time.monotonic() >= self._next_start_at:
-            self._proc = subprocess.Popen(self._argv)
             self._started_at = time.monotonic()
+            try:
+                self._proc = subprocess.Popen(self._argv)
+            except OSError as err:  # the server goes on serving; the next try comes after a pause
+                self._pause_s = min(max(self._pause_s * 2, FIRST_PAUSE_S), LONGEST_PAUSE_S)
+                self._next_start_at = time.monotonic() + self._pause_s
+                log.error("delivery worker process could not start: %s; trying again in %.0f s", err, self._pause_s)
+                return
             log.info("delivery worker process started pid=%s", self._proc.pid)
 
     def reap(self) -> None:
