@@ -21,9 +21,11 @@ READ_TIMEOUT_S = 10.0
 class JiraError(Exception):
     """Jira answered with an unexpected 4xx."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        """Jira's `Retry-After` header as given (a 429 or 503 may carry one), else None."""
 
 
 class JiraUnavailable(JiraError):
@@ -74,12 +76,13 @@ class JiraClient:
         except requests.RequestException as err:
             raise JiraUnavailable(f"Jira could not be reached on {method} {path}: {type(err).__name__}") from None
         status = response.status_code
+        retry_after = response.headers.get("Retry-After")
         if status >= 500:
-            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status)
+            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status, retry_after)
         if status == 404:
             raise JiraNotFound(f"Jira answered 404 on {method} {path}", status)
         if status >= 300:
-            raise JiraError(f"Jira answered {status} on {method} {path}", status)
+            raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
         if not response.content:
             return None
         try:
