@@ -58,6 +58,12 @@ class FakeSite:
     time_tracking: dict = field(default_factory=lambda: {"workingHoursPerDay": 8.0, "workingDaysPerWeek": 5.0,
                                                           "timeFormat": "pretty", "defaultUnit": "minute"})
     down: bool = False
+    # When set, every REST call is answered with this status (e.g. 429, 401, 403) and `refusal_headers`.
+    refusal: int | None = None
+    refusal_headers: dict[str, str] = field(default_factory=dict)
+    # Project attributes `GET /rest/api/3/project/search` leaves out of its values (`GET project/{id}` keeps
+    # them), e.g. {"assigneeType"} as Atlassian's documented search answers show.
+    search_omits: set[str] = field(default_factory=set)
     calls: list[JiraCall] = field(default_factory=list)
     rejected_calls: list[str] = field(default_factory=list)
     # Changes applied to a project just before each `GET /rest/api/3/project/{id}` answer, one per call
@@ -308,6 +314,10 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
             if site.down:
                 self._json(503, {"errorMessages": ["Jira is down"]})
                 return
+            if site.refusal is not None:
+                self.send_bytes(site.refusal, json.dumps({"errorMessages": [f"refused with {site.refusal}"]}).encode(),
+                                headers=site.refusal_headers)
+                return
             self._route(site, method, path, query, body)
 
         def _route(self, site: FakeSite, method: str, path: str, query: dict, body: Any) -> None:
@@ -315,7 +325,8 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
                 start = int(query.get("startAt", ["0"])[0])
                 size = int(query.get("maxResults", ["50"])[0])
                 values = list(site.projects.values())
-                page = values[start:start + size]
+                page = [{k: v for k, v in p.items() if k not in site.search_omits}
+                        for p in values[start:start + size]]
                 self._json(200, {"startAt": start, "maxResults": size, "total": len(values), "values": page,
                                  "isLast": start + size >= len(values)})
             elif method == "GET" and path.startswith("/rest/api/3/project/"):
