@@ -10,9 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from addon.changes.inbox import InboxProcessor, LeaseLost, RetryPolicy, claim_next, fence, prune
+from addon.changes.inbox import (
+    MAX_ATTEMPTS,
+    InboxProcessor,
+    LeaseLost,
+    RetryPolicy,
+    claim_next,
+    fence,
+    prune,
+)
 from addon.changes.jira_attributes import (
     CATEGORY,
     DEFAULT_ASSIGNEE,
@@ -332,6 +340,86 @@ def test_jira_down_delays_a_project_s_events_and_loses_none(addon, site):
     [data] = [b["data"] for b in bodies(addon)]
     assert data["timestamp"] == 1 and data["fields"][0]["value"]["current"] == "Renamed while down"
     assert snapshot(addon, site, 10000) is None
+
+
+# Jira refusing for a while (429, 401, 403): the event waits, however long it takes.
+
+
+@pytest.fixture
+def manual(atlassian: FakeAtlassian, database_url: str) -> Iterator[tuple[AddonServer, FakeSite, InboxProcessor]]:
+    """An add-on whose inbox is processed by hand (with 1 ms backoff), one site, its install snapshot taken."""
+    server = AddonServer(make_settings(atlassian, database_url), background=False)
+    try:
+        site = atlassian.new_site()
+        site.add_project(10000, "DEMO", "Demo project")
+        install_and_enable(site, server)
+        processor = InboxProcessor(server.runtime, retry=RetryPolicy(base_s=0.001, max_s=0.001))
+        assert processor.run_once()  # the install snapshot
+        yield server, site, processor
+    finally:
+        server.stop()
+
+
+def _updated_row(server: AddonServer, site: FakeSite) -> JiraInboxEvent:
+    [row] = [r for r in inbox(server, site) if r.event == "project_updated"]
+    return row
+
+
+def test_a_rate_limited_or_refusing_jira_is_waited_for_and_the_event_never_given_up(manual):
+    server, site, processor = manual
+    add_webhook(server, site)
+    site.update_project(10000, name="Renamed")
+    send(site, server, "project_updated", timestamp=5)
+
+    site.refusal, site.refusal_headers = 429, {"Retry-After": "120"}
+    assert processor.run_once()
+    row = _updated_row(server, site)
+    assert row.processed_at is None and "429" in row.error
+    assert 110 <= (row.not_before - utcnow()).total_seconds() <= 120  # Jira's Retry-After, not the 1 ms backoff
+    assert not processor.run_once()  # nothing is claimable before then
+
+    with transaction(server.sessions) as session:  # two minutes later
+        session.execute(update(JiraInboxEvent).where(JiraInboxEvent.id == row.id).values(not_before=None))
+    site.refusal_headers = {}
+    for attempt in range(2 * MAX_ATTEMPTS):  # far past the limit other failures get
+        site.refusal = (429, 401, 403)[attempt % 3]
+        wait_for(processor.run_once, timeout=5, interval=0.005, message="the retried event")
+    row = _updated_row(server, site)
+    assert row.processed_at is None and row.attempts > 2 * MAX_ATTEMPTS and "403" in row.error
+    assert events(server) == []
+
+    site.refusal = None
+    wait_for(processor.run_once, timeout=5, interval=0.005, message="the event once Jira answers")
+    [data] = [b["data"] for b in bodies(server)]
+    assert data["timestamp"] == 5 and data["fields"][0]["value"] == {"current": "Renamed", "previous": "Demo project"}
+    [event] = events(server)
+    assert len(deliveries(server, event.id)) == 1
+    assert _updated_row(server, site).processed_at is not None
+
+
+def test_a_refusing_jira_stops_being_asked_once_the_tenant_is_uninstalled(manual):
+    server, site, processor = manual
+    site.refusal = 401
+    send(site, server, "project_updated")
+    assert processor.run_once()
+    assert _updated_row(server, site).processed_at is None
+    assert site.install(server.url, event="uninstalled", body=site.lifecycle_body("uninstalled")).status_code == 204
+    asked = len(site.calls)
+    wait_for(processor.run_once, timeout=5, interval=0.005, message="the row after the uninstall")
+    row = _updated_row(server, site)
+    assert row.processed_at is not None and "uninstalled" in row.error
+    assert len(site.calls) == asked and events(server) == []
+
+
+def test_a_final_jira_refusal_is_given_up_after_a_few_attempts(manual):
+    server, site, processor = manual
+    site.refusal = 400  # our request is at fault: asking again will not help
+    send(site, server, "project_updated")
+    for _ in range(MAX_ATTEMPTS):
+        wait_for(processor.run_once, timeout=5, interval=0.005, message="the retried event")
+    row = _updated_row(server, site)
+    assert row.processed_at is not None and row.attempts == MAX_ATTEMPTS and "400" in row.error
+    assert not processor.run_once()
 
 
 # Receipt: de-duplication and refusals.

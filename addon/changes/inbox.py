@@ -11,10 +11,15 @@ changes (the snapshot, the outgoing event and its deliveries, the row marked pro
 transaction that first checks the lease is still ours (the row's `attempts` count is the fencing token). A
 processor that lost its lease (it stalled past `lease_s` and someone else claimed the row) writes nothing.
 
-Failures: a Jira that cannot be reached leaves the row unprocessed with a growing delay (`not_before`), for as
-long as it takes; the project's later events wait behind it. Any other failure is retried the same way up to
-`MAX_ATTEMPTS` times, then the row is marked processed with its error (so one poisoned event cannot block its
-project forever).
+Failures: an accepted event is never given up because of Jira's state. A Jira that cannot be reached, times out
+or answers `5xx`, and one that answers `429` (rate limited; its `Retry-After` is honoured, up to
+`MAX_RETRY_AFTER_S`), `401`/`403` (e.g. a shared secret being rotated by a re-install, or a site briefly
+refusing the app) or `408`, leaves the row unprocessed with a growing delay (`not_before`: 1 s, 2 s, 4 s, … capped
+at 5 min), for as long as it takes; the project's later events wait behind it. This stops only when the tenant is
+uninstalled (the row is then closed with that note) or Jira answers. Final answers end the row at once: a `404`
+for the project (deleted meanwhile) records that it no longer exists. Anything else (another `3xx`/`4xx`, an
+answer that cannot be used, a bug) is retried the same way up to `MAX_ATTEMPTS` times, then the row is marked
+processed with its error and logged as given up (so one poisoned event cannot block its project forever).
 
 Besides Jira's events the inbox carries one synthetic job, `INSTALL_SNAPSHOT` (project id `""`): after a
 signed install, record every project of the tenant (`GET /rest/api/3/project/search`, paged). Running it
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from addon.changes import snapshots
@@ -55,6 +61,7 @@ from addon.connect.jira import JiraError, JiraNotFound, JiraUnavailable
 from addon.connect.tenants import TenantView, get_view
 from addon.db import transaction
 from addon.delivery.outbox import enqueue_event
+from addon.delivery.sender import parse_retry_after
 from addon.models import JiraInboxEvent, SeenJiraWebhook, TenantState, utcnow
 from addon.runtime import Runtime
 
@@ -62,6 +69,11 @@ log = logging.getLogger(__name__)
 
 INSTALL_SNAPSHOT = "install_snapshot"
 MAX_ATTEMPTS = 12
+"""Attempts after which a row failing for a reason other than Jira's state is given up."""
+RETRIED_JIRA_STATUSES = frozenset({401, 403, 408, 429})
+"""Jira refusals that say "not now" rather than "never": retried for as long as it takes, like a 5xx."""
+MAX_RETRY_AFTER_S = 3600.0
+"""The longest `Retry-After` honoured (a larger one waits this long, then asks again)."""
 KEEP_PROCESSED = SEEN_FOR
 SNAPSHOT_BATCH = 50
 _MAX_ERROR_CHARS = 500
@@ -88,10 +100,23 @@ class RetryPolicy:
     base_s: float = 1.0
     max_s: float = 300.0
 
-    def delay(self, attempts: int) -> float:
-        """Exponential backoff with ±20 % jitter: base, 2×base, 4×base, … up to `max_s`."""
+    def delay(self, attempts: int, retry_after_s: float | None = None) -> float:
+        """Exponential backoff with ±20 % jitter: base, 2×base, 4×base, … up to `max_s`; never sooner than a
+        `Retry-After` (itself at most `MAX_RETRY_AFTER_S`)."""
         raw = min(self.max_s, self.base_s * 2 ** max(0, min(attempts - 1, 30)))
-        return raw * random.uniform(0.8, 1.2)
+        delay = raw * random.uniform(0.8, 1.2)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
+        return delay
+
+
+def waits_for_jira(err: Exception) -> bool:
+    """Whether a failure is Jira's (or the database's) passing state, retried without limit."""
+    if isinstance(err, JiraUnavailable):
+        return True
+    if isinstance(err, JiraError):
+        return err.status in RETRIED_JIRA_STATUSES
+    return isinstance(err, OperationalError)  # the database briefly unreachable or locked
 
 
 def fence(session: Session, claim: Claim, **values: Any) -> None:
@@ -207,22 +232,24 @@ class InboxProcessor:
             self._handle(claim, tenant)
         except LeaseLost as err:
             log.warning("%s tenant=%s inbox=%s", err, claim.tenant_id, claim.id)
-        except JiraUnavailable as err:
-            self._fail(claim, str(err), give_up=False)
-        except Exception as err:  # noqa: BLE001 - retried a few times, then recorded, never crashing the thread
-            if not isinstance(err, JiraError):
+        except Exception as err:  # noqa: BLE001 - retried (or recorded), never crashing the thread
+            waiting = waits_for_jira(err)
+            if not isinstance(err, JiraError) and not waiting:
                 log.exception("jira inbox event failed tenant=%s inbox=%s", claim.tenant_id, claim.id)
-            self._fail(claim, f"{type(err).__name__}: {err}", give_up=claim.attempts >= MAX_ATTEMPTS)
+            error = str(err) if isinstance(err, JiraError) else f"{type(err).__name__}: {err}"
+            retry_after = parse_retry_after(err.retry_after) if isinstance(err, JiraError) else None
+            self._fail(claim, error, give_up=not waiting and claim.attempts >= MAX_ATTEMPTS, retry_after_s=retry_after)
         return True
 
-    def _fail(self, claim: Claim, error: str, *, give_up: bool) -> None:
+    def _fail(self, claim: Claim, error: str, *, give_up: bool, retry_after_s: float | None = None) -> None:
         error = error[:_MAX_ERROR_CHARS]
         try:
             with transaction(self.runtime.sessions) as session:
                 if give_up:
                     fence(session, claim, processed_at=utcnow(), lease_until=None, error=error)
                 else:
-                    not_before = utcnow() + dt.timedelta(seconds=self.retry.delay(claim.attempts))
+                    delay = self.retry.delay(claim.attempts, retry_after_s)
+                    not_before = utcnow() + dt.timedelta(seconds=delay)
                     fence(session, claim, not_before=not_before, lease_until=None, error=error)
         except LeaseLost as err:
             log.warning("%s tenant=%s inbox=%s", err, claim.tenant_id, claim.id)
