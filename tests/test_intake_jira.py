@@ -116,6 +116,29 @@ def test_install_snapshot_is_retried_while_jira_is_down(addon, atlassian):
     assert snapshot(addon, site, 10000) == DEMO_RECORDED
 
 
+def test_an_attribute_the_install_snapshot_lacked_is_recorded_not_reported(addon, atlassian):
+    """project/search may leave assigneeType out (GET project/{id} has it): no false null -> value change."""
+    site = atlassian.new_site()
+    site.search_omits = {"assigneeType"}
+    site.add_project(10000, "DEMO", "Demo project", assigneeType="PROJECT_LEAD")
+    install_and_enable(site, addon)
+    wait_inbox_done(addon, site)
+    assert snapshot(addon, site, 10000) == {k: v for k, v in DEMO_RECORDED.items() if k != DEFAULT_ASSIGNEE}
+
+    site.update_project(10000, name="Renamed")
+    send(site, addon, "project_updated", timestamp=1)
+    wait_inbox_done(addon, site)
+    assert [[(f["id"], f["value"]) for f in b["data"]["fields"]] for b in bodies(addon)] == [
+        [(-2, {"current": "Renamed", "previous": "Demo project"})]]
+    assert snapshot(addon, site, 10000)[DEFAULT_ASSIGNEE] == "PROJECT_LEAD"
+
+    site.update_project(10000, assigneeType="UNASSIGNED")  # now known on both sides: a real change is reported
+    send(site, addon, "project_updated", timestamp=2)
+    wait_for(lambda: len(events(addon)) == 2, message="the second event")
+    assert [(f["id"], f["value"]) for f in bodies(addon)[1]["data"]["fields"]] == [
+        (-6, {"current": "UNASSIGNED", "previous": "PROJECT_LEAD"})]
+
+
 # project_updated.
 
 

@@ -70,13 +70,14 @@ def test_from_rest() -> None:
     assert attributes_from_rest(REST_PROJECT) == FULL
 
 
-def test_from_rest_empty_and_missing_are_null() -> None:
+def test_from_rest_empty_is_null_and_no_url_or_category_is_null() -> None:
     sparse = {
         "key": "DEMO",
         "name": "Demo",
         "projectTypeKey": "business",
         "url": "",
         "description": "",
+        "lead": None,
         "assigneeType": "UNASSIGNED",
     }
     assert attributes_from_rest(sparse) == {
@@ -85,8 +86,19 @@ def test_from_rest_empty_and_missing_are_null() -> None:
     }  # fmt: skip
 
 
+def test_from_rest_leaves_out_what_the_answer_does_not_state() -> None:
+    """project/search may lack e.g. assigneeType: unknown (left out), not null; a missing url or
+    projectCategory is Jira's way of saying "none"."""
+    search_result = {k: v for k, v in REST_PROJECT.items() if k not in ("assigneeType", "url", "projectCategory")}
+    expected = {**FULL, URL: None, CATEGORY: None}
+    del expected[DEFAULT_ASSIGNEE]
+    assert attributes_from_rest(search_result) == expected
+    assert attributes_from_rest({"id": "1"}) == {URL: None, CATEGORY: None}
+
+
 def test_from_rest_tolerates_odd_shapes() -> None:
-    odd = {"key": 5, "lead": "someone", "projectCategory": [], "description": {"type": "doc"}}
+    odd = {"key": 5, "name": None, "projectTypeKey": [], "url": 1, "lead": "someone", "assigneeType": 2,
+           "projectCategory": [], "description": {"type": "doc"}}
     assert attributes_from_rest(odd) == dict.fromkeys(ATTRIBUTE_IDS)
 
 

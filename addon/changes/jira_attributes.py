@@ -14,8 +14,13 @@ Decisions where CONTRACT §5.2 is silent:
 * A webhook body's ``projectLead`` (or ``lead``) object without an ``accountId`` counts as absent;
   ``projectLead: null`` means "no lead".  ``projectCategory`` absent means "unknown" (fetched), since
   Jira's project webhooks usually leave it out; ``projectCategory: null`` means "no category".
-* ``diff_attributes`` only compares attributes recorded on both sides, so a snapshot written before
-  an attribute was tracked never produces a spurious ``null`` -> value change.
+* An attribute a REST answer leaves out is *unknown*, not ``null``: it is left out of the snapshot
+  (``GET /rest/api/3/project/search``, which the install snapshot reads, may omit ``assigneeType``, which
+  ``GET /rest/api/3/project/{id}`` has).  Except ``url`` and ``projectCategory``, which Jira leaves out
+  when the project has none: their absence means ``null``.
+* ``diff_attributes`` only compares attributes recorded on both sides: an attribute whose recorded value
+  is unknown is just recorded, never reported as a ``null`` -> value change (likewise for a snapshot
+  written before an attribute was tracked).
 """
 
 from __future__ import annotations
@@ -82,20 +87,40 @@ def _assignee_type(value: Any) -> str | None:
     return _WEBHOOK_ASSIGNEE_TYPES.get(text, text) if text is not None else None
 
 
+def _rest_nested(project: Mapping[str, Any], key: str, inner: str) -> Any:
+    """``project[key][inner]``; ``_ABSENT`` only when ``key`` is not there (an odd shape reads as ``None``)."""
+    value = _nested(project, key, inner)
+    return None if value is _ABSENT and key in project else value
+
+
+_ABSENT_MEANS_NONE = frozenset({URL, CATEGORY})
+"""Attributes Jira's REST answers leave out when the project has none (the others: when not reported)."""
+
+
 def attributes_from_rest(project: Mapping[str, Any]) -> Attributes:
-    """The full snapshot from a ``GET /rest/api/3/project/{id}`` (or project search) answer."""
-    lead = _nested(project, "lead", "accountId")
-    category = _nested(project, "projectCategory", "name")
-    return {
-        KEY: _string(project.get("key")),
-        NAME: _string(project.get("name")),
-        TYPE: _string(project.get("projectTypeKey")),
-        URL: _string(project.get("url")),
-        LEAD: None if lead is _ABSENT else _string(lead),
-        DEFAULT_ASSIGNEE: _assignee_type(project.get("assigneeType")),
-        CATEGORY: None if category is _ABSENT else _string(category),
-        DESCRIPTION: _string(project.get("description")),
+    """The snapshot from a ``GET /rest/api/3/project/{id}`` (or project search) answer.
+
+    An attribute the answer does not state is left out (unknown), except ``url`` and ``projectCategory``
+    (``None`` when absent); see the module's notes.
+    """
+    raw = {
+        KEY: project.get("key", _ABSENT),
+        NAME: project.get("name", _ABSENT),
+        TYPE: project.get("projectTypeKey", _ABSENT),
+        URL: project.get("url", _ABSENT),
+        LEAD: _rest_nested(project, "lead", "accountId"),
+        DEFAULT_ASSIGNEE: project.get("assigneeType", _ABSENT),
+        CATEGORY: _rest_nested(project, "projectCategory", "name"),
+        DESCRIPTION: project.get("description", _ABSENT),
     }
+    attributes: Attributes = {}
+    for attribute_id, value in raw.items():
+        if value is _ABSENT:
+            if attribute_id in _ABSENT_MEANS_NONE:
+                attributes[attribute_id] = None
+            continue
+        attributes[attribute_id] = _assignee_type(value) if attribute_id == DEFAULT_ASSIGNEE else _string(value)
+    return attributes
 
 
 def _webhook_lead(project: Mapping[str, Any]) -> Any:
