@@ -153,3 +153,26 @@ def test_key_server_down_is_401(addon, atlassian):
 def test_public_key_pem_is_valid(atlassian):
     pem = atlassian.keys[atlassian.current_kid][1]
     assert serialization.load_pem_public_key(pem)
+
+
+@pytest.mark.parametrize("kid", ["../../etc/passwd", "abc\n", "keys/../abc", "a" * 129, "a b", "abc%2F", "ké",
+                                 "abc\r\nX-Injected: 1"])
+def test_a_bad_kid_is_refused_without_any_key_fetch(addon, atlassian, kid):
+    """The kid must match ^[A-Za-z0-9._/-]{1,128}$ as a whole (no trailing newline) and hold no `..`: anything
+    else is refused before the key server is asked."""
+    site = atlassian.new_site()
+    token = atlassian.install_token(addon.url, "/lifecycle/installed", issuer=site.client_key, kid=kid)
+    response = requests.post(f"{addon.url}/lifecycle/installed", json=site.lifecycle_body(),
+                             headers={"Authorization": f"JWT {token}"}, timeout=10)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert atlassian.key_fetches == []
+    assert state_of(addon, site.client_key) is None
+
+
+def test_a_kid_of_128_allowed_characters_is_fetched(addon, atlassian):
+    kid = ("Ab0._/-" * 19)[:128]
+    atlassian.current_kid = atlassian.add_key(kid)
+    site = atlassian.new_site()
+    assert site.install(addon.url).status_code == 204
+    assert atlassian.key_fetches == [kid]

@@ -26,7 +26,7 @@ from atlassian_jwt.url_utils import hash_url
 LEEWAY_S = 60
 CONTEXT_QSH = "context-qsh"
 APP_TOKEN_LIFETIME_S = 180
-_KID_RE = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
+_KID_RE = re.compile(r"[A-Za-z0-9._/-]{1,128}")  # matched whole (fullmatch): no trailing newline
 
 
 class JwtError(Exception):
@@ -140,7 +140,7 @@ def verify_install(token: str, fetch_public_key: Callable[[str], bytes], *, audi
     if header.get("alg") != "RS256":
         raise JwtError("install tokens must be RS256")
     kid = header.get("kid")
-    if not isinstance(kid, str) or not _KID_RE.match(kid) or ".." in kid:
+    if not isinstance(kid, str) or not _KID_RE.fullmatch(kid) or ".." in kid:
         raise JwtError("install token has no valid kid")
     public_key = fetch_public_key(kid)
     try:
