@@ -511,14 +511,30 @@ def test_an_unknown_event_is_404(addon, site):
     ({"project": {"id": True}}, "project.id"),
     ({"project": {"id": 0}}, "project.id"),
     ({"project": {"id": 10000}, "timestamp": "yesterday"}, "timestamp"),
+    ({"project": {"id": 10000.0}}, "project.id"),
+    ({"project": {"id": float("nan")}}, "project.id"),
+    ({"project": {"id": 10000}, "timestamp": 1675182117615.5}, "timestamp"),
+    ({"project": {"id": 10000}, "timestamp": float("inf")}, "timestamp"),
 ])
 def test_bodies_that_do_not_fit_are_422_and_store_nothing(addon, site, body, path):
-    response = site.call(addon.url, "POST", "/events/jira/project_updated", json_body=body,
-                         headers={"X-Atlassian-Webhook-Identifier": "id-1"})
+    response = site.call(addon.url, "POST", "/events/jira/project_updated", data=json.dumps(body).encode(),
+                         headers={"X-Atlassian-Webhook-Identifier": "id-1", "Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["error"]["message"].startswith(f"{path}: ")
     assert count(addon, JiraInboxEvent, JiraInboxEvent.event == "project_updated") == 0
     assert count(addon, SeenJiraWebhook) == 0
+
+
+def test_numbers_with_a_fraction_elsewhere_in_the_body_are_kept(addon, site):
+    wait_inbox_done(addon, site)
+    site.update_project(10000, name="Renamed")
+    body = {"timestamp": 3, "project": {**site.webhook_project(10000), "avatarScale": 1.25, "odd": float("nan")}}
+    response = site.call(addon.url, "POST", "/events/jira/project_updated", data=json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json"})
+    assert response.status_code == 204, response.text
+    [*_, row] = wait_inbox_done(addon, site)
+    assert row.error is None and json.loads(row.body)["project"]["avatarScale"] == 1.25
+    assert [f["value"]["current"] for f in bodies(addon)[0]["data"]["fields"]] == ["Renamed"]
 
 
 def test_bad_json_is_400(addon, site):

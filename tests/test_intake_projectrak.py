@@ -165,6 +165,85 @@ def test_default_time_tracking_reads_the_contract_example(addon, site):
     assert bodies(addon)[0]["data"]["fields"][0]["value"] == {"current": "390600000", "previous": None}
 
 
+def _post_raw(site: FakeSite, addon: AddonServer, text: str) -> requests.Response:
+    """A body sent exactly as written (JSON number literals, or the bare NaN/Infinity Python's json writes)."""
+    return site.call(addon.url, "POST", FIELD_CHANGES, data=text.encode(), sub="user-account",
+                     headers={"Content-Type": "application/json"})
+
+
+def test_json_numbers_keep_the_literal_they_were_sent_as(addon, site):
+    adf = ('{"type":"doc","version":1,"content":[{"type":"table","attrs":{"width":0.30000000000000001,'
+           '"layout":"default"},"content":[]}]}')
+    text = ('{"project": {"id": 10000}, "changes": ['
+            '{"field": {"id": 1, "name": "A", "type": "number"}, "previous": 0.1, "current": 0.30000000000000001},'
+            '{"field": {"id": 2, "name": "B", "type": "number"}, "previous": 1.50, "current": 12345678901234567890.5},'
+            '{"field": {"id": 3, "name": "C", "type": "number"}, "previous": -0.0, "current": 1e21},'
+            '{"field": {"id": 4, "name": "D", "type": "duration"}, "previous": 1.5e3, "current": 2.0},'
+            '{"field": {"id": 5, "name": "E", "type": "date"}, "previous": null, "current": 1675182117615.9},'
+            f'{{"field": {{"id": 6, "name": "F", "type": "multiline_text"}}, "previous": null, "current": {adf}}}'
+            ']}')
+    response = _post_raw(site, addon, text)
+    assert response.status_code == 202, response.text
+    values = [(f["id"], f["value"]) for f in bodies(addon)[0]["data"]["fields"]]
+    assert values == [
+        (1, {"current": "0.30000000000000001", "previous": "0.1"}),
+        (2, {"current": "12345678901234567890.5", "previous": "1.5"}),
+        (3, {"current": "1000000000000000000000", "previous": "0"}),
+        (4, {"current": "2", "previous": "1500"}),
+        (5, {"current": "2023-01-31", "previous": None}),
+        (6, {"current": adf, "previous": None}),
+    ]
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ('{"project": {"id": 10000.0}, "changes": []}', "project.id"),
+    ('{"project": {"id": 1e4}, "changes": []}', "project.id"),
+    ('{"project": {"id": 10000}, "timestamp": 1675182117615.0, "changes": []}', "timestamp"),
+    ('{"project": {"id": 10000}, "changes": [{"field": {"id": 1.0, "name": "N", "type": "text"}}]}',
+     "changes[0].field.id"),
+    ('{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "P", "type": "project"}, '
+     '"previous": null, "current": 10000.0}]}', "changes[0].current"),
+    ('{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "D", "type": "duration"}, '
+     '"previous": null, "current": 1.5}]}', "changes[0].current"),
+    ('{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "N", "type": "number"}, '
+     '"previous": null, "current": 1e400}]}', "changes[0].current"),
+])
+def test_a_fraction_where_an_integer_is_required_is_422(addon, site, text, path):
+    response = _post_raw(site, addon, text)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"].startswith(f"{path}: ")
+    assert nothing_stored(addon)
+
+
+def _number_change(index: int, value: object, kind: str = "number") -> dict:
+    return {"field": {"id": index, "name": f"F{index}", "type": kind}, "previous": None, "current": value}
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({"project": float("nan")}, "project"),
+    ({"project": {"id": float("inf")}, "changes": []}, "project.id"),
+    ({"project": {"id": 10000}, "timestamp": float("nan"), "changes": []}, "timestamp"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, 5), _number_change(2, float("nan"))]},
+     "changes[1].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, float("inf"))]}, "changes[0].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, float("-inf"))]}, "changes[0].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, float("nan"), "date")]}, "changes[0].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, float("inf"), "duration")]}, "changes[0].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, {"type": "doc", "n": float("nan")},
+                                                            "multiline_text")]}, "changes[0].current"),
+    ({"project": {"id": 10000}, "changes": [_number_change(1, [float("nan")], "multi_project")]},
+     "changes[0].current[0]"),
+])
+def test_nan_and_infinities_as_python_writes_them_are_422_naming_the_path(addon, site, body, path):
+    text = json.dumps(body)
+    assert "NaN" in text or "Infinity" in text  # what Python's json (and requests' data=) send
+    response = _post_raw(site, addon, text)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_body" and error["message"].startswith(f"{path}: "), error["message"]
+    assert nothing_stored(addon)
+
+
 # Nothing to send.
 
 
@@ -181,7 +260,18 @@ def test_nothing_changed_sends_and_stores_nothing(addon, site, changes):
     add_webhook(addon, site)
     response = post_changes(site, addon, {"project": {"id": 10000}, "changes": changes})
     assert response.status_code == 202, response.text
+    assert response.headers["Content-Type"] == "application/json"
     assert response.json() == {"event_id": None, "deliveries": 0}
+    assert nothing_stored(addon)
+
+
+def test_nothing_to_send_is_still_checked_in_full(addon, site):
+    formula = {"field": {"id": 1, "name": "F", "type": "formula"}, "previous": 1, "current": 2}
+    unknown_project = post_changes(site, addon, {"project": {"id": 99999}, "changes": [formula]})
+    assert unknown_project.status_code == 422 and unknown_project.json()["error"]["message"].startswith("project.id: ")
+    bad_value = {"field": {"id": 2, "name": "N", "type": "number"}, "previous": "x", "current": "x"}
+    response = post_changes(site, addon, {"project": {"id": 10000}, "changes": [formula, bad_value]})
+    assert response.status_code == 422 and response.json()["error"]["message"].startswith("changes[1].previous: ")
     assert nothing_stored(addon)
 
 
@@ -241,15 +331,21 @@ def test_a_project_jira_does_not_know_is_422(addon, site, project, path):
     assert nothing_stored(addon)
 
 
-def test_an_unknown_key_in_a_project_value_is_422(addon, site):
-    change = _change({"id": 1, "name": "Parent", "type": "project"}, previous="DEMO", current="NOPE")
-    response = post_changes(site, addon, {"project": {"id": 10000}, "changes": [change]})
+@pytest.mark.parametrize(("kind", "value", "path"), [
+    ("project", "NOPE", "changes[2].current"),
+    ("project", {"key": "NOPE"}, "changes[2].current.key"),
+    ("multi_project", ["OPS", "NOPE"], "changes[2].current[1]"),
+])
+def test_an_unknown_key_in_a_project_value_is_422_naming_the_value(addon, site, kind, value, path):
+    change = _change({"id": 3, "name": "Parent", "type": kind}, previous=None, current=value)
+    response = post_changes(site, addon, {"project": {"id": 10000}, "changes": [_change(), _change(), change]})
     assert response.status_code == 422, response.text
-    assert "NOPE" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"] == f"{path}: no project has the key 'NOPE'"
     assert nothing_stored(addon)
 
 
-@pytest.mark.parametrize("data", [b"{not json", b'{"project": NaN}', b"\xff\xfe", b""])
+@pytest.mark.parametrize("data", [b"{not json", b'{"project": nan}', b'{"a": 1.}', b"\xff\xfe", b"\xef\xbb\xbf{}",
+                                  b""])
 def test_unparseable_bodies_are_400(addon, site, data):
     response = site.call(addon.url, "POST", FIELD_CHANGES, data=data, headers={"Content-Type": "application/json"},
                          sub="user-account")

@@ -12,10 +12,12 @@ Decisions where CONTRACT §6.2 is silent:
   text cleared to ``""`` and one cleared to ``null`` compare equal.  Whitespace-only text is kept.
   Inside a multi-valued list every element must have a value: ``null`` or ``""`` elements are refused.
 * ``multiline_text``: an ADF document with no content (``{"type": "doc", "content": []}``) is "no value";
-  any other ADF object is sent as compact JSON with its keys in the given order.
+  any other ADF object is sent as compact JSON with its keys in the given order (a number with a fraction or
+  an exponent keeps its value exactly; NaN and infinities inside it are refused).
 * ``number``: strings must match the JSON-number grammar exactly (no surrounding spaces, no ``+``,
-  no leading zeros, no ``1.``/``.5``).  The value is read exactly with ``Decimal`` (floats from their
-  shortest ``repr``), trailing zeros are removed and no exponent is written: ``1e3`` -> ``"1000"``,
+  no leading zeros, no ``1.``/``.5``).  The value is read exactly with ``Decimal`` (the request's JSON
+  numbers arrive as ``Decimal``s of their literal; floats, should any come, from their shortest ``repr``),
+  trailing zeros are removed and no exponent is written: ``1e3`` -> ``"1000"``,
   ``"1.50"`` -> ``"1.5"``, ``-0``/``-0.0`` -> ``"0"``.  A number whose plain form would exceed
   ``MAX_NUMBER_CHARS`` characters is refused (so ``"1e999999999"`` cannot blow up memory).
 * ``date``: only JSON numbers are read as epoch ms (fractions of a millisecond are dropped towards the
@@ -29,6 +31,7 @@ Decisions where CONTRACT §6.2 is silent:
 * ``user``: any non-empty accountId string is passed through unchecked.
 * ``project``: ids are positive integers (a JSON integer or a string of digits; leading zeros dropped);
   any other string is a project key (``[A-Za-z][A-Za-z0-9_]*``).  An object's ``id`` wins over its ``key``.
+  A key the context does not know (it raises ``UnknownProjectKey``) is refused at the value's path.
 * Field ids are JSON integers (not booleans) in the signed 64-bit range; negative ids are passed through.
 """
 
@@ -50,6 +53,14 @@ MAX_NUMBER_CHARS = 400
 _MAX_FIELD_ID = 2**63 - 1
 
 Value = str | list[str] | None
+
+
+class UnknownProjectKey(LookupError):
+    """Raised by a ``ValueContext``: a ``project``-type value names a key Jira does not know."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 class ChangeError(ValueError):
@@ -91,6 +102,8 @@ def _describe(raw: Any) -> str:
         return "null"
     if isinstance(raw, bool):
         return "a boolean"
+    if isinstance(raw, Decimal) and not raw.is_finite():
+        return "NaN or an infinity"
     if isinstance(raw, int | float | Decimal):
         return "a number"
     if isinstance(raw, str):
@@ -132,6 +145,37 @@ def _is_empty_adf(doc: dict) -> bool:
     return doc.get("type") == "doc" and doc.get("content") == []
 
 
+_encode_string = json.encoder.py_encode_basestring
+
+
+def _dump_with_decimals(raw: Any, out: list[str], path: str) -> None:
+    """Compact JSON of a parsed document whose numbers may be ``Decimal``s (written exactly, never as floats)."""
+    if isinstance(raw, str):
+        out.append(_encode_string(raw))
+    elif isinstance(raw, dict):
+        out.append("{")
+        for position, (key, value) in enumerate(raw.items()):
+            if position:
+                out.append(",")
+            out.append(_encode_string(str(key)))
+            out.append(":")
+            _dump_with_decimals(value, out, path)
+        out.append("}")
+    elif isinstance(raw, list):
+        out.append("[")
+        for position, value in enumerate(raw):
+            if position:
+                out.append(",")
+            _dump_with_decimals(value, out, path)
+        out.append("]")
+    elif isinstance(raw, Decimal):
+        if not raw.is_finite():
+            raise ChangeError(path, "the ADF object contains NaN or an infinity")
+        out.append(str(raw))  # a JSON number: digits, optional fraction, optional E exponent
+    else:  # None, booleans, integers (floats are not produced by the request's parser)
+        out.append(json.dumps(raw, allow_nan=False))
+
+
 def _multiline_text(raw: Any, ctx: ValueContext, path: str) -> str | None:
     if isinstance(raw, str):
         return _none_if_empty(raw)
@@ -139,8 +183,15 @@ def _multiline_text(raw: Any, ctx: ValueContext, path: str) -> str | None:
         if _is_empty_adf(raw):
             return None
         try:
-            return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            try:
+                return json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            except TypeError:  # a Decimal (a number with a fraction or exponent): the exact, slower way
+                out: list[str] = []
+                _dump_with_decimals(raw, out, path)
+                return "".join(out)
         except (TypeError, ValueError, RecursionError) as exc:
+            if isinstance(exc, ChangeError):
+                raise
             raise ChangeError(path, "the ADF object cannot be written as JSON") from exc
     raise _expected(path, "a string or an ADF object", raw)
 
@@ -361,7 +412,10 @@ def _project_id(raw: Any, path: str) -> str:
 def _project_by_key(raw: Any, ctx: ValueContext, path: str) -> str:
     if not isinstance(raw, str) or not _PROJECT_KEY.fullmatch(raw):
         raise ChangeError(path, "expected a project key")
-    return str(ctx.project_id_for_key(raw))
+    try:
+        return str(ctx.project_id_for_key(raw))
+    except UnknownProjectKey:
+        raise ChangeError(path, f"no project has the key {raw!r}") from None
 
 
 def _project(raw: Any, ctx: ValueContext, path: str) -> str | None:

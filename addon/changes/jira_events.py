@@ -57,7 +57,7 @@ class JiraWebhook:
 
     def inbox_body(self) -> str:
         return json.dumps({"timestamp": self.timestamp, "project": self.project}, separators=(",", ":"),
-                          ensure_ascii=False)
+                          ensure_ascii=False, default=float)  # a JSON number with a fraction is read as a Decimal
 
 
 def parse_webhook(event: str, body: Any, received_ms: int) -> JiraWebhook:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from addon.changes.fields import TimeTracking
+from addon.changes.fields import TimeTracking, UnknownProjectKey
 from addon.connect.jira import JiraClient, JiraError, JiraNotFound, JiraUnavailable, TenantCredentials
 
 TTL_S = 300.0
@@ -167,7 +167,8 @@ directory = ProjectDirectory()
 class JiraValueContext:
     """The `ValueContext` of one request: project keys and time tracking through the directory.
 
-    An unknown project key raises `UnknownProjectKey` (the request is at fault, not Jira).
+    An unknown project key raises `UnknownProjectKey` (the request is at fault, not Jira; `build_fields` turns it
+    into a `ChangeError` at the value's path).
     """
 
     def __init__(self, jira: JiraClient, tenant: TenantCredentials, projects: ProjectDirectory = directory) -> None:
@@ -183,11 +184,3 @@ class JiraValueContext:
 
     def time_tracking(self) -> TimeTracking:
         return self._projects.time_tracking(self._jira, self._tenant)
-
-
-class UnknownProjectKey(LookupError):
-    """A `project`-type value names a key Jira does not know."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key

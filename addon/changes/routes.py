@@ -1,6 +1,11 @@
 """Intake: Projectrak field changes (CONTRACT §5.1) and Jira project webhooks (§5.2).
 
 Jira is only called outside transactions; a refused request stores nothing.
+
+A valid field-change request with nothing to send (no changes, only Formula fields, or values that did not change
+once normalised) is still checked in full, its project included, and answered `202 {"event_id": null,
+"deliveries": 0}`: accepted, but no event exists (so none is stored, delivered or listed), unlike an event stored for
+a site without webhooks (`{"event_id": <id>, "deliveries": 0}`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from addon.changes.fields import ChangeError, build_fields
 from addon.changes.inbox import schedule_install_snapshot
 from addon.changes.outgoing import event_body, now_ms
 from addon.changes.projectrak import parse_request
-from addon.changes.projects import JiraValueContext, ProjectInfo, UnknownProjectKey, directory
+from addon.changes.projects import JiraValueContext, ProjectInfo, directory
 from addon.connect.auth import JIRA_RETRY_AFTER_S, AuthContext, jwt_required, unauthorized
 from addon.connect.jira import JiraError, JiraNotFound
 from addon.delivery.outbox import store_event
@@ -56,8 +61,6 @@ def _resolve(runtime: Runtime, auth: AuthContext, changes: Any, project_ref: tup
         project = directory.project(runtime.jira, credentials, id_or_key)
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
-    except UnknownProjectKey as err:
-        raise unprocessable("changes", f"no project has the key {err.key!r}") from None
     except JiraNotFound:
         raise unprocessable(path, "Jira knows no such project") from None
     except JiraError as err:
@@ -86,7 +89,7 @@ def projectrak_field_changes():  # type: ignore[no-untyped-def]
     runtime = current_runtime()
     fields, project = _resolve(runtime, auth, parsed.changes, (parsed.project.path, parsed.project.value))
     if not fields:
-        return _accepted(None, 0)
+        return _accepted(None, 0)  # nothing to send: no event (see the module's notes)
     timestamp = received_ms if parsed.timestamp is None else parsed.timestamp
     body = event_body(user=auth.account_id, timestamp=timestamp, project=project, fields=fields)
     event_id, deliveries = store_event(runtime.engine, tenant=auth.tenant, source="projectrak", body=body,
