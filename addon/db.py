@@ -85,7 +85,10 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
 def make_engine(database_url: str) -> Engine:
     """Create the engine. On SQLite every transaction starts with BEGIN IMMEDIATE (writers queue instead of
     failing on a lock upgrade), threads of this process take turns on a lock rather than in SQLite's
-    sleeping busy handler, and the database runs in WAL mode."""
+    sleeping busy handler, and the database runs in WAL mode.
+
+    Statement parameters are never shown, neither in SQLAlchemy's errors nor in its statement log: they may hold
+    a shared secret (sealed only when ADDON_SECRET_KEY is set)."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -93,7 +96,7 @@ def make_engine(database_url: str) -> Engine:
         factory = type("SerializedSQLiteConnection", (_SerializedSQLiteConnection,),
                        {"write_lock": sqlite_write_lock(url.database or "")})
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "factory": factory},
-                               pool_size=10, max_overflow=20)
+                               pool_size=10, max_overflow=20, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -116,7 +119,7 @@ def make_engine(database_url: str) -> Engine:
                 raise
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Flask, jsonify
@@ -53,6 +55,48 @@ def database_unavailable(err: BaseException) -> bool:
     return isinstance(err, DBAPIError) and err.connection_invalidated
 
 
+#: Modules whose errors may carry a statement's values in their text (PostgreSQL's DETAIL: "Failing row contains
+#: (…)", "Key (…)=(…)"), besides SQLAlchemy's own.
+_DRIVER_MODULES = ("sqlite3", "psycopg", "psycopg2", "psycopg_pool")
+_ADDON_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """The error and the ones it was raised from or while handling."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_database_error(err: BaseException) -> bool:
+    return isinstance(err, SQLAlchemyError) or type(err).__module__.split(".")[0] in _DRIVER_MODULES
+
+
+def database_error_summary(err: BaseException) -> str:
+    """One line naming an error that involves the database, without any of its text (which may carry the
+    statement's values, a shared secret among them): the error classes, the SQLSTATE, and where in the add-on
+    it was raised."""
+    names: list[str] = []
+    sqlstate = None
+    for link in _chain(err):
+        names.append(type(link).__name__)
+        orig = getattr(link, "orig", None)
+        sqlstate = sqlstate or getattr(link, "sqlstate", None) or getattr(orig, "sqlstate", None) \
+            or getattr(link, "sqlite_errorname", None) or getattr(orig, "sqlite_errorname", None)
+    where = None
+    tb = err.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if os.path.abspath(filename).startswith(_ADDON_DIR + os.sep):
+            where = f"{os.path.relpath(filename, os.path.dirname(_ADDON_DIR))}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return " from ".join(dict.fromkeys(names)) + (f" ({sqlstate})" if sqlstate else "") + \
+        (f" at {where}" if where else "")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):  # type: ignore[no-untyped-def]
@@ -77,5 +121,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
-        app.logger.exception("unhandled error: %s", type(err).__name__)
+        if any(is_database_error(link) for link in _chain(err)):
+            # Neither the text nor the traceback: a database error's text may carry the statement's values (even
+            # with the engine's hide_parameters, PostgreSQL's DETAIL may quote the failing row).
+            app.logger.error("unhandled database error: %s", database_error_summary(err))
+        else:
+            app.logger.exception("unhandled error: %s", type(err).__name__)
         return error_response(500, "internal_error", "an unexpected error occurred")

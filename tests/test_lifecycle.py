@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-import requests
-from sqlalchemy import select
+import logging
+import threading
+import time
 
+import pytest
+import requests
+from sqlalchemy import func, select, text
+
+from addon.housekeeping import prune_used_install_tokens
 from addon.models import Tenant, TenantState
+from tests.conftest import make_settings
+from tests.support.addon_server import AddonServer
 from tests.support.atlassian import qsh
 
 
@@ -121,3 +129,145 @@ def test_lifecycle_qsh_is_over_the_lifecycle_path(addon, atlassian):
     site = atlassian.new_site()
     response = site.install(addon.url, qsh_value=qsh("POST", "/installed"))
     assert response.status_code == 401
+
+
+
+@pytest.fixture
+def any_addon(atlassian, database_url):
+    """The add-on on SQLite and on PostgreSQL (where TEST_DATABASE_URL is set)."""
+    server = AddonServer(make_settings(atlassian, database_url), background=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_addon(atlassian, pg_url):
+    server = AddonServer(make_settings(atlassian, pg_url), background=False)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("field", "value", "limit"), [
+    ("displayUrl", "https://jira.example.com/" + "x" * 231, "255"),
+    ("productType", "j" * 33, "32"),
+    ("displayUrl", 42, "255"),
+    ("productType", ["jira"], "32"),
+    ("displayUrl", "https://jira.example.com/\x00", None),
+    ("sharedSecret", "s" * 256, "255"),
+])
+def test_install_fields_that_do_not_fit_are_a_422_naming_the_field(any_addon, atlassian, field, value, limit):
+    site = atlassian.new_site()
+    response = site.install(any_addon.url, body=site.lifecycle_body() | {field: value})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_body" and field in error["message"]
+    if limit:
+        assert limit in error["message"]
+    assert tenant(any_addon, site.client_key) is None
+
+
+def test_install_fields_at_their_limits_are_stored(any_addon, atlassian):
+    site = atlassian.new_site()
+    display_url = "https://jira.example.com/" + "x" * 230
+    body = site.lifecycle_body() | {"displayUrl": display_url, "productType": "j" * 32}
+    assert site.install(any_addon.url, body=body).status_code == 204
+    stored = tenant(any_addon, site.client_key)
+    assert (stored.display_url, stored.product_type) == (display_url, "j" * 32)
+    other = atlassian.new_site()  # optional fields may be absent or null
+    assert other.install(any_addon.url, body=other.lifecycle_body() | {"displayUrl": None,
+                                                                        "productType": None}).status_code == 204
+    assert (tenant(any_addon, other.client_key).display_url, tenant(any_addon, other.client_key).product_type) \
+        == (None, None)
+
+
+def _refuse_new_tenants(addon) -> None:
+    """Make the database itself refuse a tenant row, as an unexpected database error would."""
+    with addon.runtime.engine.begin() as conn:
+        if addon.runtime.engine.dialect.name == "sqlite":
+            conn.execute(text("CREATE TRIGGER refuse_tenants BEFORE INSERT ON tenants "
+                              "BEGIN SELECT RAISE(ABORT, 'no new tenants'); END"))
+        else:  # PostgreSQL's error quotes the whole failing row in its DETAIL
+            conn.execute(text("ALTER TABLE tenants ADD CONSTRAINT refuse_tenants CHECK (id < 0) NOT VALID"))
+
+
+def test_a_database_error_never_logs_the_shared_secret(any_addon, atlassian, caplog):
+    caplog.set_level(logging.INFO)  # SQLAlchemy's statement log too, had anyone turned it on
+    _refuse_new_tenants(any_addon)
+    site = atlassian.new_site()
+    response = site.install(any_addon.url)
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": "internal_error", "message": "an unexpected error occurred"}
+    assert site.shared_secret not in response.text
+    logged = "\n".join(f"{r.getMessage()}\n{r.exc_text or ''}" for r in caplog.records) + caplog.text
+    assert site.shared_secret not in logged
+    assert "unhandled database error: IntegrityError" in logged  # the error is logged, by its kind and place
+    assert "addon/connect/lifecycle.py:" in logged
+    assert tenant(any_addon, site.client_key) is None
+
+
+def _post_all_at_once(requests_to_send: list[tuple[str, dict, dict]]) -> list[int]:
+    """POST every (url, body, headers) from its own thread, released together; the status codes in order."""
+    barrier = threading.Barrier(len(requests_to_send))
+    statuses: list[int] = [0] * len(requests_to_send)
+
+    def send(i: int, url: str, body: dict, headers: dict) -> None:
+        barrier.wait()
+        statuses[i] = requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+    threads = [threading.Thread(target=send, args=(i, *r)) for i, r in enumerate(requests_to_send)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_concurrent_installs_of_a_new_client_key_all_succeed(pg_addon, atlassian):
+    addon = pg_addon
+    assert atlassian.new_site().install(addon.url).status_code == 204  # the install key is fetched and cached
+    for _ in range(4):
+        site = atlassian.new_site()
+        url = f"{addon.url}/lifecycle/installed"
+        sends = [(url, site.lifecycle_body(), {"Authorization": "JWT " + atlassian.install_token(
+            addon.url, "/lifecycle/installed", issuer=site.client_key)}) for _ in range(8)]
+        assert _post_all_at_once(sends) == [204] * 8
+        with addon.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Tenant)
+                                  .where(Tenant.client_key == site.client_key)) == 1
+        assert site.call(addon.url, "POST", "/lifecycle/enabled", json_body={}).status_code == 204
+
+
+def test_one_install_token_sent_many_times_at_once_installs_once(pg_addon, atlassian):
+    addon = pg_addon
+    assert atlassian.new_site().install(addon.url).status_code == 204
+    for _ in range(4):
+        site = atlassian.new_site()
+        token = atlassian.install_token(addon.url, "/lifecycle/installed", issuer=site.client_key)
+        sends = [(f"{addon.url}/lifecycle/installed", site.lifecycle_body(), {"Authorization": f"JWT {token}"})] * 8
+        assert sorted(_post_all_at_once(sends)) == [204] + [401] * 7
+        assert tenant(addon, site.client_key).state == TenantState.INSTALLED
+
+
+def test_an_install_token_replayed_later_is_still_refused(addon, atlassian):
+    """Until it expires: after an uninstall and housekeeping, replaying the old install token must not revive
+    the tenant (nor replaying the uninstall token remove it again)."""
+    site = atlassian.new_site()
+    install = atlassian.install_token(addon.url, "/lifecycle/installed", issuer=site.client_key)
+    installed = {"Authorization": f"JWT {install}"}
+    assert requests.post(f"{addon.url}/lifecycle/installed", json=site.lifecycle_body(), headers=installed,
+                         timeout=10).status_code == 204
+    uninstall = atlassian.install_token(addon.url, "/lifecycle/uninstalled", issuer=site.client_key)
+    uninstalled = {"Authorization": f"JWT {uninstall}"}
+    assert requests.post(f"{addon.url}/lifecycle/uninstalled", json=site.lifecycle_body("uninstalled"),
+                         headers=uninstalled, timeout=10).status_code == 204
+    time.sleep(1.5)
+    prune_used_install_tokens(addon.runtime)
+    replay = requests.post(f"{addon.url}/lifecycle/installed", json=site.lifecycle_body(), headers=installed,
+                           timeout=10)
+    assert replay.status_code == 401 and "already been used" in replay.json()["error"]["message"]
+    assert tenant(addon, site.client_key).state == TenantState.UNINSTALLED
+    assert site.install(addon.url).status_code == 204  # a fresh signed install is fine
+    replay = requests.post(f"{addon.url}/lifecycle/uninstalled", json=site.lifecycle_body("uninstalled"),
+                           headers=uninstalled, timeout=10)
+    assert replay.status_code == 401
+    assert tenant(addon, site.client_key).state == TenantState.INSTALLED

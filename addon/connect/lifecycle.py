@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, g, request
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from addon.connect.auth import jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
@@ -19,6 +22,7 @@ from addon.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("lifecycle", __name__)
+T = TypeVar("T")
 
 
 def _verified_install_claims() -> tuple[dict, str]:
@@ -34,15 +38,50 @@ def _verified_install_claims() -> tuple[dict, str]:
     return claims, token
 
 
-def _lifecycle_body(require_secret: bool) -> dict[str, Any]:
+#: The body's fields that are stored, with the most characters their columns take (`addon.models.Tenant`).
+_REQUIRED_FIELDS = {"clientKey": 255, "baseUrl": 255}
+_OPTIONAL_FIELDS = {"displayUrl": 255, "productType": 32}
+
+
+def _check_text(name: str, value: Any, max_length: int) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise unprocessable(name, f"must be a non-empty string of at most {max_length} characters")
+    if "\x00" in value:
+        raise unprocessable(name, "must not contain NUL characters")
+
+
+def _lifecycle_body(install: bool) -> dict[str, Any]:
+    """The signed body, checked before anything is written: for an install, every field that is stored a string
+    that fits its column (a 422 naming the field, not a database error)."""
     body = read_json()
     if not isinstance(body, dict):
         raise unprocessable("body", "must be a JSON object")
-    for name in ("clientKey", "baseUrl") + (("sharedSecret",) if require_secret else ()):
-        value = body.get(name)
-        if not isinstance(value, str) or not value.strip() or len(value) > 255:
-            raise unprocessable(name, "must be a non-empty string of at most 255 characters")
+    for name, max_length in _REQUIRED_FIELDS.items():
+        _check_text(name, body.get(name), max_length)
+    if install:
+        _check_text("sharedSecret", body.get("sharedSecret"), 255)
+        for name, max_length in _OPTIONAL_FIELDS.items():
+            if body.get(name) not in (None, ""):  # absent, null or "": not stored
+                _check_text(name, body[name], max_length)
     return body
+
+
+#: Attempts of a lifecycle write that a concurrent one made fail on a unique key (PostgreSQL: two installs of
+#: the same new clientKey, or one install token sent twice at once). The next attempt sees the other's row.
+_WRITE_ATTEMPTS = 3
+
+
+def _write(work: Callable[[Session], T]) -> T:
+    """Run `work` in a transaction, again when a concurrent lifecycle call inserted the same row first."""
+    sessions = current_runtime().sessions
+    for attempt in range(1, _WRITE_ATTEMPTS + 1):
+        try:
+            with transaction(sessions) as session:
+                return work(session)
+        except IntegrityError:
+            if attempt == _WRITE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[no-untyped-def]
@@ -61,13 +100,14 @@ def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[n
 @bp.post("/lifecycle/installed")
 def installed():  # type: ignore[no-untyped-def]
     claims, token = _verified_install_claims()
-    body = _lifecycle_body(require_secret=True)
+    body = _lifecycle_body(install=True)
     if claims.get("iss") != body["clientKey"]:
         raise unauthorized("the token's issuer is not the body's clientKey")
     runtime = current_runtime()
     if not runtime.settings.jira_base_url_allowed(body["baseUrl"]):
         raise unprocessable("baseUrl", "is not an https URL on a host that ADDON_JIRA_HOSTS allows")
-    with transaction(runtime.sessions) as session:
+
+    def install(session: Session) -> int:
         _refuse_replay(session, token, claims)
         tenant = session.scalar(select(Tenant).where(Tenant.client_key == body["clientKey"]))
         if tenant is None:
@@ -78,12 +118,12 @@ def installed():  # type: ignore[no-untyped-def]
             tenant.uninstalled_at = None
         tenant.shared_secret = runtime.box.seal(body["sharedSecret"])
         tenant.base_url = body["baseUrl"].rstrip("/")
-        display_url = body.get("displayUrl")
-        tenant.display_url = display_url.rstrip("/") if isinstance(display_url, str) else None
-        product_type = body.get("productType")
-        tenant.product_type = product_type if isinstance(product_type, str) else None
+        tenant.display_url = body["displayUrl"].rstrip("/") or None if body.get("displayUrl") else None
+        tenant.product_type = body.get("productType") or None
         session.flush()
-        tenant_id = tenant.id
+        return tenant.id
+
+    tenant_id = _write(install)
     runtime.tenant_cache.forget(body["clientKey"])  # other processes find out at their next write (TenantCache)
     log.info("tenant installed tenant=%s", tenant_id)
     for hook in runtime.on_installed:
@@ -94,11 +134,12 @@ def installed():  # type: ignore[no-untyped-def]
 @bp.post("/lifecycle/uninstalled")
 def uninstalled():  # type: ignore[no-untyped-def]
     claims, token = _verified_install_claims()
-    body = _lifecycle_body(require_secret=False)
+    body = _lifecycle_body(install=False)
     if claims.get("iss") != body["clientKey"]:
         raise unauthorized("the token's issuer is not the body's clientKey")
     runtime = current_runtime()
-    with transaction(runtime.sessions) as session:
+
+    def uninstall(session: Session) -> None:
         _refuse_replay(session, token, claims)
         tenant = session.scalar(select(Tenant).where(Tenant.client_key == body["clientKey"]))
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
@@ -110,6 +151,8 @@ def uninstalled():  # type: ignore[no-untyped-def]
                 .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
             )
             log.info("tenant uninstalled tenant=%s", tenant.id)
+
+    _write(uninstall)
     runtime.tenant_cache.forget(body["clientKey"])
     return "", 204
 
