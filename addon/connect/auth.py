@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from flask import g, request
 from werkzeug.exceptions import HTTPException
 
-from addon.connect.jira import JiraUnavailable
+from addon.connect.jira import JiraError, JiraUnavailable
 from addon.connect.jwt import (
     JwtError,
     extract_token,
@@ -134,32 +134,41 @@ def _handle_fresh(view: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 
 
 class AdminCache:
-    """Answers of Jira's permission check per (tenant, accountId), kept at most 60 s."""
+    """Jira's answers to the permission check per (tenant, accountId), kept at most `ttl_s` (60 s) by `clock`.
 
-    def __init__(self, ttl_s: float = ADMIN_CACHE_TTL_S, max_entries: int = 10_000) -> None:
+    Only answers are kept: when Jira could not tell (unreachable, timed out, 5xx, 429 …), nothing is.
+    """
+
+    def __init__(self, ttl_s: float = ADMIN_CACHE_TTL_S, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._clock = clock
         self._entries: dict[tuple[int, str], tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: tuple[int, str]) -> bool | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[0] < time.monotonic():
+            if entry is None or entry[0] <= self._clock():
                 return None
             return entry[1]
 
     def put(self, key: tuple[int, str], value: bool) -> None:
         with self._lock:
+            now = self._clock()
             if len(self._entries) >= self._max_entries:
-                now = time.monotonic()
-                self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
                 if len(self._entries) >= self._max_entries:
                     self._entries.clear()
-            self._entries[key] = (time.monotonic() + self._ttl_s, value)
+            self._entries[key] = (now + self._ttl_s, value)
 
 
 _admin_cache = AdminCache()
+
+
+def _jira_unavailable(message: str) -> ApiError:
+    return ApiError(503, "jira_unavailable", message, {"Retry-After": JIRA_RETRY_AFTER_S})
 
 
 def require_jira_admin(auth: AuthContext) -> None:
@@ -172,10 +181,11 @@ def require_jira_admin(auth: AuthContext) -> None:
         try:
             allowed = current_runtime().jira.is_admin(auth.tenant.credentials, auth.account_id)
         except JiraUnavailable:
-            raise ApiError(503, "jira_unavailable", "Jira could not be reached to check permissions",
-                           {"Retry-After": JIRA_RETRY_AFTER_S}) from None
-        except Exception:  # noqa: BLE001 - any other Jira answer means we cannot confirm admin rights
-            allowed = False
+            raise _jira_unavailable("Jira could not be reached to check permissions") from None
+        except JiraError as err:
+            # 429 (rate limited), a refused app token, a redirect …: Jira did not say whether the user is an
+            # administrator, so nothing is cached and the caller is asked to try again.
+            raise _jira_unavailable(f"Jira did not answer the permission check (HTTP {err.status})") from None
         _admin_cache.put(key, allowed)
     if not allowed:
         raise ApiError(403, "forbidden", "only Jira administrators may manage outgoing webhooks")
