@@ -152,3 +152,37 @@ def test_an_idle_worker_claims_once_per_event_not_once_per_finished_send(deliver
     # The next due time is read again only after a claim that found nothing (one per event took what was due).
     empty_claims = len(claims) - events
     assert len(next_due_reads) <= empty_claims + 1, f"{len(next_due_reads)} reads, {empty_claims} empty claims"
+
+
+@pytest.mark.timeout(60)
+def test_retries_are_due_at_their_offset_from_the_event_however_long_attempts_take(atlassian, database_url,
+                                                                                   receiver):
+    """The second attempt is due 5 s (±20 %) after the event. The receiver takes 3 s to answer each attempt with a
+    503: measured from the previous attempt's end, the retry would come at least 3 + 4 = 7 s after the first."""
+    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=10.0))
+    try:
+        site = atlassian.new_site()
+        assert site.install(server.url).status_code == 204
+        tenant_id = tenant_id_of(server, site.client_key)
+        add_webhook(server, tenant_id, receiver.url("/slow"))
+        receiver.behave("/slow", status=503, delay_s=3.0)
+        emit(server, tenant_id)
+        first, second = receiver.wait_for(2, timeout=15)
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        assert 3.0 <= second.received_at - first.received_at <= 6.5, second.received_at - first.received_at
+        receiver.behave("/slow", status=200)
+
+        def second_recorded():  # type: ignore[no-untyped-def]
+            with server.sessions() as session:
+                delivery = session.scalar(select(Delivery))
+                return delivery if delivery.attempt_count == 2 else None
+
+        delivery = wait_for(second_recorded, timeout=10)
+        # The third attempt, per the schedule: 1 min (±20 %) after the event, not 1 min after the second attempt.
+        offset = (delivery.next_attempt_at - delivery.schedule_started_at).total_seconds()
+        assert 48.0 <= offset <= 72.0, offset
+        with server.sessions() as session:
+            attempts = session.scalars(select(Attempt).order_by(Attempt.id)).all()
+        assert [(a.attempt, a.http_code) for a in attempts] == [(1, 503), (2, 503)]
+    finally:
+        server.stop()

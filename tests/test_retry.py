@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,8 +14,7 @@ from addon.delivery.retry import (
     MAX_RETRY_AFTER_S,
     SCHEDULE_S,
     is_retryable,
-    next_attempt_delay,
-    scheduled_gap,
+    next_attempt_at,
 )
 from addon.delivery.sender import SendResult
 
@@ -38,6 +37,18 @@ class Fixed:
 
 
 MIDDLE = Fixed(0.5)
+START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """`seconds` after the schedule start."""
+    return START + timedelta(seconds=seconds)
+
+
+def due_after_start(attempt: int, outcome: Outcome, now_s: float, rng=MIDDLE) -> float | None:  # type: ignore[no-untyped-def]
+    """When the attempt after `attempt` (which ended `now_s` after the start) is due, in seconds from the start."""
+    due = next_attempt_at(attempt, outcome, schedule_start=START, now=at(now_s), rng=rng)
+    return None if due is None else (due - START).total_seconds()
 
 
 def test_schedule_is_the_contracts() -> None:
@@ -74,58 +85,76 @@ def test_is_retryable(outcome: Outcome, retryable: bool) -> None:
 
 def test_accepts_send_results() -> None:
     result = SendResult(ok=False, http_code=503, error="HTTP 503", duration_ms=3, retry_after_s=None)
-    assert next_attempt_delay(1, result, MIDDLE) == 5
+    assert due_after_start(1, result, 0.1) == pytest.approx(5)
 
 
-def test_unjittered_delays_add_up_to_the_schedule() -> None:
-    at = 0.0
+def test_unjittered_attempts_fall_on_the_schedule() -> None:
     for attempt in range(1, MAX_ATTEMPTS):
-        delay = next_attempt_delay(attempt, Outcome(), MIDDLE)
-        assert delay == pytest.approx(scheduled_gap(attempt))
-        at += delay
-        assert at == pytest.approx(SCHEDULE_S[attempt])
-    assert next_attempt_delay(MAX_ATTEMPTS, Outcome(), MIDDLE) is None
+        assert due_after_start(attempt, Outcome(), SCHEDULE_S[attempt - 1]) == pytest.approx(SCHEDULE_S[attempt])
+    assert due_after_start(MAX_ATTEMPTS, Outcome(), SCHEDULE_S[-1]) is None
 
 
-def test_jitter_stays_within_20_percent() -> None:
+def test_offsets_are_measured_from_the_schedule_start_however_long_attempts_take() -> None:
+    """Each attempt took 4 s (a slow receiver) and was sent late: the next one is still due at its offset from
+    the schedule start, not at the previous attempt's end plus the gap."""
+    for attempt in range(1, MAX_ATTEMPTS):
+        ended = SCHEDULE_S[attempt - 1] + 4.0
+        assert due_after_start(attempt, Outcome(http_code=503), ended) == pytest.approx(SCHEDULE_S[attempt])
+    # Attempt 2 ended 30 s after the start (sent late, answered late): attempt 3 is due 60 s after the start.
+    assert due_after_start(2, Outcome(http_code=None), 30.0) == pytest.approx(60.0)
+
+
+def test_an_attempt_whose_moment_has_passed_is_due_at_once() -> None:
+    # Attempt 1 timed out after 10 s: attempt 2 (5 s after the start) is due now, not 15 s after the start.
+    assert due_after_start(1, Outcome(http_code=None), 10.0) == pytest.approx(10.0)
+    # The worker was down for an hour after attempt 3: attempt 4 (5 min) is due at once.
+    assert due_after_start(3, Outcome(http_code=500), 3600.0) == pytest.approx(3600.0)
+
+
+def test_jitter_stays_within_20_percent_of_each_offset() -> None:
     rng = random.Random(1234)
     for attempt in range(1, MAX_ATTEMPTS):
-        gap = scheduled_gap(attempt)
-        delays = [next_attempt_delay(attempt, Outcome(http_code=503), rng) for _ in range(200)]
-        assert all(0.8 * gap <= d <= 1.2 * gap for d in delays)
-        assert max(delays) - min(delays) > 0.2 * gap  # it does vary
-    assert next_attempt_delay(1, Outcome(), Fixed(0)) == pytest.approx(4.0)
-    assert next_attempt_delay(1, Outcome(), Fixed(1)) == pytest.approx(6.0)
+        offset = SCHEDULE_S[attempt]
+        dues = [due_after_start(attempt, Outcome(http_code=503), SCHEDULE_S[attempt - 1], rng) for _ in range(200)]
+        assert all(0.8 * offset <= d <= 1.2 * offset for d in dues)
+        assert max(dues) - min(dues) > 0.2 * offset  # it does vary
+    assert due_after_start(1, Outcome(), 0.0, Fixed(0)) == pytest.approx(4.0)
+    assert due_after_start(1, Outcome(), 0.0, Fixed(1)) == pytest.approx(6.0)
+    assert due_after_start(7, Outcome(), 21600.0, Fixed(0)) == pytest.approx(0.8 * 43200)
 
 
 @pytest.mark.parametrize("code", [200, 204, 301, 400, 404, 410])
 def test_final_answers_get_no_retry(code: int) -> None:
-    assert next_attempt_delay(1, Outcome(ok=200 <= code < 300, http_code=code), MIDDLE) is None
+    assert due_after_start(1, Outcome(ok=200 <= code < 300, http_code=code), 0.0) is None
 
 
 @pytest.mark.parametrize("attempt", [0, MAX_ATTEMPTS, MAX_ATTEMPTS + 1])
 def test_no_attempt_beyond_the_schedule(attempt: int) -> None:
-    assert next_attempt_delay(attempt, Outcome(http_code=503), MIDDLE) is None
+    assert due_after_start(attempt, Outcome(http_code=503), 43200.0) is None
 
 
 @pytest.mark.parametrize(
-    "attempt, retry_after, expected",
+    "attempt, ended_s, retry_after, expected_s",
     [
-        (1, 2.0, 5.0),  # shorter than the schedule: the schedule wins
-        (1, 7.0, 7.0),  # within [gap, 2 gap]: honoured
-        (1, 10.0, 10.0),
-        (1, 3600.0, 10.0),  # clamped to twice the gap
-        (3, 400.0, 400.0),  # gap 240
-        (6, 25_000.0, MAX_RETRY_AFTER_S),  # gap 14400: 2 gap = 28800, but at most 6 h
-        (7, 40_000.0, 21_600.0),  # gap 21600: the cap never makes it earlier than the schedule
-        (1, 0.0, 5.0),
+        (1, 0.0, 2.0, 5.0),  # shorter than the schedule: the schedule wins
+        (1, 0.0, 7.0, 7.0),  # within [scheduled delay, 2 × gap]: honoured
+        (1, 0.0, 10.0, 10.0),
+        (1, 0.0, 3600.0, 10.0),  # clamped to twice the gap (5 s)
+        (1, 0.0, 0.0, 5.0),
+        (1, 8.0, 3600.0, 18.0),  # attempt 1 ended after 8 s, past attempt 2's moment: still at most 2 × 5 s
+        (1, 8.0, 3.0, 11.0),  # ... and honoured though the schedule would send it at once
+        (3, 61.0, 400.0, 461.0),  # gap 240 s
+        (3, 61.0, 100.0, 300.0),  # the schedule is later than the Retry-After
+        (6, 7201.0, 25_000.0, 7201.0 + MAX_RETRY_AFTER_S),  # gap 14400: 2 gap = 28800, but at most 6 h
+        (7, 21601.0, 40_000.0, 21601.0 + MAX_RETRY_AFTER_S),  # gap 21600: 6 h from the failed attempt
+        (7, 21601.0, 600.0, 43_200.0),  # a short one never makes it earlier than the schedule
     ],
 )
-def test_retry_after_is_clamped(attempt: int, retry_after: float, expected: float) -> None:
+def test_retry_after_is_clamped(attempt: int, ended_s: float, retry_after: float, expected_s: float) -> None:
     outcome = Outcome(http_code=429, retry_after_s=retry_after)
-    assert next_attempt_delay(attempt, outcome, MIDDLE) == pytest.approx(expected)
+    assert due_after_start(attempt, outcome, ended_s) == pytest.approx(expected_s)
 
 
 def test_retry_after_on_a_final_answer_changes_nothing() -> None:
-    assert next_attempt_delay(1, Outcome(http_code=404, retry_after_s=60), MIDDLE) is None
-    assert next_attempt_delay(MAX_ATTEMPTS, Outcome(http_code=503, retry_after_s=60), MIDDLE) is None
+    assert due_after_start(1, Outcome(http_code=404, retry_after_s=60), 0.0) is None
+    assert due_after_start(MAX_ATTEMPTS, Outcome(http_code=503, retry_after_s=60), 43200.0) is None

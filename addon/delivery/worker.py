@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from addon.db import transaction
-from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_delay
+from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
 from addon.delivery.sender import SendResult
 from addon.delivery.signing import signature_headers
 from addon.models import (
@@ -71,7 +71,9 @@ def lease_duration(runtime: Runtime) -> dt.timedelta:
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one attempt needs, read at claim time (so a changed URL applies to pending retries)."""
+    """Everything one attempt needs, read at claim time (so a changed URL applies to pending retries).
+    `schedule_start` is when the delivery's retry schedule began (the event's acceptance, or its redelivery):
+    every attempt's offset is measured from it."""
 
     delivery_id: int
     tenant_id: int
@@ -81,6 +83,7 @@ class Job:
     url: str
     body: bytes
     secrets: tuple[str, ...]
+    schedule_start: dt.datetime
 
 
 def _live_secrets(secret: str, previous_secret: str | None, previous_expires_at: dt.datetime | None,
@@ -150,8 +153,9 @@ def _due_ids(busy: bool) -> Select:
 
 
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
-                _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _webhooks.c.url, _webhooks.c.secret,
-                _webhooks.c.previous_secret, _webhooks.c.previous_secret_expires_at, _events.c.body)
+                _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _deliveries.c.schedule_started_at,
+                _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
+                _webhooks.c.previous_secret_expires_at, _events.c.body)
 _DUE_IDS = {busy: _due_ids(busy) for busy in (False, True)}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))
@@ -210,18 +214,22 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
 def _job(runtime: Runtime, r, now: dt.datetime) -> Job:  # type: ignore[no-untyped-def]
     return Job(delivery_id=r.id, tenant_id=r.tenant_id, webhook_id=r.webhook_id, message_id=r.message_id,
                attempt=r.attempt_count + 1, url=r.url, body=r.body.encode("utf-8"),
-               secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now))
+               secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now),
+               schedule_start=r.schedule_started_at)
 
 
 def _claim_one(runtime: Runtime, delivery_id: int) -> list[Job]:
-    """A test delivery: exactly this one, even for a disabled webhook."""
+    """A test delivery: exactly this one, even for a disabled webhook, unless another holds its lease."""
     now = utcnow()
     with transaction(runtime.sessions) as session:
         query = (select(Delivery.id).join(Webhook, Webhook.id == Delivery.webhook_id)
                  .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.PENDING,
+                        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                         Webhook.deleted_at.is_(None)))
         if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=Delivery, skip_locked=True)
+            # Wait for a claim that holds the row (a short transaction), then look at its lease again: READ
+            # COMMITTED re-checks the WHERE on the row as that claim left it. (SQLite: BEGIN IMMEDIATE.)
+            query = query.with_for_update(of=Delivery)
         ids = list(session.scalars(query))
         if not ids:
             return []
@@ -259,7 +267,8 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
     """Store the attempt, update the webhook's status, and schedule the next attempt or finish. Returns the
     attempt id."""
     now = utcnow()
-    delay = next_attempt_delay(job.attempt, result) if retry else None
+    next_at = (next_attempt_at(job.attempt, result, schedule_start=job.schedule_start, now=now)
+               if retry else None)
     with transaction(runtime.sessions) as session:
         # Lock order: the webhook row before any delivery row, as disabling a webhook (here, in the admin API and
         # in housekeeping) does. Otherwise two attempts of one webhook, one of them disabling it, deadlock on
@@ -280,15 +289,15 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
             if delivery.status == DeliveryStatus.PENDING:
                 if result.ok:
                     delivery.status, delivery.finished_at = DeliveryStatus.SUCCEEDED, now
-                elif delay is None:
+                elif next_at is None:
                     delivery.status, delivery.finished_at = DeliveryStatus.FAILED, now
                 else:
-                    delivery.next_attempt_at = now + dt.timedelta(seconds=delay)
+                    delivery.next_attempt_at = next_at
         if webhook is not None:
             _webhook_saw(session, webhook, result, attempt.error, now)
         session.flush()
         attempt_id = attempt.id
-    _log_attempt(job, result, delay)
+    _log_attempt(job, result, next_at, now)
     return attempt_id
 
 
@@ -313,11 +322,11 @@ def _webhook_saw(session: Session, webhook: Webhook, result: SendResult, error: 
             _disable(session, webhook, "failing", now)
 
 
-def _log_attempt(job: Job, result: SendResult, delay: float | None) -> None:
+def _log_attempt(job: Job, result: SendResult, next_at: dt.datetime | None, now: dt.datetime) -> None:
     log.info("delivery attempt tenant=%s webhook=%s delivery=%s attempt=%s status=%s code=%s ms=%s%s",
              job.tenant_id, job.webhook_id, job.delivery_id, job.attempt, "OK" if result.ok else "ERROR",
              result.http_code, result.duration_ms,
-             f" retry_in={delay:.1f}s" if delay is not None and not result.ok else "")
+             f" retry_in={(next_at - now).total_seconds():.1f}s" if next_at is not None and not result.ok else "")
 
 
 # A finished attempt: the delivery ends (success or final failure) unless something else ended it meanwhile.
@@ -351,15 +360,15 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
     if not outcomes:
         return
     now = utcnow()
-    delays = [next_attempt_delay(job.attempt, result) for job, result in outcomes]
+    next_ats = [next_attempt_at(job.attempt, result, schedule_start=job.schedule_start, now=now)
+                for job, result in outcomes]
     finish, retry = [], []
-    for (job, result), delay in zip(outcomes, delays, strict=True):
-        if result.ok or delay is None:
+    for (job, result), next_at in zip(outcomes, next_ats, strict=True):
+        if result.ok or next_at is None:
             status = DeliveryStatus.SUCCEEDED if result.ok else DeliveryStatus.FAILED
             finish.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_status": status, "d_now": now})
         else:
-            retry.append({"d_id": job.delivery_id, "d_attempt": job.attempt,
-                          "d_next": now + dt.timedelta(seconds=delay)})
+            retry.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_next": next_at})
     by_webhook: dict[int, list[SendResult]] = {}
     for job, result in outcomes:
         by_webhook.setdefault(job.webhook_id, []).append(result)
@@ -393,8 +402,8 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
                     for result in results:
                         _webhook_saw(session, webhook, result, _error_text(result), now)
                 session.flush()
-    for (job, result), delay in zip(outcomes, delays, strict=True):
-        _log_attempt(job, result, delay)
+    for (job, result), next_at in zip(outcomes, next_ats, strict=True):
+        _log_attempt(job, result, next_at, now)
 
 
 def send_now(runtime: Runtime, delivery_id: int) -> int | None:
