@@ -16,9 +16,9 @@ log = logging.getLogger("addon")
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
-def _settings_or_exit() -> Settings:
+def _settings_or_exit(port: int | None = None) -> Settings:
     try:
-        return load_settings()
+        return load_settings(port=port)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -46,9 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from addon.runtime import Runtime
     from addon.worker_child import ServeArbiter, WorkerChild
 
-    settings = _settings_or_exit()
-    if args.port is not None:
-        settings = settings.with_changes(port=args.port)
+    settings = _settings_or_exit(port=args.port)  # --port wins over PORT; the default ADDON_BASE_URL follows it
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()

@@ -92,26 +92,62 @@ def _bool(name: str, raw: str) -> bool:
 
 
 def _http_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """An http(s) URL with a host (and a valid port, if any), without a trailing `/`."""
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError:
+        valid = False
+    if not valid or raw != raw.strip():
         raise ConfigError(f"{name} must be an http(s) URL, not {raw!r}")
     return raw.rstrip("/")
 
 
-def load_settings(environ: dict[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env") -> Settings:
-    """Read and validate the settings; raise ConfigError with one line naming the bad variable."""
-    env: dict[str, str] = {}
-    if env_file is not None and Path(env_file).is_file():
-        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    env.update(os.environ if environ is None else environ)
+def _database_url(raw: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    port_raw = env.get("PORT", str(DEFAULT_PORT))
     try:
-        port = int(port_raw)
+        url = make_url(raw)
+        driver, port = url.drivername, url.port
+    except (ArgumentError, ValueError):
+        driver, port = "", None
+    if driver != "sqlite" and driver.split("+")[0] != "postgresql":
+        raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"DATABASE_URL must be a URL whose port is in 1-65535, not {port}")
+    return raw
+
+
+def _port(name: str, raw: str) -> int:
+    try:
+        port = int(raw)
         if not 0 < port < 65536:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"PORT must be a TCP port number, not {port_raw!r}") from None
+        raise ConfigError(f"{name} must be a TCP port number, not {raw!r}") from None
+    return port
+
+
+def load_settings(environ: dict[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env", *,
+                  port: int | None = None) -> Settings:
+    """Read and validate the settings; raise ConfigError with one line naming the bad variable.
+
+    `port` is a `--port` option: it wins over `PORT`, and the default `ADDON_BASE_URL` follows it.
+    """
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        try:
+            env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{env_file} cannot be read: {err}") from None
+    env.update(os.environ if environ is None else environ)
+
+    if port is not None:
+        port = _port("--port", str(port))
+    else:
+        port = _port("PORT", env.get("PORT", str(DEFAULT_PORT)))
 
     base_url = _http_url("ADDON_BASE_URL", env.get("ADDON_BASE_URL") or f"http://localhost:{port}")
 
@@ -126,9 +162,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         except (ValueError, TypeError):
             raise ConfigError("ADDON_SECRET_KEY must be a Fernet key (32 url-safe base64-encoded bytes)") from None
 
-    database_url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    if not database_url.startswith(("sqlite:", "postgresql")):
-        raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL")
+    database_url = _database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
 
     install_keys_url = _http_url(
         "ADDON_INSTALL_KEYS_URL", env.get("ADDON_INSTALL_KEYS_URL") or DEFAULT_INSTALL_KEYS_URL

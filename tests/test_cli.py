@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 import requests
 from sqlalchemy import inspect
 
@@ -67,6 +68,42 @@ def test_bad_configuration_stops_with_one_clear_line(tmp_path):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "OUTGOING_TIMEOUT_S" in line]
     assert len(lines) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "name", "value"), [
+    (["serve"], "ADDON_BASE_URL", "http://[::1"),
+    (["db", "upgrade"], "ADDON_BASE_URL", "http://[::1"),
+    (["serve"], "ADDON_INSTALL_KEYS_URL", "https://keys.example:99999"),
+    (["worker"], "DATABASE_URL", "postgresql+psycopg://u@db.example:99999/addon"),
+])
+def test_an_unparseable_url_stops_with_one_clear_line(tmp_path, command, name, value):
+    result = subprocess.run([ADDON, *command], env=addon_env(**{name: value}), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "Error:" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert line.startswith(f"configuration error: {name} must be "), line
+    assert not (tmp_path / "instance").exists()  # stopped before anything was created
+
+
+def test_serve_port_option_sets_the_default_base_url(tmp_path, atlassian):
+    """`addon serve --port P` without PORT or ADDON_BASE_URL: the descriptor, the install audience and the
+    printed descriptor URL all say http://localhost:P."""
+    port = free_port()
+    env = addon_env(DATABASE_URL=f"sqlite:///{tmp_path}/port.db", ADDON_INSTALL_KEYS_URL=atlassian.keys_url,
+                    ADDON_JIRA_HOSTS="127.0.0.1")
+    env.pop("PORT", None)
+    proc = AddonProcess(["serve", "--port", str(port)], env, tmp_path, tmp_path / "serve.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_healthy(url)
+        assert requests.get(f"{url}/atlassian-connect.json", timeout=5).json()["baseUrl"] == f"http://localhost:{port}"
+        site = atlassian.new_site()
+        assert site.install(url, aud=f"http://localhost:{port}").status_code == 204
+        assert site.install(url, aud="http://localhost:8000").status_code == 401
+    finally:
+        proc.stop()
+    assert f"Descriptor: http://localhost:{port}/atlassian-connect.json" in proc.output()
 
 
 def test_worker_waits_for_schema_and_stops_on_sigterm(tmp_path):

@@ -66,6 +66,14 @@ def test_settings_trailing_slash_and_port():
     assert s.base_url == "https://abc.ngrok.app"
 
 
+def test_a_port_option_wins_over_port_and_the_default_base_url_follows_it():
+    assert load_settings({}, env_file=None, port=9002).base_url == "http://localhost:9002"
+    s = load_settings({"PORT": "8000"}, env_file=None, port=9003)
+    assert (s.port, s.base_url) == (9003, "http://localhost:9003")
+    assert load_settings({"ADDON_BASE_URL": "https://abc.ngrok.app"}, env_file=None, port=9004).base_url == \
+        "https://abc.ngrok.app"
+
+
 def test_settings_read_dotenv(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("ADDON_KEY=from-dotenv\nOUTGOING_TIMEOUT_S=3\n")
@@ -79,7 +87,11 @@ def test_settings_read_dotenv(tmp_path):
     ("ADDON_SECRET_KEY", "not-a-fernet-key"), ("DATABASE_URL", "mysql://x"),
     ("ADDON_INSTALL_KEYS_URL", "nope"), ("ADDON_JIRA_HOSTS", "bad host!"),
     ("OUTGOING_ALLOW_PRIVATE_NETWORKS", "maybe"), ("OUTGOING_CA_BUNDLE", "/no/such/file.pem"),
-    ("OUTGOING_TIMEOUT_S", "-1"),
+    ("OUTGOING_TIMEOUT_S", "-1"), ("OUTGOING_TIMEOUT_S", "nan"), ("PORT", "70000"),
+    ("ADDON_BASE_URL", "http://[::1"), ("ADDON_BASE_URL", "http://localhost:0x50"),
+    ("ADDON_INSTALL_KEYS_URL", "https://x:99999"), ("ADDON_INSTALL_KEYS_URL", "http://[::1"),
+    ("DATABASE_URL", "postgresql+psycopg://u@h:99999/db"), ("DATABASE_URL", "postgresqlx://h/db"),
+    ("DATABASE_URL", "not a url"),
 ])
 def test_invalid_setting_names_the_variable(name, value):
     with pytest.raises(ConfigError) as err:
