@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean secret-key
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,26 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-.env: | $(VENV)/.installed
-	@echo "ADDON_SECRET_KEY=$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" > .env
-	@echo "generated .env with a new ADDON_SECRET_KEY"
+# On every `make run`: unless ADDON_SECRET_KEY has a value (in the environment or in .env), append a new key to
+# .env (creating it if needed). A key already there is never replaced, and the rest of .env is kept.
+define ENSURE_SECRET_KEY
+import os
+from pathlib import Path
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+env = Path(".env")
+if not os.environ.get("ADDON_SECRET_KEY") and not (env.is_file() and dotenv_values(env).get("ADDON_SECRET_KEY")):
+    text = env.read_text() if env.is_file() else ""
+    with env.open("a") as out:
+        out.write(("" if text.endswith("\n") or not text else "\n") + f"ADDON_SECRET_KEY={Fernet.generate_key().decode()}\n")
+    print("generated a new ADDON_SECRET_KEY into .env")
+endef
+export ENSURE_SECRET_KEY
 
-run: $(VENV)/.installed .env
+secret-key: $(VENV)/.installed
+	@$(BIN)/python -c "$$ENSURE_SECRET_KEY"
+
+run: $(VENV)/.installed secret-key
 	PORT=$(PORT) $(BIN)/addon serve --port $(PORT)
 
 test: $(VENV)/.installed-test

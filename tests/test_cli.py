@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 from sqlalchemy import inspect
 
+from addon.config import load_settings
 from addon.db import make_engine
 from tests.support.http import free_port
 from tests.support.processes import ADDON, AddonProcess, addon_env
@@ -153,3 +158,53 @@ def test_site_import_carries_webhooks_over_with_their_secrets(tmp_path, atlassia
         assert "copied 0 webhook(s)" in again.stdout
     finally:
         server.stop()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _make_run(workdir: Path) -> str:
+    """`make run` in a copy of the Makefile whose .venv is already installed and whose `addon` only reports how
+    it was started: what `make run` does before serving, quickly."""
+    shutil.copy(ROOT / "Makefile", workdir)
+    shutil.copy(ROOT / "pyproject.toml", workdir)
+    bin_dir = workdir / ".venv" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (bin_dir / "addon").write_text('#!/bin/sh\necho "addon $* PORT=$PORT"\n')
+    for tool in ("python", "addon"):
+        (bin_dir / tool).chmod(0o755)
+    (workdir / ".venv" / ".installed").touch()
+    result = subprocess.run(["make", "--no-print-directory", "run"], cwd=workdir, env=addon_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "addon serve --port 8000 PORT=8000" in result.stdout
+    return result.stdout
+
+
+def test_make_run_adds_a_secret_key_to_an_existing_env_file_and_keeps_it(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("# set up by hand before the first start\nADDON_BASE_URL=https://abc.ngrok.app")
+    assert "generated a new ADDON_SECRET_KEY" in _make_run(tmp_path)
+    lines = env_file.read_text().splitlines()
+    assert lines[:2] == ["# set up by hand before the first start", "ADDON_BASE_URL=https://abc.ngrok.app"]
+    assert len(lines) == 3 and lines[2].startswith("ADDON_SECRET_KEY=")
+    key = lines[2].split("=", 1)[1]
+    Fernet(key.encode())
+    settings = load_settings({}, env_file=env_file)
+    assert (settings.base_url, settings.secret_key) == ("https://abc.ngrok.app", key)
+
+    first = env_file.read_bytes()
+    assert "generated" not in _make_run(tmp_path)  # the next start keeps the key
+    assert env_file.read_bytes() == first
+
+
+def test_make_run_creates_the_env_file_and_never_replaces_a_key(tmp_path):
+    _make_run(tmp_path)
+    [line] = (tmp_path / ".env").read_text().splitlines()
+    Fernet(line.removeprefix("ADDON_SECRET_KEY=").encode())
+
+    own = Fernet.generate_key().decode()
+    (tmp_path / ".env").write_text(f"export ADDON_SECRET_KEY='{own}'\n")
+    _make_run(tmp_path)
+    assert (tmp_path / ".env").read_text() == f"export ADDON_SECRET_KEY='{own}'\n"
