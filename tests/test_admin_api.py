@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from addon.db import transaction
 from addon.delivery.outbox import enqueue_event
-from addon.models import Delivery, DeliveryStatus, Webhook
+from addon.models import Attempt, Delivery, DeliveryStatus, Event, Webhook, utcnow
+from tests.conftest import make_settings
+from tests.receivers import Receiver
+from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
+from tests.support.delivery import emit, tenant_id_of
 
 PUBLIC_URL = "https://93.184.215.14/hook"  # a public literal address: no DNS needed
 
@@ -212,3 +220,189 @@ def test_admin_page_refuses_context_tokens(addon, site):
     token = site.context_token()
     response = requests.get(f"{addon.url}/admin/webhooks?jwt={token}", timeout=10)
     assert response.status_code == 401
+
+
+# -- test deliveries, redelivery, limits and ids, with a real receiver, on both databases -----------------------
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def hooked(atlassian, database_url, receiver):
+    """The add-on (worker running) on both databases, trusting the receiver's CA; an installed site; its admin."""
+    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
+    site = atlassian.new_site()
+    site.admins.add("admin-account")
+    site.add_project(10000, "DEMO", "Demo project")
+    assert site.install(server.url).status_code == 204
+    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key)
+    server.stop()
+
+
+def _test_deliveries(addon) -> list[Delivery]:
+    with addon.sessions() as session:
+        return list(session.scalars(select(Delivery).join(Event, Event.id == Delivery.event_id)
+                                    .where(Event.source == "test").order_by(Delivery.id)))
+
+
+def _attempts(addon, *conditions) -> list[Attempt]:
+    with addon.sessions() as session:
+        return list(session.scalars(select(Attempt).where(*conditions).order_by(Attempt.id)))
+
+
+@pytest.mark.timeout(120)
+def test_test_deliveries_are_sent_once_by_the_request_while_the_worker_is_busy(hooked, receiver):
+    """Each test request sends its delivery itself, once, and answers its attempt; the running worker (kept busy
+    claiming other events meanwhile) never takes one, so none is sent twice or retried."""
+    addon, admin, tenant_id = hooked
+    receiver.behave("/busy", status=200)
+    busy = admin.create("busy", receiver.url("/busy"))["id"]
+    targets = []
+    for n in range(3):
+        receiver.behave(f"/t{n}", status=503)
+        targets.append(admin.create(f"target {n}", receiver.url(f"/t{n}"))["id"])
+
+    stop = threading.Event()
+
+    def keep_the_worker_claiming() -> None:
+        while not stop.is_set():  # events for the busy webhook only, each waking the worker as intake does
+            with transaction(addon.sessions) as session:
+                enqueue_event(session, tenant_id=tenant_id, source="projectrak", body={"data": {}},
+                              webhook_ids=[busy])
+            addon.runtime.deliveries_committed.notify()
+            time.sleep(0.002)
+
+    emitter = threading.Thread(target=keep_the_worker_claiming, daemon=True)
+    emitter.start()
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda webhook_id: admin.request("POST", f"/api/webhooks/{webhook_id}/test"),
+                                    [w for w in targets for _ in range(10)]))
+    finally:
+        stop.set()
+        emitter.join()
+
+    assert [a.status_code for a in answers] == [200] * 30, [a.text for a in answers if a.status_code != 200]
+    bodies = [a.json() for a in answers]
+    assert {(b["attempt"], b["status"], b["http_code"]) for b in bodies} == {(1, "ERROR", 503)}
+    assert len({b["webhook_id_header"] for b in bodies}) == 30
+    time.sleep(1.0)  # a second copy would be on its way by now
+    sent = [r for r in receiver.requests if r.path.startswith("/t")]
+    assert sorted(r.headers["webhook-id"] for r in sent) == sorted(b["webhook_id_header"] for b in bodies)
+    tests = _test_deliveries(addon)
+    assert [(d.status, d.attempt_count) for d in tests] == [(DeliveryStatus.FAILED, 1)] * 30  # no retry scheduled
+    attempts = _attempts(addon, Attempt.delivery_id.in_([d.id for d in tests]))
+    assert sorted(a.id for a in attempts) == sorted(b["id"] for b in bodies)  # one attempt each: the answered one
+
+
+def test_at_most_10_test_deliveries_a_minute_per_webhook(hooked, receiver):
+    addon, admin, _ = hooked
+    one = admin.create("one", receiver.url("/one"))["id"]
+    for _ in range(10):
+        assert admin.request("POST", f"/api/webhooks/{one}/test").status_code == 200
+    eleventh = admin.request("POST", f"/api/webhooks/{one}/test")
+    assert eleventh.status_code == 429 and eleventh.json()["error"]["code"] == "rate_limited"
+    assert eleventh.headers["Retry-After"] == "60"
+    assert len(receiver.requests_for("/one")) == 10
+
+    # Fifteen at once on another webhook (its own limit): still ten sent, the others refused.
+    other = admin.create("other", receiver.url("/other"))["id"]
+    with ThreadPoolExecutor(max_workers=15) as pool:
+        answers = list(pool.map(lambda _: admin.request("POST", f"/api/webhooks/{other}/test"), range(15)))
+    assert sorted(a.status_code for a in answers) == [200] * 10 + [429] * 5
+    assert len(receiver.requests_for("/other")) == 10
+    assert len(_test_deliveries(addon)) == 20
+
+
+def test_at_most_50_webhooks_under_concurrent_creation(hooked):
+    _, admin, _ = hooked
+    for n in range(40):
+        admin.create(f"hook {n}", PUBLIC_URL)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda n: admin.request("POST", "/api/webhooks", {"name": f"late {n}",
+                                                                                  "url": PUBLIC_URL}), range(20)))
+    assert sorted(a.status_code for a in answers) == [201] * 10 + [422] * 10
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 422} == {"too_many_webhooks"}
+    assert len(admin.request("GET", "/api/webhooks").json()) == 50
+
+
+@pytest.mark.timeout(60)
+def test_redelivery_restarts_the_schedule_with_the_same_webhook_id(hooked, receiver):
+    addon, admin, tenant_id = hooked
+    receiver.behave("/r", status=503)
+    webhook_id = admin.create("r", receiver.url("/r"))["id"]
+    emit(addon, tenant_id)
+    [first] = receiver.wait_for(1, path="/r")
+    wait_for(lambda: _attempts(addon, Attempt.webhook_id == webhook_id), message="the first attempt recorded")
+    with transaction(addon.sessions) as session:  # as if its 8 attempts had all failed (12 h are too long to wait)
+        delivery = session.scalar(select(Delivery).where(Delivery.webhook_id == webhook_id))
+        delivery_id = delivery.id
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            status=DeliveryStatus.FAILED, attempt_count=8, finished_at=utcnow()))
+
+    answer = admin.request("POST", f"/api/deliveries/{delivery_id}/redeliver")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["webhook_id_header"] == first.headers["webhook-id"]
+    second = receiver.wait_for(2, path="/r")[1]
+    assert second.headers["webhook-id"] == first.headers["webhook-id"] and second.body == first.body
+    receiver.behave("/r", status=200)
+    third = receiver.wait_for(3, timeout=10, path="/r")[2]  # failed again, so retried: 5 s later per the schedule
+    assert third.headers["webhook-id"] == first.headers["webhook-id"]
+    assert 3.5 <= third.received_at - second.received_at <= 7.0
+
+    def succeeded():  # type: ignore[no-untyped-def]
+        with addon.sessions() as session:
+            found = session.get(Delivery, delivery_id)
+            return found if found.status == DeliveryStatus.SUCCEEDED else None
+
+    assert wait_for(succeeded).attempt_count == 2
+    log = admin.request("GET", f"/api/webhooks/{webhook_id}/deliveries").json()["items"]
+    assert [(i["attempt"], i["status"], i["http_code"]) for i in reversed(log)] == [
+        (1, "ERROR", 503), (1, "ERROR", 503), (2, "OK", 200)]  # the history stays; the schedule started again
+    assert {i["webhook_id_header"] for i in log} == {first.headers["webhook-id"]}
+
+
+@pytest.mark.timeout(60)
+def test_redelivery_of_a_delivery_being_sent_is_refused_not_duplicated(hooked, receiver):
+    addon, admin, tenant_id = hooked
+    receiver.behave("/slow", status=200, delay_s=1.5)
+    webhook_id = admin.create("slow", receiver.url("/slow"))["id"]
+    emit(addon, tenant_id)
+    receiver.wait_for(1, path="/slow")  # in flight now
+    with addon.sessions() as session:
+        delivery_id = session.scalar(select(Delivery.id).where(Delivery.webhook_id == webhook_id))
+    refused = admin.request("POST", f"/api/deliveries/{delivery_id}/redeliver")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "delivery_in_flight"
+    assert str(delivery_id) in refused.json()["error"]["message"]
+    wait_for(lambda: _attempts(addon, Attempt.delivery_id == delivery_id), message="the attempt recorded")
+    assert len(receiver.requests_for("/slow")) == 1  # no second copy alongside
+
+    assert admin.request("POST", f"/api/deliveries/{delivery_id}/redeliver").status_code == 202
+    receiver.wait_for(2, path="/slow")
+    wait_for(lambda: len(_attempts(addon, Attempt.delivery_id == delivery_id)) == 2, message="the redelivery")
+    assert [a.attempt for a in _attempts(addon, Attempt.delivery_id == delivery_id)] == [1, 1]
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, 10**30])
+def test_ids_beyond_64_bits_answer_404_and_400_not_500(hooked, big):
+    _, admin, _ = hooked
+    webhook_id = admin.create("x", PUBLIC_URL)["id"]
+    for n in (big, 2**63 - 1, -1):  # too big, the biggest (no such row), negative
+        for method, path in [("GET", f"/api/webhooks/{n}"), ("PATCH", f"/api/webhooks/{n}"),
+                             ("DELETE", f"/api/webhooks/{n}"), ("POST", f"/api/webhooks/{n}/rotate-secret"),
+                             ("POST", f"/api/webhooks/{n}/test"), ("GET", f"/api/webhooks/{n}/deliveries"),
+                             ("POST", f"/api/deliveries/{n}/redeliver")]:
+            response = admin.request(method, path, {"name": "y"} if method == "PATCH" else None)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["error"]["code"] == "not_found"
+    for before in (big, -1, 0):
+        response = admin.request("GET", f"/api/webhooks/{webhook_id}/deliveries?before={before}")
+        assert response.status_code == 400, (before, response.text)
+        assert "before" in response.json()["error"]["message"]
+    biggest = admin.request("GET", f"/api/webhooks/{webhook_id}/deliveries?before={2**63 - 1}")
+    assert biggest.status_code == 200 and biggest.json() == {"items": [], "next": None}

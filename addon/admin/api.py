@@ -19,7 +19,7 @@ from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.signing import generate_secret
 from addon.delivery.worker import send_now
 from addon.errors import ApiError
-from addon.models import Attempt, Delivery, DeliveryStatus, Event, ProjectSnapshot, Webhook, utcnow
+from addon.models import Attempt, Delivery, DeliveryStatus, Event, ProjectSnapshot, Tenant, Webhook, utcnow
 from addon.request_json import read_json, unprocessable
 from addon.runtime import current_runtime
 
@@ -31,6 +31,9 @@ TESTS_PER_MINUTE = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
 DEFAULT_PAGE, MAX_PAGE = 20, 200
 _FIELDS = {"name", "url", "enabled"}
+#: Ids are 64-bit signed integers on both databases: a larger one names no row (404), and is never sent to the
+#: database (SQLite's driver and PostgreSQL would both fail on it). A negative one matches no route.
+MAX_ID = 2**63 - 1
 
 
 @bp.after_request
@@ -43,8 +46,13 @@ def _tenant_id() -> int:
     return g.auth.tenant.id
 
 
-def _get_webhook(session: Session, webhook_id: int) -> Webhook:
-    webhook = session.get(Webhook, webhook_id)
+def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> Webhook:
+    """The tenant's webhook, or 404. With `lock`, its row stays locked until the transaction ends (FOR NO KEY
+    UPDATE on PostgreSQL, the lock recording an attempt takes too; SQLite's BEGIN IMMEDIATE serialises anyway)."""
+    webhook = None
+    if webhook_id <= MAX_ID:
+        webhook = session.get(Webhook, webhook_id, with_for_update={"key_share": True} if lock else None,
+                              populate_existing=lock)
     if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
         raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
     return webhook
@@ -107,6 +115,9 @@ def create_webhook():  # type: ignore[no-untyped-def]
     runtime = current_runtime()
     secret = generate_secret()
     with transaction(runtime.sessions) as session:
+        # Concurrent creations take turns on the tenant's row, so the count below cannot go stale before the
+        # insert (PostgreSQL's READ COMMITTED would let each see 49 and all insert).
+        session.execute(select(Tenant.id).where(Tenant.id == _tenant_id()).with_for_update(key_share=True))
         count = session.scalar(
             select(func.count()).select_from(Webhook)
             .where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None))
@@ -193,7 +204,7 @@ def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
     runtime = current_runtime()
     since = utcnow() - dt.timedelta(minutes=1)
     with transaction(runtime.sessions) as session:
-        webhook = _get_webhook(session, webhook_id)
+        webhook = _get_webhook(session, webhook_id, lock=True)  # concurrent tests of it count one after another
         recent = session.scalar(
             select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
             .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
@@ -205,8 +216,13 @@ def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
                          "project": _first_project(session), "fields": []}}
         event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
                                     webhook_ids=[webhook.id], include_disabled=True)
+        # Never due: no worker's claim takes it (it would send it a second time, and retry it); this request sends
+        # it once, below, and records it without a retry.
+        session.execute(update(Delivery).where(Delivery.event_id == event_id).values(next_attempt_at=None))
         delivery_id = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
     attempt_id = send_now(runtime, delivery_id)
+    if attempt_id is None:  # cancelled meanwhile: the webhook was disabled or deleted
+        raise ApiError(409, "test_cancelled", f"test delivery {delivery_id} was cancelled before it was sent")
     with transaction(runtime.sessions) as session:
         attempt = session.get(Attempt, attempt_id)
         delivery = session.get(Delivery, delivery_id)
@@ -231,7 +247,7 @@ def _int_arg(name: str, default: int | None, low: int, high: int | None = None) 
 @admin_required
 def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    before = _int_arg("before", None, 1)
+    before = _int_arg("before", None, 1, MAX_ID)
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
         query = (
@@ -255,14 +271,22 @@ def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
 def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
     runtime = current_runtime()
     with transaction(runtime.sessions) as session:
-        delivery = session.get(Delivery, delivery_id)
+        delivery = session.get(Delivery, delivery_id) if delivery_id <= MAX_ID else None
         if delivery is None or delivery.tenant_id != _tenant_id():
             raise ApiError(404, "not_found", f"delivery {delivery_id} does not exist")
-        webhook = _get_webhook(session, delivery.webhook_id)
+        # Lock order as in the worker's recording: the webhook's row, then the delivery's (read again, locked).
+        webhook = _get_webhook(session, delivery.webhook_id, lock=True)
         if not webhook.enabled:
             raise ApiError(409, "webhook_disabled", "enable the webhook before redelivering to it")
+        delivery = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
         now = utcnow()
+        if delivery.lease_until is not None and delivery.lease_until > now:
+            # Being sent right now: restarting it would send it a second time alongside.
+            raise ApiError(409, "delivery_in_flight",
+                           f"delivery {delivery_id} is being sent right now; redeliver it once that attempt ends")
+        # The retry schedule starts again (attempts 1..8 from now); the attempts already made stay in the log.
         delivery.status = DeliveryStatus.PENDING
+        delivery.attempt_count = 0
         delivery.next_attempt_at = now
         delivery.schedule_started_at = now
         delivery.finished_at = None
