@@ -75,6 +75,18 @@ def test_a_rate_limited_permission_check_is_503_and_not_remembered(addon, atlass
     assert [c["accountId"] for c in scripted_jira.checks] == ["rate-limited-admin"] * 2
 
 
+def test_a_refused_permission_check_is_403_and_not_remembered(addon, atlassian, scripted_jira):
+    """Jira answered, but not ADMINISTER (here: it refused the app's token): 403, and the next request asks again."""
+    site = installed_at(addon, atlassian, scripted_jira.base_url)
+    scripted_jira.queue.append((401, {"errorMessages": ["Unauthorized"]}, {}))
+    admin = AdminClient(addon.url, site, account_id="admin-while-jira-refuses")
+    response = admin.request("GET", "/api/webhooks")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden", response.text
+    assert "HTTP 401" in response.json()["error"]["message"]
+    assert admin.request("GET", "/api/webhooks").status_code == 200
+    assert len(scripted_jira.checks) == 2
+
+
 def test_an_unreachable_jira_gives_503_until_it_answers(addon, atlassian):
     port = free_port()  # nothing listens there yet
     site = installed_at(addon, atlassian, f"http://127.0.0.1:{port}/jira")

@@ -136,7 +136,7 @@ def _handle_fresh(view: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
 class AdminCache:
     """Jira's answers to the permission check per (tenant, accountId), kept at most `ttl_s` (60 s) by `clock`.
 
-    Only answers are kept: when Jira could not tell (unreachable, timed out, 5xx, 429 …), nothing is.
+    Only answers are kept: when Jira could not tell (unreachable, timed out, 5xx, 429, another refusal), nothing is.
     """
 
     def __init__(self, ttl_s: float = ADMIN_CACHE_TTL_S, max_entries: int = 10_000,
@@ -183,9 +183,11 @@ def require_jira_admin(auth: AuthContext) -> None:
         except JiraUnavailable:
             raise _jira_unavailable("Jira could not be reached to check permissions") from None
         except JiraError as err:
-            # 429 (rate limited), a refused app token, a redirect …: Jira did not say whether the user is an
-            # administrator, so nothing is cached and the caller is asked to try again.
-            raise _jira_unavailable(f"Jira did not answer the permission check (HTTP {err.status})") from None
+            # Jira did not say whether the user is an administrator, so nothing is cached. Rate limited: the
+            # caller is asked to try again; any other refusal (e.g. of the app's own token) is not ADMINISTER.
+            if err.status == 429:
+                raise _jira_unavailable("Jira rate-limited the permission check (HTTP 429)") from None
+            raise ApiError(403, "forbidden", f"Jira refused the permission check (HTTP {err.status})") from None
         _admin_cache.put(key, allowed)
     if not allowed:
         raise ApiError(403, "forbidden", "only Jira administrators may manage outgoing webhooks")
