@@ -66,3 +66,4 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of set-up on every start

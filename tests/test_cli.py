@@ -71,8 +71,8 @@ def test_bad_configuration_stops_with_one_clear_line(tmp_path):
     result = subprocess.run([ADDON, "serve"], env=addon_env(OUTGOING_TIMEOUT_S="soon"), cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if "OUTGOING_TIMEOUT_S" in line]
-    assert len(lines) == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()  # one line, nothing else
+    assert "OUTGOING_TIMEOUT_S" in line, line
 
 
 @pytest.mark.parametrize(("command", "name", "value"), [
@@ -85,8 +85,7 @@ def test_an_unparseable_url_stops_with_one_clear_line(tmp_path, command, name, v
     result = subprocess.run([ADDON, *command], env=addon_env(**{name: value}), cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr and "Error:" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    [line] = result.stderr.splitlines()  # one line, nothing else
     assert line.startswith(f"configuration error: {name} must be "), line
     assert not (tmp_path / "instance").exists()  # stopped before anything was created
 
