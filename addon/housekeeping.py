@@ -1,6 +1,7 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
-and identifiers (7 days); forget uninstalled tenants after 30 days; disable webhooks that have only failed for
-5 days. Every job is idempotent, so several processes on one PostgreSQL database may run them side by side."""
+and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
+tenants after 30 days; disable webhooks that have only failed for 5 days. Every job is idempotent, so several
+processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_RETENTION = dt.timedelta(days=30)
 UNINSTALLED_RETENTION = dt.timedelta(days=30)
+ABANDONED_TEST_AFTER = dt.timedelta(hours=1)
 
 
 def prune_attempts(runtime: Runtime) -> None:
@@ -45,6 +47,22 @@ def prune_attempts(runtime: Runtime) -> None:
         events = session.execute(delete(Event).where(Event.id.in_(orphans))).rowcount
     if attempts or deliveries or events:
         log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
+
+
+def cancel_abandoned_test_deliveries(runtime: Runtime) -> None:
+    """A test delivery is never due (the request that created it sends it); if that request's process died before
+    sending it, it would stay pending for ever. After an hour without a live lease it is cancelled."""
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        cancelled = session.execute(
+            update(Delivery)
+            .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at.is_(None),
+                   Delivery.schedule_started_at < now - ABANDONED_TEST_AFTER,
+                   (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
+            .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
+        ).rowcount
+    if cancelled:
+        log.info("abandoned test deliveries cancelled count=%s", cancelled)
 
 
 def prune_used_install_tokens(runtime: Runtime) -> None:
@@ -87,6 +105,7 @@ def disable_failing_webhooks(runtime: Runtime) -> None:
 JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (prune_attempts, dt.timedelta(hours=1)),
     (prune_used_install_tokens, dt.timedelta(hours=1)),
+    (cancel_abandoned_test_deliveries, dt.timedelta(hours=1)),
     (prune_jira_inbox, dt.timedelta(hours=1)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),

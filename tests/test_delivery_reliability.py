@@ -37,7 +37,7 @@ from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.sender import Sender
 from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound, release
-from addon.housekeeping import disable_failing_webhooks
+from addon.housekeeping import cancel_abandoned_test_deliveries, disable_failing_webhooks
 from addon.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from tests.conftest import make_settings
 from tests.receivers import ReceivedRequest, Receiver, _Server
@@ -625,6 +625,31 @@ def test_a_webhook_failing_for_5_days_is_disabled(atlassian, database_url, recei
     assert receiver.requests_for("/idle") == []
     young = webhook(addon, hooks["young"])
     assert (young.enabled, young.disabled_reason) == (True, None)  # four days is not five
+
+
+@pytest.mark.timeout(60)
+def test_a_test_delivery_whose_request_died_is_cancelled_after_an_hour(atlassian, database_url, make_addon):
+    """A test delivery is never due (its request sends it). One whose request died before sending stays pending
+    until housekeeping cancels it an hour later; younger ones, leased ones and ordinary deliveries are left alone."""
+    addon = make_addon(database_url, background=False)
+    _, tenant_id = install(atlassian, addon)
+    hook, _ = add_webhook(addon, tenant_id, "https://hooks.example.com/t")
+    now = utcnow()
+    started = {"abandoned": now - dt.timedelta(hours=2), "young": now - dt.timedelta(minutes=10),
+               "leased": now - dt.timedelta(hours=2), "ordinary": now - dt.timedelta(hours=2)}
+    ids = {}
+    with transaction(addon.sessions) as session:
+        for name, at in started.items():
+            event_id, _ = enqueue_event(session, tenant_id=tenant_id, source="projectrak" if name == "ordinary"
+                                        else "test", body=body_of(len(ids)), webhook_ids=[hook])
+            ids[name] = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
+            session.execute(update(Delivery).where(Delivery.id == ids[name]).values(
+                schedule_started_at=at, next_attempt_at=now + dt.timedelta(hours=1) if name == "ordinary" else None,
+                lease_until=now + dt.timedelta(minutes=1) if name == "leased" else None))
+    cancel_abandoned_test_deliveries(addon.runtime)
+    status = {name: deliveries(addon, Delivery.id == i)[0].status for name, i in ids.items()}
+    assert status == {"abandoned": DeliveryStatus.CANCELLED, "young": DeliveryStatus.PENDING,
+                      "leased": DeliveryStatus.PENDING, "ordinary": DeliveryStatus.PENDING}
 
 
 @pytest.mark.timeout(60)
