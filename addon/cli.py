@@ -139,7 +139,7 @@ def cmd_tenants(args: argparse.Namespace) -> int:
         else:
             try:
                 copied = copy_webhooks(runtime, args.from_client_key, args.to_client_key)
-            except LookupError as err:
+            except (LookupError, ValueError) as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 1
             print(f"copied {copied} webhook(s)")

@@ -135,6 +135,10 @@ class ProjectSnapshot(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+#: CONTRACT §7: at most this many (not deleted) webhooks per tenant.
+MAX_WEBHOOKS_PER_TENANT = 50
+
+
 class Webhook(Base):
     __tablename__ = "webhooks"
     __table_args__ = (Index("ix_webhooks_tenant", "tenant_id", "enabled"),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from addon.db import transaction
-from addon.models import Tenant, Webhook
+from addon.models import MAX_WEBHOOKS_PER_TENANT, Tenant, Webhook
 from addon.runtime import Runtime
 
 
@@ -30,14 +30,16 @@ def copy_webhooks(runtime: Runtime, from_client_key: str, to_client_key: str) ->
         if source is None or target is None:
             missing = from_client_key if source is None else to_client_key
             raise LookupError(f"no tenant with clientKey {missing!r}")
+        session.execute(select(Tenant.id).where(Tenant.id == target.id).with_for_update(key_share=True))
         existing = set(session.scalars(select(Webhook.url).where(Webhook.tenant_id == target.id,
                                                                  Webhook.deleted_at.is_(None))))
-        copied = 0
-        for webhook in session.scalars(select(Webhook).where(Webhook.tenant_id == source.id,
-                                                             Webhook.deleted_at.is_(None)).order_by(Webhook.id)):
-            if webhook.url in existing:
-                continue
+        to_copy = [webhook for webhook in session.scalars(
+            select(Webhook).where(Webhook.tenant_id == source.id, Webhook.deleted_at.is_(None)).order_by(Webhook.id))
+            if webhook.url not in existing]
+        if len(existing) + len(to_copy) > MAX_WEBHOOKS_PER_TENANT:
+            raise ValueError(f"the target tenant would have {len(existing) + len(to_copy)} webhooks, more than "
+                             f"{MAX_WEBHOOKS_PER_TENANT}; nothing was copied")
+        for webhook in to_copy:
             session.add(Webhook(tenant_id=target.id, name=webhook.name, url=webhook.url, enabled=webhook.enabled,
                                 disabled_reason=webhook.disabled_reason, secret=webhook.secret))
-            copied += 1
-        return copied
+        return len(to_copy)

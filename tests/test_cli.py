@@ -144,7 +144,7 @@ def test_site_import_carries_webhooks_over_with_their_secrets(tmp_path, atlassia
                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "copied 1 webhook(s)" in result.stdout
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from addon.models import Webhook
         with server.sessions() as session:
@@ -155,6 +155,15 @@ def test_site_import_carries_webhooks_over_with_their_secrets(tmp_path, atlassia
         again = subprocess.run([ADDON, "tenants", "copy-webhooks", old.client_key, imported.client_key], env=env,
                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert "copied 0 webhook(s)" in again.stdout
+        for n in range(49):  # the new site now has 50: one more from the old one would be 51
+            add_webhook(server, tenant_id_of(server, imported.client_key), f"https://hooks.example.com/n{n}")
+        add_webhook(server, tenant_id_of(server, old.client_key), "https://hooks.example.com/b", name="B")
+        over = subprocess.run([ADDON, "tenants", "copy-webhooks", old.client_key, imported.client_key], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert over.returncode == 1 and "more than 50; nothing was copied" in over.stderr, over.stderr
+        with server.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(Webhook).where(
+                Webhook.tenant_id == tenant_id_of(server, imported.client_key))) == 50
     finally:
         server.stop()
 

@@ -19,13 +19,22 @@ from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.signing import generate_secret
 from addon.delivery.worker import send_now
 from addon.errors import ApiError
-from addon.models import Attempt, Delivery, DeliveryStatus, Event, ProjectSnapshot, Tenant, Webhook, utcnow
+from addon.models import (
+    MAX_WEBHOOKS_PER_TENANT,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    ProjectSnapshot,
+    Tenant,
+    Webhook,
+    utcnow,
+)
 from addon.request_json import read_json, unprocessable
 from addon.runtime import current_runtime
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
-MAX_WEBHOOKS_PER_TENANT = 50
 MAX_NAME_LENGTH = 255
 TESTS_PER_MINUTE = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
