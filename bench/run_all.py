@@ -49,9 +49,11 @@ def _loadavg() -> str:
 
 
 def _layout(run: dict[str, Any]) -> str:
+    """Where the delivery worker ran: a separate `addon worker`, a thread of `addon serve`'s web process, or (on
+    PostgreSQL since the seventh round) a child process of `addon serve`."""
     if run["topology"] != "serve":
         return "separate worker"
-    return "worker in serve" if run["database"] == "sqlite" else "worker child of serve"
+    return "worker child of serve" if "server_worker_child0" in run.get("memory_peak_kb", {}) else "worker in serve"
 
 
 def _mark(ok: bool | None) -> str:

@@ -154,6 +154,41 @@ def test_an_idle_worker_claims_once_per_event_not_once_per_finished_send(deliver
     assert len(next_due_reads) <= empty_claims + 1, f"{len(next_due_reads)} reads, {empty_claims} empty claims"
 
 
+@pytest.mark.timeout(90)
+def test_a_hanging_webhook_does_not_make_every_finished_send_claim(delivering, receiver):
+    """A receiver that hangs keeps its webhook at its bound (one attempt at a time once unanswered): its due
+    deliveries cannot be claimed until that attempt ends. The other webhooks' finished sends must not each set off a
+    claim meanwhile (that was up to 5 claims per event, each a write transaction): only the end of one of the
+    hanging webhook's attempts (every 2 s, the timeout here) adds one."""
+    addon, tenant_id = delivering
+    webhooks = [add_webhook(addon, tenant_id, receiver.url(f"/w{n}"))[0] for n in range(5)]
+    add_webhook(addon, tenant_id, receiver.url("/hang"))
+    receiver.behave("/hang", delay_s=600.0)
+    claims = []
+
+    def count_claims(_conn, _cursor, statement, _parameters, _context, _executemany):  # type: ignore[no-untyped-def]
+        if "candidate" in statement:
+            claims.append(statement)
+
+    for n in range(1, 4):  # the first attempt hangs until the timeout: the webhook is then held to one at a time
+        emit(addon, tenant_id)
+        receiver.wait_for(n * len(webhooks) + 1, timeout=10)
+    time.sleep(2.5)
+    events = 20
+    event.listen(addon.runtime.engine, "before_cursor_execute", count_claims)
+    started = time.monotonic()
+    try:
+        for n in range(events):
+            emit(addon, tenant_id)
+            wait_for(lambda n=n: len([r for r in receiver.requests if r.path != "/hang"])
+                     >= (n + 4) * len(webhooks), timeout=10)
+            time.sleep(0.05)
+    finally:
+        event.remove(addon.runtime.engine, "before_cursor_execute", count_claims)
+    timeouts = (time.monotonic() - started) / 2.0 + 1
+    assert len(claims) <= 2 * events + 2 * timeouts + 2, f"{len(claims)} claims for {events} events"
+
+
 @pytest.mark.timeout(60)
 def test_retries_are_due_at_their_offset_from_the_event_however_long_attempts_take(atlassian, database_url,
                                                                                    receiver):

@@ -494,8 +494,11 @@ class DeliveryWorker:
         self._outcomes_ready = threading.Condition()
         # Claims and recordings come in batches of half the slots (see `_gather_slots`, `_gather_outcomes`).
         self._half_slots = max(1, self.concurrency // 2)
-        # Whether the last claim may have left claimable deliveries behind (see `_claim_batch`).
+        # Whether the last claim may have left claimable deliveries behind (see `_claim_batch`), and the webhooks
+        # it left out because they were at their bound: their due deliveries become claimable when one of their
+        # sends ends.
         self._more_due = True
+        self._held_back: frozenset[int] = frozenset()
         # When the earliest delivery not yet due becomes due (monotonic; None: none waits), as `next_due_in` last
         # read it; not read yet while `_next_due_known` is False.
         self._next_due_at: float | None = None
@@ -595,11 +598,12 @@ class DeliveryWorker:
         busy = self._busy_webhooks()
         jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook)
         claimed_per_webhook = Counter(job.webhook_id for job in jobs)
-        # Less than asked, from webhooks that were neither at their bound nor cut to it by the claim: nothing else
-        # was due. Then a finished send need not wake the dispatcher (see `_release_slots`), which at a low rate
-        # saved one empty claim and one `next_due_in` per finished send.
-        self._more_due = (len(jobs) >= slots or bool(busy)
-                          or any(n >= self.per_webhook for n in claimed_per_webhook.values()))
+        # Less than asked, from webhooks that were not cut to their bound by the claim: nothing else was due but
+        # the deliveries of the webhooks left out (`busy`). Then only a finished send of one of those wakes the
+        # dispatcher (see `_release_slots`), which at a low rate saved one empty claim and one `next_due_in` per
+        # finished send, also while a hanging receiver's webhook stays at its bound.
+        self._more_due = len(jobs) >= slots or any(n >= self.per_webhook for n in claimed_per_webhook.values())
+        self._held_back = frozenset(busy)
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
@@ -662,7 +666,8 @@ class DeliveryWorker:
             # `_claim_batch`): a wake-up per finished send costs the busy process a thread switch each time for
             # nothing.
             idle = self._in_flight_total == 0
-            claimable = self._more_due and (idle or self.concurrency - self._in_flight_total >= self._half_slots)
+            more = self._more_due or any(job.webhook_id in self._held_back for job in jobs)
+            claimable = more and (idle or self.concurrency - self._in_flight_total >= self._half_slots)
             if idle:
                 self._all_sent.notify_all()
         if idle:  # nothing more is coming: a gathering recorder writes what it has
