@@ -61,7 +61,7 @@ _DRIVER_MODULES = ("sqlite3", "psycopg", "psycopg2", "psycopg_pool")
 _ADDON_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _chain(err: BaseException) -> Iterator[BaseException]:
+def exception_chain(err: BaseException) -> Iterator[BaseException]:
     """The error and the ones it was raised from or while handling."""
     seen: set[int] = set()
     current: BaseException | None = err
@@ -81,7 +81,7 @@ def database_error_summary(err: BaseException) -> str:
     it was raised."""
     names: list[str] = []
     sqlstate = None
-    for link in _chain(err):
+    for link in exception_chain(err):
         names.append(type(link).__name__)
         orig = getattr(link, "orig", None)
         sqlstate = sqlstate or getattr(link, "sqlstate", None) or getattr(orig, "sqlstate", None) \
@@ -121,7 +121,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
-        if any(is_database_error(link) for link in _chain(err)):
+        if any(is_database_error(link) for link in exception_chain(err)):
             # Neither the text nor the traceback: a database error's text may carry the statement's values (even
             # with the engine's hide_parameters, PostgreSQL's DETAIL may quote the failing row).
             app.logger.error("unhandled database error: %s", database_error_summary(err))

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from addon.config import Settings
 from addon.db import make_engine
 from addon.migrate import upgrade
+from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite
 
@@ -74,6 +75,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def empty_database_url(request: pytest.FixtureRequest) -> str:
     """Both databases, with no schema at all (for migration tests)."""
     return request.getfixturevalue("empty_sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTPS receiver (its own trustme CA); some modules define their own."""
+    with Receiver() as r:
+        yield r
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from addon.db import transaction
 from addon.delivery.outbox import enqueue_event
 from addon.models import Attempt, Delivery, DeliveryStatus, Event, Webhook, utcnow
 from tests.conftest import make_settings
-from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
 from tests.support.delivery import emit, tenant_id_of
@@ -223,12 +222,6 @@ def test_admin_page_refuses_context_tokens(addon, site):
 
 
 # -- test deliveries, redelivery, limits and ids, with a real receiver, on both databases -----------------------
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as r:
-        yield r
 
 
 @pytest.fixture

@@ -16,12 +16,6 @@ from tests.support.delivery import add_webhook, emit, tenant_id_of
 
 
 @pytest.fixture
-def receiver():
-    with Receiver() as r:
-        yield r
-
-
-@pytest.fixture
 def delivering(atlassian, database_url, receiver):
     """The add-on on both databases, trusting the receiver's CA, with one installed site."""
     server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=2.0))

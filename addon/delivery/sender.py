@@ -37,7 +37,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -54,6 +54,7 @@ from addon.delivery.addresses import (
     parse_target,
     resolve_addresses,
 )
+from addon.errors import exception_chain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -760,18 +761,9 @@ _ERRNO_MESSAGES = {
 }
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def describe_error(exc: BaseException) -> str:
     """A short human message for an attempt that got no HTTP answer."""
-    for error in _causes(exc):
+    for error in exception_chain(exc):
         if isinstance(error, ssl.SSLCertVerificationError):
             return f"TLS certificate verify failed: {error.verify_message or error.reason}"
         if isinstance(error, ssl.SSLError):
