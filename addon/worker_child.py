@@ -37,20 +37,14 @@ class WorkerChild:
     """One `addon worker --parent-pid <this process>`, kept running until `stop()`. Not thread-safe: one thread
     (the arbiter's main thread) calls it."""
 
-    def __init__(self, concurrency: int | None = None, stop_timeout_s: float = 30.0) -> None:
+    def __init__(self, stop_timeout_s: float = 30.0) -> None:
         self._argv = [sys.executable, "-m", "addon.cli", "worker", "--parent-pid", str(os.getpid())]
-        if concurrency is not None:
-            self._argv += ["--concurrency", str(concurrency)]
         self._stop_timeout_s = stop_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_at = 0.0
         self._pause_s = 0.0  # none yet: the first is FIRST_PAUSE_S
         self._next_start_at = 0.0
         self._stopped = False
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def keep_running(self) -> None:
         """Start the child if none runs and its pause is over."""
