@@ -399,3 +399,42 @@ def test_ids_beyond_64_bits_answer_404_and_400_not_500(hooked, big):
         assert "before" in response.json()["error"]["message"]
     biggest = admin.request("GET", f"/api/webhooks/{webhook_id}/deliveries?before={2**63 - 1}")
     assert biggest.status_code == 200 and biggest.json() == {"items": [], "next": None}
+
+
+def test_deliveries_are_listed_newest_first_page_by_page(hooked, receiver):
+    """`limit` and `before` page through the attempts log: newest first, each attempt once, `next` null at the end."""
+    _, admin, _ = hooked
+    hook = admin.create("paged", receiver.url("/paged"))["id"]
+    sent = [admin.request("POST", f"/api/webhooks/{hook}/test").json()["id"] for _ in range(5)]
+    pages, before = [], None
+    while True:
+        query = f"?limit=2&before={before}" if before is not None else "?limit=2"
+        page = admin.request("GET", f"/api/webhooks/{hook}/deliveries{query}")
+        assert page.status_code == 200, page.text
+        pages.append([item["id"] for item in page.json()["items"]])
+        before = page.json()["next"]
+        if before is None:
+            break
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [i for p in pages for i in p] == sorted(sent, reverse=True)
+
+
+def test_a_wrong_method_is_a_json_405(hooked):
+    _, admin, _ = hooked
+    answer = admin.request("PUT", "/api/webhooks")
+    assert answer.status_code == 405
+    assert answer.json()["error"]["code"] and answer.json()["error"]["message"]
+
+
+@pytest.mark.timeout(60)
+def test_a_changed_url_applies_to_pending_retries(hooked, receiver):
+    """A delivery that failed at the old URL is retried at the URL saved since (same webhook-id)."""
+    addon, admin, tenant_id = hooked
+    receiver.behave("/old", status=503)
+    hook = admin.create("moving", receiver.url("/old"))["id"]
+    emit(addon, tenant_id)
+    [first] = receiver.wait_for(1, timeout=10, path="/old")
+    assert admin.request("PATCH", f"/api/webhooks/{hook}", {"url": receiver.url("/new")}).status_code == 200
+    [retry] = receiver.wait_for(1, timeout=15, path="/new")  # the second attempt comes 5 s (±20 %) after the event
+    assert retry.headers["webhook-id"] == first.headers["webhook-id"]
+    assert len(receiver.requests_for("/old")) == 1

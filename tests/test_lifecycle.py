@@ -8,9 +8,9 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
-from addon.housekeeping import prune_used_install_tokens
+from addon.housekeeping import forget_uninstalled_tenants, prune_used_install_tokens
 from addon.models import Tenant, TenantState
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
@@ -91,6 +91,43 @@ def test_uninstall_locks_out_every_token(addon, site):
     # A signed re-install revives the tenant, data kept.
     assert site.install(addon.url).status_code == 204
     assert tenant(addon, site.client_key).state == TenantState.INSTALLED
+
+
+def test_uninstalled_data_is_kept_30_days_for_a_reinstall_then_deleted(addon, atlassian):
+    """Within 30 days of an uninstall a signed re-install finds its webhooks; after them housekeeping deletes the
+    tenant with everything it owns (a later install starts afresh)."""
+    import datetime as dt
+
+    from addon.db import transaction
+    from addon.models import Delivery, Event, Webhook, utcnow
+    from tests.support.delivery import add_webhook, emit, tenant_id_of
+
+    kept, gone = atlassian.new_site(), atlassian.new_site()
+    ids = {}
+    for site in (kept, gone):
+        assert site.install(addon.url).status_code == 204
+        ids[site.client_key] = tenant_id_of(addon, site.client_key)
+        add_webhook(addon, ids[site.client_key], "https://hooks.example.com/in")
+        emit(addon, ids[site.client_key])
+        assert site.install(addon.url, event="uninstalled").status_code == 204
+    with transaction(addon.sessions) as session:
+        for site, days in ((kept, 29), (gone, 31)):
+            session.execute(update(Tenant).where(Tenant.id == ids[site.client_key])
+                            .values(uninstalled_at=utcnow() - dt.timedelta(days=days)))
+    forget_uninstalled_tenants(addon.runtime)
+
+    def owned(tenant_id: int) -> list[int]:
+        with addon.sessions() as session:
+            return [session.scalar(select(func.count()).select_from(m).where(m.tenant_id == tenant_id))
+                    for m in (Webhook, Event, Delivery)]
+
+    assert owned(ids[kept.client_key]) == [1, 1, 1]
+    assert owned(ids[gone.client_key]) == [0, 0, 0]
+    with addon.sessions() as session:
+        assert session.get(Tenant, ids[gone.client_key]) is None
+    assert kept.install(addon.url).status_code == 204  # a signed re-install within the 30 days: its webhook is back
+    assert tenant(addon, kept.client_key).state == TenantState.INSTALLED
+    assert owned(ids[kept.client_key])[0] == 1
 
 
 def test_install_token_cannot_be_replayed(addon, atlassian):
