@@ -323,13 +323,20 @@ def test_at_most_50_webhooks_under_concurrent_creation(hooked):
     assert len(admin.request("GET", "/api/webhooks").json()) == 50
 
 
+def _first_attempt_fails(hooked, receiver, path: str, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    """A webhook at `path` answering 503, one event emitted; returns the webhook id and the first request."""
+    addon, admin, tenant_id = hooked
+    receiver.behave(path, status=503)
+    webhook_id = admin.create(path.strip("/"), receiver.url(path))["id"]
+    emit(addon, tenant_id)
+    [first] = receiver.wait_for(1, timeout=timeout, path=path)
+    return webhook_id, first
+
+
 @pytest.mark.timeout(60)
 def test_redelivery_restarts_the_schedule_with_the_same_webhook_id(hooked, receiver):
     addon, admin, tenant_id = hooked
-    receiver.behave("/r", status=503)
-    webhook_id = admin.create("r", receiver.url("/r"))["id"]
-    emit(addon, tenant_id)
-    [first] = receiver.wait_for(1, path="/r")
+    webhook_id, first = _first_attempt_fails(hooked, receiver, "/r")
     wait_for(lambda: _attempts(addon, Attempt.webhook_id == webhook_id), message="the first attempt recorded")
     with transaction(addon.sessions) as session:  # as if its 8 attempts had all failed (12 h are too long to wait)
         delivery = session.scalar(select(Delivery).where(Delivery.webhook_id == webhook_id))
@@ -429,11 +436,8 @@ def test_a_wrong_method_is_a_json_405(hooked):
 @pytest.mark.timeout(60)
 def test_a_changed_url_applies_to_pending_retries(hooked, receiver):
     """A delivery that failed at the old URL is retried at the URL saved since (same webhook-id)."""
-    addon, admin, tenant_id = hooked
-    receiver.behave("/old", status=503)
-    hook = admin.create("moving", receiver.url("/old"))["id"]
-    emit(addon, tenant_id)
-    [first] = receiver.wait_for(1, timeout=10, path="/old")
+    _, admin, _ = hooked
+    hook, first = _first_attempt_fails(hooked, receiver, "/old", timeout=10)
     assert admin.request("PATCH", f"/api/webhooks/{hook}", {"url": receiver.url("/new")}).status_code == 200
     [retry] = receiver.wait_for(1, timeout=15, path="/new")  # the second attempt comes 5 s (±20 %) after the event
     assert retry.headers["webhook-id"] == first.headers["webhook-id"]
