@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from bench import common
 from bench import stack as stacks
 from bench.common import children
 from bench.context import tool_context
@@ -37,7 +38,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=8, help="the load generator's keep-alive connections")
+    parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
     args = parser.parse_args()
+    common.ADDON_SRC = args.addon_src
     with tool_context(args.database, "bench-cpu-") as ctx:
         stack = stacks.start(ctx, args.database, topology="intake", trivial_route=True)
         try:
@@ -49,7 +53,7 @@ def main() -> int:
             for name, load in runs:
                 user_0, system_0 = cpu_times(web)
                 voluntary_0, involuntary_0 = thread_switches(web)
-                result = stack.loadgen("closed", args.seconds, **load)
+                result = stack.loadgen("closed", args.seconds, threads=args.connections, **load)
                 user_1, system_1 = cpu_times(web)
                 voluntary_1, involuntary_1 = thread_switches(web)
                 requests = max(1, result["ok"] + result["errors"])
