@@ -215,3 +215,45 @@ def test_retries_are_due_at_their_offset_from_the_event_however_long_attempts_ta
         assert [(a.attempt, a.http_code) for a in attempts] == [(1, 503), (2, 503)]
     finally:
         server.stop()
+
+
+@pytest.fixture
+def delivering_on_postgresql(atlassian, pg_url, receiver):
+    server = AddonServer(make_settings(atlassian, pg_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=2.0))
+    site = atlassian.new_site()
+    assert site.install(server.url).status_code == 204
+    yield server, tenant_id_of(server, site.client_key)
+    server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_the_dispatcher_reconnects_after_postgresql_drops_its_connection(delivering_on_postgresql, receiver):
+    """The dispatcher keeps one connection of its own for its claims (`DispatcherConnection`): when PostgreSQL
+    ends it (a restart, a failover, an administrator's pg_terminate_backend), the next events still go out."""
+    addon, tenant_id = delivering_on_postgresql
+    add_webhook(addon, tenant_id, receiver.url("/kept"))
+    emit(addon, tenant_id)
+    receiver.wait_for(1)
+    with addon.runtime.engine.connect() as connection:
+        ended = connection.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).scalar()
+    assert ended >= 1
+    emit(addon, tenant_id)
+    emit(addon, tenant_id)
+    assert len(receiver.wait_for(3, timeout=20)) == 3
+
+
+def test_the_dispatchers_planner_setting_stays_on_its_own_connection(delivering_on_postgresql):
+    """Its claims read each webhook's deliveries in index order (`_index_order_only`, set once for its session);
+    no pooled connection, which the web requests use, may come back with that setting."""
+    from addon.delivery.worker import DispatcherConnection
+
+    addon, _tenant_id = delivering_on_postgresql
+    own = DispatcherConnection(addon.runtime)
+    assert own.get().exec_driver_sql("SHOW enable_bitmapscan").scalar() == "off"
+    own.drop()
+    for _ in range(3):
+        with addon.runtime.engine.connect() as pooled:
+            assert pooled.exec_driver_sql("SHOW enable_bitmapscan").scalar() == "on"

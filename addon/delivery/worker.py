@@ -183,10 +183,50 @@ def _claim_in_one_statement(busy: bool) -> Update:
 _CLAIM_PG = {busy: _claim_in_one_statement(busy) for busy in (False, True)}
 
 
+class DispatcherConnection:
+    """On PostgreSQL, the dispatcher's own connection for its claims and `next_due_in` reads: in autocommit, with
+    the planner guard (`_index_order_only`) set once for its session, and kept between claims. A claim is then one
+    round trip (its statement is its own transaction), where a pooled connection took five: the pool's pre-ping,
+    BEGIN, the guard, the statement and COMMIT. Dropped after an error (the next claim opens a fresh one) and
+    never handed back to the pool, which would hand its session setting to others. On SQLite: None."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._engine = runtime.engine
+        self._connection: Connection | None = None
+
+    def get(self) -> Connection | None:
+        if self._engine.dialect.name != "postgresql":
+            return None
+        if self._connection is None:
+            connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                connection.exec_driver_sql("SET enable_bitmapscan = off")
+            except BaseException:
+                self._discard(connection)
+                raise
+            self._connection = connection
+        return self._connection
+
+    def drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._discard(connection)
+
+    @staticmethod
+    def _discard(connection: Connection) -> None:
+        try:
+            connection.invalidate()  # closes the DBAPI connection instead of pooling it
+            connection.close()
+        except Exception:  # noqa: BLE001 - a lost connection may fail to close; it is gone either way
+            log.debug("closing the dispatcher's connection failed", exc_info=True)
+
+
 def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
-          delivery_id: int | None = None, per_webhook: int | None = None) -> list[Job]:
+          delivery_id: int | None = None, per_webhook: int | None = None,
+          connection: Connection | None = None) -> list[Job]:
     """Lease up to `limit` due deliveries, oldest first and at most `per_webhook` of one webhook, none of
-    `busy_webhooks` (or exactly `delivery_id`), and read what sending them needs."""
+    `busy_webhooks` (or exactly `delivery_id`), and read what sending them needs. `connection`: the dispatcher's
+    own (`DispatcherConnection`) on PostgreSQL; otherwise a pooled one in a transaction of its own."""
     if delivery_id is not None:
         return _claim_one(runtime, delivery_id)
     now = utcnow()
@@ -195,6 +235,10 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
                     "per_webhook": min(limit, per_webhook or limit)}
     if busy:
         params["busy"] = sorted(busy_webhooks or ())
+    if connection is not None:  # autocommit, guard set: the statement alone
+        rows = connection.execute(_CLAIM_PG[busy], params).all()
+        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
+        return [_job(runtime, r, now) for r in rows]
     # A Core transaction, not a Session: the dispatcher claims for every event at a low rate, and the Session's
     # own bookkeeping cost more than its three statements.
     with runtime.engine.begin() as connection:
@@ -430,8 +474,8 @@ def _next_due(busy: bool) -> Select:
 _NEXT_DUE = {busy: _next_due(busy) for busy in (False, True)}
 
 
-def next_due_in(runtime: Runtime, busy_webhooks: set[int]) -> float | None:
-    """Seconds until the earliest sendable delivery is due; None when there is none.
+def next_due_in(runtime: Runtime, busy_webhooks: set[int], connection: Connection | None = None) -> float | None:
+    """Seconds until the earliest sendable delivery is due; None when there is none. `connection` as in `claim`.
 
     One ordered index read per candidate webhook (`ORDER BY next_attempt_at LIMIT 1`), not an aggregate over
     every pending row: its cost does not grow with the backlog. A lease that ends (its holder died) is noticed by
@@ -442,9 +486,12 @@ def next_due_in(runtime: Runtime, busy_webhooks: set[int]) -> float | None:
     params: dict = {"now": now}
     if busy:
         params["busy"] = sorted(busy_webhooks)
-    with runtime.engine.connect() as connection:
-        _index_order_only(connection)
+    if connection is not None:
         due = connection.execute(_NEXT_DUE[busy], params).scalar()
+    else:
+        with runtime.engine.connect() as pooled:
+            _index_order_only(pooled)
+            due = pooled.execute(_NEXT_DUE[busy], params).scalar()
     if due is None:
         return None
     return max(0.0, (due - now).total_seconds())
@@ -490,6 +537,7 @@ class DeliveryWorker:
         self._all_sent = threading.Condition(self._lock)  # notified when nothing is in flight
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="delivery-dispatcher", daemon=True)
+        self._claims = DispatcherConnection(runtime)  # the dispatcher thread's alone
         self._outcomes: list[tuple[Job, SendResult]] = []
         self._outcomes_ready = threading.Condition()
         # Claims and recordings come in batches of half the slots (see `_gather_slots`, `_gather_outcomes`).
@@ -541,6 +589,12 @@ class DeliveryWorker:
             return self.concurrency - self._in_flight_total
 
     def _run(self) -> None:
+        try:
+            self._dispatch()
+        finally:
+            self._claims.drop()
+
+    def _dispatch(self) -> None:
         signal = self.runtime.deliveries_committed
         while not self._stopping.is_set():
             generation = signal.generation
@@ -548,6 +602,7 @@ class DeliveryWorker:
                 claimed = self._claim_batch()
             except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
                 log.exception("claiming deliveries failed; retrying")
+                self._claims.drop()
                 self._stopping.wait(1.0)
                 continue
             if claimed and self._more_due:
@@ -564,9 +619,10 @@ class DeliveryWorker:
                     signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
                     continue
                 try:
-                    due_in = next_due_in(self.runtime, self._busy_webhooks())
+                    due_in = next_due_in(self.runtime, self._busy_webhooks(), self._claims.get())
                 except Exception:  # noqa: BLE001
                     log.exception("reading the next due delivery failed")
+                    self._claims.drop()
                     due_in = 1.0
                 self._next_due_at = None if due_in is None else time.monotonic() + due_in
                 self._next_due_known = True
@@ -596,7 +652,7 @@ class DeliveryWorker:
         if slots <= 0:
             return 0
         busy = self._busy_webhooks()
-        jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook)
+        jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook, connection=self._claims.get())
         claimed_per_webhook = Counter(job.webhook_id for job in jobs)
         # Less than asked, from webhooks that were not cut to their bound by the claim: nothing else was due but
         # the deliveries of the webhooks left out (`busy`). Then only a finished send of one of those wakes the
