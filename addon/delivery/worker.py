@@ -22,7 +22,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import (
     Select,
@@ -37,6 +39,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from addon.db import transaction
@@ -57,6 +60,7 @@ from addon.models import (
 from addon.runtime import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ERROR_CHARS = 500
 MAX_IDLE_SLEEP_S = 5.0
@@ -206,6 +210,18 @@ class DispatcherConnection:
                 raise
             self._connection = connection
         return self._connection
+
+    def run(self, work: Callable[[Connection | None], T]) -> T:
+        """`work` on this connection, and once more on a fresh one when the kept one turns out to be gone (closed
+        while idle by the server, a proxy or a restart), as the pool's pre-ping would have found before lending
+        it: no logged failure and no second's pause for that."""
+        try:
+            return work(self.get())
+        except DBAPIError as err:
+            if not err.connection_invalidated:
+                raise
+        self.drop()
+        return work(self.get())
 
     def drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -619,7 +635,7 @@ class DeliveryWorker:
                     signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
                     continue
                 try:
-                    due_in = next_due_in(self.runtime, self._busy_webhooks(), self._claims.get())
+                    due_in = self._claims.run(functools.partial(next_due_in, self.runtime, self._busy_webhooks()))
                 except Exception:  # noqa: BLE001
                     log.exception("reading the next due delivery failed")
                     self._claims.drop()
@@ -652,7 +668,8 @@ class DeliveryWorker:
         if slots <= 0:
             return 0
         busy = self._busy_webhooks()
-        jobs = claim(self.runtime, slots, busy, per_webhook=self.per_webhook, connection=self._claims.get())
+        jobs = self._claims.run(lambda connection: claim(self.runtime, slots, busy, per_webhook=self.per_webhook,
+                                                          connection=connection))
         claimed_per_webhook = Counter(job.webhook_id for job in jobs)
         # Less than asked, from webhooks that were not cut to their bound by the claim: nothing else was due but
         # the deliveries of the webhooks left out (`busy`). Then only a finished send of one of those wakes the
