@@ -253,22 +253,25 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
         params["busy"] = sorted(busy_webhooks or ())
     if connection is not None:  # autocommit, guard set: the statement alone
         rows = connection.execute(_CLAIM_PG[busy], params).all()
-        rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-        return [_job(runtime, r, now) for r in rows]
-    # A Core transaction, not a Session: the dispatcher claims for every event at a low rate, and the Session's
-    # own bookkeeping cost more than its three statements.
+    else:
+        rows = _claim_in_a_transaction(runtime, busy, params)
+    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
+    return [_job(runtime, r, now) for r in rows]
+
+
+def _claim_in_a_transaction(runtime: Runtime, busy: bool, params: dict) -> list:
+    """The claim's rows on a pooled connection. A Core transaction, not a Session: the dispatcher claims for every
+    event at a low rate, and the Session's own bookkeeping cost more than its three statements."""
     with runtime.engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             _index_order_only(connection)
-            rows = connection.execute(_CLAIM_PG[busy], params).all()
-        else:  # SQLite: BEGIN IMMEDIATE already keeps other writers out; three statements cost no round trips
-            ids = list(connection.execute(_DUE_IDS[busy], params).scalars())
-            if not ids:
-                return []
-            connection.execute(_LEASE, {"ids": ids, "lease": params["lease"]})
-            rows = connection.execute(_JOB_ROWS, {"ids": ids}).all()
-    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
-    return [_job(runtime, r, now) for r in rows]
+            return list(connection.execute(_CLAIM_PG[busy], params).all())
+        # SQLite: BEGIN IMMEDIATE already keeps other writers out; three statements cost no round trips
+        ids = list(connection.execute(_DUE_IDS[busy], params).scalars())
+        if not ids:
+            return []
+        connection.execute(_LEASE, {"ids": ids, "lease": params["lease"]})
+        return list(connection.execute(_JOB_ROWS, {"ids": ids}).all())
 
 
 def _job(runtime: Runtime, r, now: dt.datetime) -> Job:  # type: ignore[no-untyped-def]
