@@ -15,14 +15,19 @@ from tests.support.addon_server import AddonServer, wait_for
 from tests.support.delivery import add_webhook, emit, tenant_id_of
 
 
-@pytest.fixture
-def delivering(atlassian, database_url, receiver):
-    """The add-on on both databases, trusting the receiver's CA, with one installed site."""
+def serving_one_site(atlassian, database_url: str, receiver):  # type: ignore[no-untyped-def]
+    """The add-on trusting the receiver's CA, with one installed site: yields (server, tenant id)."""
     server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=2.0))
     site = atlassian.new_site()
     assert site.install(server.url).status_code == 204
     yield server, tenant_id_of(server, site.client_key)
     server.stop()
+
+
+@pytest.fixture
+def delivering(atlassian, database_url, receiver):
+    """The add-on on both databases, with one installed site."""
+    yield from serving_one_site(atlassian, database_url, receiver)
 
 
 def test_event_reaches_every_enabled_webhook_signed(delivering, receiver):
@@ -219,11 +224,7 @@ def test_retries_are_due_at_their_offset_from_the_event_however_long_attempts_ta
 
 @pytest.fixture
 def delivering_on_postgresql(atlassian, pg_url, receiver):
-    server = AddonServer(make_settings(atlassian, pg_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=2.0))
-    site = atlassian.new_site()
-    assert site.install(server.url).status_code == 204
-    yield server, tenant_id_of(server, site.client_key)
-    server.stop()
+    yield from serving_one_site(atlassian, pg_url, receiver)
 
 
 @pytest.mark.timeout(60)
