@@ -17,7 +17,7 @@ from jwt.exceptions import DecodeError
 
 from addon.connect.jwt import JwtError, _SegmentsCheckedAtOnce, verify_symmetric
 
-SECRET = "a-shared-secret-of-forty-or-more-characters-x"
+SECRET = "a-shared-secret-of-sixty-four-or-more-characters-as-HS512-wants-x"
 QSH = hashlib.sha256(b"POST&/events/projectrak/field-changes&").hexdigest()
 
 
