@@ -98,6 +98,10 @@ def _live_secrets(secret: str, previous_secret: str | None, previous_expires_at:
     return tuple(secrets)
 
 
+#: The planner setting of `_index_order_only`, per transaction there and per session on the dispatcher's connection.
+_INDEX_ORDER_ONLY = "enable_bitmapscan = off"
+
+
 def _index_order_only(connection: Connection) -> None:
     """On PostgreSQL, keep this transaction's plans from reading a webhook's deliveries through a bitmap.
 
@@ -109,7 +113,7 @@ def _index_order_only(connection: Connection) -> None:
     and picks its joins at random: over a second.)
     """
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        connection.exec_driver_sql(f"SET LOCAL {_INDEX_ORDER_ONLY}")
 
 
 _deliveries = Delivery.__table__
@@ -204,7 +208,7 @@ class DispatcherConnection:
         if self._connection is None:
             connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             try:
-                connection.exec_driver_sql("SET enable_bitmapscan = off")
+                connection.exec_driver_sql(f"SET {_INDEX_ORDER_ONLY}")
             except BaseException:
                 self._discard(connection)
                 raise
