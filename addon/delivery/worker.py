@@ -4,7 +4,7 @@ One dispatcher thread claims work and hands each batch to the process's `Sender`
 up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook are in
 flight in a process, so one hanging receiver holds up no other webhook (and once its attempts went
 unanswered, only one at a time until it answers again). The sender only sends: one recorder
-thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`record_many`), so
+thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`recording.record_many`), so
 the database sees one short write per batch rather than one per delivery, and sending never queues for the
 database. A slot is free again as soon as its send ends, so sending goes on while outcomes are written; at
 most `MAX_UNRECORDED` outcomes wait to be written before the dispatcher stops claiming (a delivery stays
@@ -30,9 +30,7 @@ from sqlalchemy import (
     Select,
     Update,
     bindparam,
-    case,
     func,
-    insert,
     or_,
     select,
     true,
@@ -40,14 +38,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from addon.db import transaction
-from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
+from addon.delivery.recording import record, record_many
 from addon.delivery.sender import SendResult
 from addon.delivery.signing import signature_headers
 from addon.models import (
-    Attempt,
     Delivery,
     DeliveryStatus,
     Event,
@@ -62,7 +58,6 @@ from addon.runtime import Runtime
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_ERROR_CHARS = 500
 MAX_IDLE_SLEEP_S = 5.0
 MIN_SLEEP_S = 0.02
 ACTIVE_TENANT_STATES = (TenantState.INSTALLED, TenantState.ENABLED)
@@ -120,7 +115,6 @@ _deliveries = Delivery.__table__
 _webhooks = Webhook.__table__
 _tenants = Tenant.__table__
 _events = Event.__table__
-_PENDING = _deliveries.c.status == DeliveryStatus.PENDING
 
 
 def _candidate_webhooks(query: Select, *, busy: bool) -> Select:
@@ -313,164 +307,6 @@ def attempt_headers(job: Job) -> dict[str, str]:
 
 def send(runtime: Runtime, job: Job) -> SendResult:
     return runtime.get_sender().send(job.url, job.body, attempt_headers(job))
-
-
-def _cancel_pending(session: Session, webhook_id: int, now: dt.datetime) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
-    )
-
-
-def _disable(session: Session, webhook: Webhook, reason: str, now: dt.datetime) -> None:
-    webhook.enabled = False
-    webhook.disabled_reason = reason
-    _cancel_pending(session, webhook.id, now)
-    log.warning("webhook disabled tenant=%s webhook=%s reason=%s", webhook.tenant_id, webhook.id, reason)
-
-
-def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True) -> int:
-    """Store the attempt, update the webhook's status, and schedule the next attempt or finish. Returns the
-    attempt id."""
-    now = utcnow()
-    next_at = (next_attempt_at(job.attempt, result, schedule_start=job.schedule_start, now=now)
-               if retry else None)
-    with transaction(runtime.sessions) as session:
-        # Lock order: the webhook row before any delivery row, as disabling a webhook (here, in the admin API and
-        # in housekeeping) does. Otherwise two attempts of one webhook, one of them disabling it, deadlock on
-        # PostgreSQL: each holds its own delivery row and the disabling one waits for the other's to cancel it.
-        # FOR NO KEY UPDATE is the lock the update of the webhook's status takes anyway.
-        webhook = session.get(Webhook, job.webhook_id, with_for_update={"key_share": True})
-        attempt = Attempt(
-            tenant_id=job.tenant_id, delivery_id=job.delivery_id, webhook_id=job.webhook_id, attempt=job.attempt,
-            at=now, status="OK" if result.ok else "ERROR", http_code=result.http_code,
-            duration_ms=result.duration_ms, error=_error_text(result),
-            response_body_start=result.response_body_start,
-        )
-        session.add(attempt)
-        delivery = session.get(Delivery, job.delivery_id)
-        if delivery is not None:
-            delivery.attempt_count = job.attempt
-            delivery.lease_until = None
-            if delivery.status == DeliveryStatus.PENDING:
-                if result.ok:
-                    delivery.status, delivery.finished_at = DeliveryStatus.SUCCEEDED, now
-                elif next_at is None:
-                    delivery.status, delivery.finished_at = DeliveryStatus.FAILED, now
-                else:
-                    delivery.next_attempt_at = next_at
-        if webhook is not None:
-            _webhook_saw(session, webhook, result, attempt.error, now)
-        session.flush()
-        attempt_id = attempt.id
-    _log_attempt(job, result, next_at, now)
-    return attempt_id
-
-
-def _error_text(result: SendResult) -> str | None:
-    return (result.error or None) and result.error[:MAX_ERROR_CHARS]
-
-
-def _webhook_saw(session: Session, webhook: Webhook, result: SendResult, error: str | None,
-                 now: dt.datetime) -> None:
-    """A webhook's last execution and status after one attempt; disables it on a 410 or 5 days of failures."""
-    webhook.last_execution_at = now
-    webhook.last_status = "OK" if result.ok else "ERROR"
-    webhook.last_status_code = result.http_code
-    webhook.last_error = error
-    if result.ok:
-        webhook.failing_since = None
-    else:
-        webhook.failing_since = webhook.failing_since or now
-        if webhook.enabled and result.gone:
-            _disable(session, webhook, "gone", now)
-        elif webhook.enabled and now - webhook.failing_since >= FAILING_DISABLE_AFTER:
-            _disable(session, webhook, "failing", now)
-
-
-def _log_attempt(job: Job, result: SendResult, next_at: dt.datetime | None, now: dt.datetime) -> None:
-    log.info("delivery attempt tenant=%s webhook=%s delivery=%s attempt=%s status=%s code=%s ms=%s%s",
-             job.tenant_id, job.webhook_id, job.delivery_id, job.attempt, "OK" if result.ok else "ERROR",
-             result.http_code, result.duration_ms,
-             f" retry_in={(next_at - now).total_seconds():.1f}s" if next_at is not None and not result.ok else "")
-
-
-# A finished attempt: the delivery ends (success or final failure) unless something else ended it meanwhile.
-_FINISH = (
-    update(_deliveries).where(_deliveries.c.id == bindparam("d_id"))
-    .values(attempt_count=bindparam("d_attempt"), lease_until=None,
-            status=case((_PENDING, bindparam("d_status")), else_=_deliveries.c.status),
-            finished_at=case((_PENDING, bindparam("d_now")), else_=_deliveries.c.finished_at))
-)
-# A failed attempt to retry: the next attempt is scheduled unless the delivery was ended meanwhile.
-_RETRY = (
-    update(_deliveries).where(_deliveries.c.id == bindparam("d_id"))
-    .values(attempt_count=bindparam("d_attempt"), lease_until=None,
-            next_attempt_at=case((_PENDING, bindparam("d_next")), else_=_deliveries.c.next_attempt_at))
-)
-# The webhooks of a batch, locked in id order (see `record_many`).
-_LOCK_WEBHOOKS = (select(_webhooks.c.id).where(_webhooks.c.id.in_(bindparam("ids", expanding=True)))
-                  .order_by(_webhooks.c.id).with_for_update(key_share=True))
-# The last execution of a webhook whose attempts in the batch all succeeded.
-_WEBHOOK_OK = (
-    update(_webhooks).where(_webhooks.c.id == bindparam("w_id"))
-    .values(last_execution_at=bindparam("w_now"), last_status="OK", last_status_code=bindparam("w_code"),
-            last_error=None, failing_since=None)
-)
-
-
-def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> None:
-    """`record` for many attempts in one transaction, with the same effects as recording them one by one in
-    this order: attempts and deliveries in a few multi-row statements, webhooks whose attempts all succeeded in
-    one statement each, and webhooks with a failure through `_webhook_saw` (which may disable them)."""
-    if not outcomes:
-        return
-    now = utcnow()
-    next_ats = [next_attempt_at(job.attempt, result, schedule_start=job.schedule_start, now=now)
-                for job, result in outcomes]
-    finish, retry = [], []
-    for (job, result), next_at in zip(outcomes, next_ats, strict=True):
-        if result.ok or next_at is None:
-            status = DeliveryStatus.SUCCEEDED if result.ok else DeliveryStatus.FAILED
-            finish.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_status": status, "d_now": now})
-        else:
-            retry.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_next": next_at})
-    by_webhook: dict[int, list[SendResult]] = {}
-    for job, result in outcomes:
-        by_webhook.setdefault(job.webhook_id, []).append(result)
-    # A Core transaction; a Session joins it only for webhooks with a failed attempt (`_webhook_saw`).
-    with runtime.engine.begin() as connection:
-        # Lock order as in `record`: the webhook rows (in id order, so two recorders cannot deadlock on each
-        # other) before any delivery row.
-        present = set(connection.execute(_LOCK_WEBHOOKS, {"ids": sorted(by_webhook)}).scalars())
-        connection.execute(insert(Attempt.__table__), [
-            {"tenant_id": job.tenant_id, "delivery_id": job.delivery_id, "webhook_id": job.webhook_id,
-             "attempt": job.attempt, "at": now, "status": "OK" if result.ok else "ERROR",
-             "http_code": result.http_code, "duration_ms": result.duration_ms, "error": _error_text(result),
-             "response_body_start": result.response_body_start}
-            for job, result in outcomes])
-        if finish:
-            connection.execute(_FINISH, finish)
-        if retry:
-            connection.execute(_RETRY, retry)
-        all_ok = [{"w_id": webhook_id, "w_now": now, "w_code": results[-1].http_code}
-                  for webhook_id, results in sorted(by_webhook.items())
-                  if webhook_id in present and all(r.ok for r in results)]
-        if all_ok:
-            connection.execute(_WEBHOOK_OK, all_ok)
-        failed = [(webhook_id, results) for webhook_id, results in sorted(by_webhook.items())
-                  if webhook_id in present and not all(r.ok for r in results)]
-        if failed:
-            with Session(bind=connection) as session:  # joins the connection's transaction, never ends it
-                for webhook_id, results in failed:
-                    webhook = session.get(Webhook, webhook_id)  # already locked above
-                    assert webhook is not None
-                    for result in results:
-                        _webhook_saw(session, webhook, result, _error_text(result), now)
-                session.flush()
-    for (job, result), next_at in zip(outcomes, next_ats, strict=True):
-        _log_attempt(job, result, next_at, now)
 
 
 def send_now(runtime: Runtime, delivery_id: int) -> int | None:
