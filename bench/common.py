@@ -443,6 +443,19 @@ class Process:
 ADDON_SRC: str | None = None
 
 
+def measure_addon_src(addon_src: str | None) -> None:
+    """Measure the `addon` package under `addon_src` (`--addon-src`) instead of the working tree's: in the processes
+    the benchmarks start, and in this one, which builds the schema with that copy's migrations."""
+    global ADDON_SRC
+    if not addon_src:
+        return
+    ADDON_SRC = str(Path(addon_src).resolve())
+    sys.path.insert(0, ADDON_SRC)
+    import addon
+
+    log(f"measuring the addon package at {Path(addon.__file__).parent}")
+
+
 def python_path() -> str:
     return os.pathsep.join(p for p in (ADDON_SRC, str(REPO)) if p)
 

@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
     args = parser.parse_args()
-    common.ADDON_SRC = args.addon_src
+    common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-cpu-at-rate-") as ctx:
         receiver = ctx.receiver
         stack = stacks.start(ctx, args.database, topology="serve")

@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="the load generator's keep-alive connections")
     parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
     args = parser.parse_args()
-    common.ADDON_SRC = args.addon_src
+    common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-cpu-") as ctx:
         stack = stacks.start(ctx, args.database, topology="intake", trivial_route=True)
         try:

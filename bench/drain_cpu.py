@@ -43,7 +43,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="`addon worker --concurrency`")
     parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
     args = parser.parse_args()
-    common.ADDON_SRC = args.addon_src
+    common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-drain-cpu-") as ctx:
         for _ in range(args.runs):
             shares: list[dict[str, float]] = []

@@ -193,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.addon_src:
         from bench import common
 
-        common.ADDON_SRC = str(Path(args.addon_src).resolve())
-        sys.path.insert(0, common.ADDON_SRC)
-        import addon
-
-        log(f"measuring the addon package at {Path(addon.__file__).parent}")
+        common.measure_addon_src(args.addon_src)
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SCENARIOS)
