@@ -177,9 +177,10 @@ def _arrays(name: str, **columns: list) -> dict[str, list]:
 
 def _write_rows_postgresql(connection: Connection, outcomes: list[tuple[Job, SendResult]], finish: list[dict],
                            retry: list[dict], now: dt.datetime) -> None:
-    """The batch's attempts and deliveries in (at most) three statements whatever its size. An executemany runs
-    its statement once per row: 52 µs of PostgreSQL's time per attempt inserted and 39 µs per delivery updated
-    under the throughput benchmark's load (docs/benchmarks.md, item 33)."""
+    """The batch's attempts and deliveries in (at most) three statements whatever its size, each column's values
+    bound once as an array. An executemany binds and runs its statement once per row, work that SQLAlchemy and
+    psycopg do in the worker's own process, under the GIL its sending needs: one PostgreSQL worker drains about a
+    fifth more deliveries per second this way (docs/benchmarks.md, item 33)."""
     connection.execute(_INSERT_ATTEMPTS_PG, {"now": now, **_arrays(
         "new_attempts",
         tenant_id=[job.tenant_id for job, _ in outcomes],
