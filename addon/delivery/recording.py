@@ -170,47 +170,38 @@ _RETRY_PG = (
 )
 
 
-def _arrays(name: str, **columns: list) -> dict[str, list]:
-    """The parameters of `_unnest(name, …)`: a list of values per column."""
-    return {f"{name}_{column}": values for column, values in columns.items()}
+def _arrays(name: str, rows: list[dict], **keys: str) -> dict[str, list]:
+    """The parameters of `_unnest(name, …)` from an executemany's rows: for each column, the values of its key."""
+    return {f"{name}_{column}": [row[key] for row in rows] for column, key in keys.items()}
 
 
-def _write_rows_postgresql(connection: Connection, outcomes: list[tuple[Job, SendResult]], finish: list[dict],
-                           retry: list[dict], now: dt.datetime) -> None:
+def _attempt_rows(outcomes: list[tuple[Job, SendResult]], now: dt.datetime) -> list[dict]:
+    return [{"tenant_id": job.tenant_id, "delivery_id": job.delivery_id, "webhook_id": job.webhook_id,
+             "attempt": job.attempt, "at": now, "status": "OK" if result.ok else "ERROR",
+             "http_code": result.http_code, "duration_ms": result.duration_ms, "error": _error_text(result),
+             "response_body_start": result.response_body_start}
+            for job, result in outcomes]
+
+
+def _write_rows_postgresql(connection: Connection, attempts: list[dict], finish: list[dict], retry: list[dict],
+                           now: dt.datetime) -> None:
     """The batch's attempts and deliveries in (at most) three statements whatever its size, each column's values
     bound once as an array. An executemany binds and runs its statement once per row, work that SQLAlchemy and
     psycopg do in the worker's own process, under the GIL its sending needs: one PostgreSQL worker drains about a
     fifth more deliveries per second this way (docs/benchmarks.md, item 33)."""
-    connection.execute(_INSERT_ATTEMPTS_PG, {"now": now, **_arrays(
-        "new_attempts",
-        tenant_id=[job.tenant_id for job, _ in outcomes],
-        delivery_id=[job.delivery_id for job, _ in outcomes],
-        webhook_id=[job.webhook_id for job, _ in outcomes],
-        attempt=[job.attempt for job, _ in outcomes],
-        status=["OK" if result.ok else "ERROR" for _, result in outcomes],
-        http_code=[result.http_code for _, result in outcomes],
-        duration_ms=[result.duration_ms for _, result in outcomes],
-        error=[_error_text(result) for _, result in outcomes],
-        response_body_start=[result.response_body_start for _, result in outcomes])})
+    connection.execute(_INSERT_ATTEMPTS_PG, {
+        "now": now, **_arrays("new_attempts", attempts, **{column: column for column in _NEW_ATTEMPTS.c.keys()})})
     if finish:
-        connection.execute(_FINISH_PG, {"now": now, **_arrays(
-            "finished", id=[row["d_id"] for row in finish], attempt=[row["d_attempt"] for row in finish],
-            status=[row["d_status"].value for row in finish])})
+        connection.execute(_FINISH_PG, {
+            "now": now, **_arrays("finished", finish, id="d_id", attempt="d_attempt", status="d_status")})
     if retry:
-        connection.execute(_RETRY_PG, _arrays(
-            "retried", id=[row["d_id"] for row in retry], attempt=[row["d_attempt"] for row in retry],
-            next_at=[row["d_next"] for row in retry]))
+        connection.execute(_RETRY_PG, _arrays("retried", retry, id="d_id", attempt="d_attempt", next_at="d_next"))
 
 
-def _write_rows(connection: Connection, outcomes: list[tuple[Job, SendResult]], finish: list[dict],
-                retry: list[dict], now: dt.datetime) -> None:
+def _write_rows(connection: Connection, attempts: list[dict], finish: list[dict], retry: list[dict],
+                now: dt.datetime) -> None:
     """SQLite: the same as executemanys, which the driver runs in the process at little cost per row."""
-    connection.execute(insert(_attempts), [
-        {"tenant_id": job.tenant_id, "delivery_id": job.delivery_id, "webhook_id": job.webhook_id,
-         "attempt": job.attempt, "at": now, "status": "OK" if result.ok else "ERROR",
-         "http_code": result.http_code, "duration_ms": result.duration_ms, "error": _error_text(result),
-         "response_body_start": result.response_body_start}
-        for job, result in outcomes])
+    connection.execute(insert(_attempts), attempts)
     if finish:
         connection.execute(_FINISH, finish)
     if retry:
@@ -230,7 +221,8 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
     for (job, result), next_at in zip(outcomes, next_ats, strict=True):
         if result.ok or next_at is None:
             status = DeliveryStatus.SUCCEEDED if result.ok else DeliveryStatus.FAILED
-            finish.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_status": status, "d_now": now})
+            finish.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_status": status.value,
+                           "d_now": now})
         else:
             retry.append({"d_id": job.delivery_id, "d_attempt": job.attempt, "d_next": next_at})
     by_webhook: dict[int, list[SendResult]] = {}
@@ -242,7 +234,7 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
         # other) before any delivery row.
         present = set(connection.execute(_LOCK_WEBHOOKS, {"ids": sorted(by_webhook)}).scalars())
         write_rows = _write_rows_postgresql if connection.dialect.name == "postgresql" else _write_rows
-        write_rows(connection, outcomes, finish, retry, now)
+        write_rows(connection, _attempt_rows(outcomes, now), finish, retry, now)
         all_ok = [{"w_id": webhook_id, "w_now": now, "w_code": results[-1].http_code}
                   for webhook_id, results in sorted(by_webhook.items())
                   if webhook_id in present and all(r.ok for r in results)]
