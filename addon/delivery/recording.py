@@ -11,7 +11,21 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Text, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -118,19 +132,25 @@ def _log_attempt(job: Job, result: SendResult, next_at: dt.datetime | None, now:
              f" retry_in={(next_at - now).total_seconds():.1f}s" if next_at is not None and not result.ok else "")
 
 
-# A finished attempt: the delivery ends (success or final failure) unless something else ended it meanwhile.
-_FINISH = (
-    update(_deliveries).where(_deliveries.c.id == bindparam("d_id"))
-    .values(attempt_count=bindparam("d_attempt"), lease_until=None,
-            status=case((_PENDING, bindparam("d_status")), else_=_deliveries.c.status),
-            finished_at=case((_PENDING, bindparam("d_now")), else_=_deliveries.c.finished_at))
-)
-# A failed attempt to retry: the next attempt is scheduled unless the delivery was ended meanwhile.
-_RETRY = (
-    update(_deliveries).where(_deliveries.c.id == bindparam("d_id"))
-    .values(attempt_count=bindparam("d_attempt"), lease_until=None,
-            next_attempt_at=case((_PENDING, bindparam("d_next")), else_=_deliveries.c.next_attempt_at))
-)
+def _finishing(delivery_id: ColumnElement, attempt: ColumnElement, status: ColumnElement,
+               now: ColumnElement) -> Update:
+    """A finished attempt: the delivery ends (success or final failure) unless something else ended it meanwhile."""
+    return (update(_deliveries).where(_deliveries.c.id == delivery_id)
+            .values(attempt_count=attempt, lease_until=None,
+                    status=case((_PENDING, status), else_=_deliveries.c.status),
+                    finished_at=case((_PENDING, now), else_=_deliveries.c.finished_at)))
+
+
+def _retrying(delivery_id: ColumnElement, attempt: ColumnElement, next_at: ColumnElement) -> Update:
+    """A failed attempt to retry: the next attempt is scheduled unless the delivery was ended meanwhile."""
+    return (update(_deliveries).where(_deliveries.c.id == delivery_id)
+            .values(attempt_count=attempt, lease_until=None,
+                    next_attempt_at=case((_PENDING, next_at), else_=_deliveries.c.next_attempt_at)))
+
+
+# Their executemany forms (one row's values per execution).
+_FINISH = _finishing(bindparam("d_id"), bindparam("d_attempt"), bindparam("d_status"), bindparam("d_now"))
+_RETRY = _retrying(bindparam("d_id"), bindparam("d_attempt"), bindparam("d_next"))
 # The webhooks of a batch, locked in id order (see `record_many`).
 _LOCK_WEBHOOKS = (select(_webhooks.c.id).where(_webhooks.c.id.in_(bindparam("ids", expanding=True)))
                   .order_by(_webhooks.c.id).with_for_update(key_share=True))
@@ -155,19 +175,10 @@ _NEW_ATTEMPTS = _unnest("new_attempts", tenant_id=BigInteger(), delivery_id=BigI
 _INSERT_ATTEMPTS_PG = insert(_attempts).from_select(
     [*_NEW_ATTEMPTS.c.keys(), "at"], select(*_NEW_ATTEMPTS.c, bindparam("now", type_=DateTime(timezone=True))))
 _FINISHED = _unnest("finished", id=BigInteger(), attempt=Integer(), status=String())
-_FINISH_PG = (
-    update(_deliveries).where(_deliveries.c.id == _FINISHED.c.id)
-    .values(attempt_count=_FINISHED.c.attempt, lease_until=None,
-            status=case((_PENDING, _FINISHED.c.status), else_=_deliveries.c.status),
-            finished_at=case((_PENDING, bindparam("now", type_=DateTime(timezone=True))),
-                             else_=_deliveries.c.finished_at))
-)
+_FINISH_PG = _finishing(_FINISHED.c.id, _FINISHED.c.attempt, _FINISHED.c.status,
+                        bindparam("now", type_=DateTime(timezone=True)))
 _RETRIED = _unnest("retried", id=BigInteger(), attempt=Integer(), next_at=DateTime(timezone=True))
-_RETRY_PG = (
-    update(_deliveries).where(_deliveries.c.id == _RETRIED.c.id)
-    .values(attempt_count=_RETRIED.c.attempt, lease_until=None,
-            next_attempt_at=case((_PENDING, _RETRIED.c.next_at), else_=_deliveries.c.next_attempt_at))
-)
+_RETRY_PG = _retrying(_RETRIED.c.id, _RETRIED.c.attempt, _RETRIED.c.next_at)
 
 
 def _arrays(name: str, rows: list[dict], **keys: str) -> dict[str, list]:
