@@ -28,6 +28,10 @@ class Background:
             if not is_sqlite(runtime.engine):
                 background.stoppers.append(NotifyListener(runtime.settings.database_url,
                                                           runtime.deliveries_committed).start().stop)
+            elif runtime.doorbell is not None:
+                listener = runtime.doorbell.listen(runtime.deliveries_committed)
+                if listener is not None:
+                    background.stoppers.append(listener.stop)
             worker = DeliveryWorker(runtime) if concurrency is None else DeliveryWorker(runtime, concurrency)
             background.stoppers.append(worker.start().stop)
         from addon.changes.inbox import start_inbox_processor

@@ -55,10 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = 1 if sqlite else max(1, args.workers)
     if sqlite and args.workers > 1:
         log.warning("SQLite allows one web process: --workers %s ignored (threads serve requests)", args.workers)
-    # On PostgreSQL the delivery worker is a child process (addon/worker_child.py); on SQLite a thread of the web
-    # process, which wakes it at once.
-    worker_thread = sqlite and not args.no_worker
-    worker_child = None if sqlite or args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
+    # The delivery worker is a child process (addon/worker_child.py), with a core of its own.
+    worker_child = None if args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
     state: dict[str, Background] = {}
 
     class AddonServer(BaseApplication):  # type: ignore[misc]
@@ -88,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
         runtime = state["runtime"]  # type: ignore[assignment]
-        state["background"] = Background.start(runtime, deliveries=worker_thread)  # type: ignore[arg-type]
+        state["background"] = Background.start(runtime, deliveries=False)  # type: ignore[arg-type]
 
     def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
         background = state.get("background")
@@ -160,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
     serve.add_argument("--threads", type=int, default=8, help="threads per web process")
     serve.add_argument("--no-worker", action="store_true",
-                       help="run no delivery worker (by default a thread of the web process on SQLite, a child "
-                            "`addon worker` process on PostgreSQL)")
+                       help="run no delivery worker (by default a child `addon worker` process)")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a delivery worker alone")

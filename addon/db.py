@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,35 +20,100 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-#: How long a SQLite transaction waits for the process's write lock, as the busy timeout does for SQLite's own.
+def sqlite_file(engine: Engine) -> str | None:
+    """The absolute path of a SQLite engine's database file; None for another database or an in-memory one."""
+    database = engine.url.database if is_sqlite(engine) else None
+    return str(Path(database).resolve()) if database and database != ":memory:" else None
+
+
+#: How long a SQLite transaction waits for this process's other writers, as the busy timeout does for SQLite's own.
 SQLITE_LOCK_TIMEOUT_S = 30.0
-_sqlite_write_locks: dict[str, threading.Lock] = {}
+
+
+class SQLiteWriteLock:
+    """The turn to write to one SQLite database file: a threading lock among this process's threads, then an
+    exclusive `flock` on `<database>-lock` among processes (`addon serve` and its worker child write to one file).
+
+    Both hand the turn over at once; SQLite's own busy handler sleeps and polls (1, 2, 5, 10 … 100 ms). The file
+    lock has no timeout: its holder is another process's transaction, which does no network I/O, and the kernel
+    frees it when that process dies. Its descriptor is opened by each process for itself (one inherited through
+    a fork would be the parent's lock, shared).
+    """
+
+    def __init__(self, database: str) -> None:
+        self._threads = threading.Lock()
+        self._lock_file = f"{database}-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+        self._fd_pid = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """As `threading.Lock.acquire`; `timeout` bounds the wait for this process's threads only."""
+        if not self._threads.acquire(blocking, timeout):
+            return False
+        try:
+            if self._lock_file is not None:
+                fcntl.flock(self._descriptor(), fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._threads.release()
+            return False
+        except BaseException:
+            self._threads.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        try:
+            if self._lock_file is not None and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def locked(self) -> bool:
+        return self._threads.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._fd_pid != os.getpid():
+            self._fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # type: ignore[arg-type]
+            self._fd_pid = os.getpid()
+        return self._fd
+
+
+_sqlite_write_locks: dict[str, SQLiteWriteLock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
 
-def sqlite_write_lock(database: str) -> threading.Lock:
-    """The lock this process's transactions on a SQLite database file take turns on."""
+def sqlite_write_lock(database: str) -> SQLiteWriteLock:
+    """The lock every transaction on a SQLite database file takes turns on (one object per file in a process)."""
+    key = str(Path(database).resolve()) if database and database != ":memory:" else database
     with _sqlite_write_locks_guard:
-        return _sqlite_write_locks.setdefault(str(Path(database).resolve()) if database else "", threading.Lock())
+        lock = _sqlite_write_locks.get(key)
+        if lock is None:
+            lock = _sqlite_write_locks[key] = SQLiteWriteLock(key)
+        return lock
 
 
-def take_sqlite_write_lock(lock: threading.Lock) -> None:
-    """Wait for the process's write lock as SQLite's busy timeout would, then fail as SQLite does."""
+def take_sqlite_write_lock(lock: SQLiteWriteLock) -> None:
+    """Wait for the write lock as SQLite's busy timeout would, then fail as SQLite does."""
     if not lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
         raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
 
 
 class _SerializedSQLiteConnection(sqlite3.Connection):
-    """A SQLite connection whose transactions hold the process's write lock of its database file from BEGIN to
-    COMMIT or ROLLBACK.
+    """A SQLite connection whose transactions hold the write lock of its database file (`SQLiteWriteLock`) from
+    BEGIN to COMMIT or ROLLBACK.
 
-    SQLite lets one writer in at a time; without this, threads of one process that want to write at once
-    wait in SQLite's busy handler, which sleeps and polls (1, 2, 5, 10 … 100 ms), so a few threads writing
-    together lose most of their time sleeping while the lock is free. A Python lock hands the turn over at
-    once. Other processes on the same file still wait in the busy handler, as before.
+    SQLite lets one writer in at a time; without this, threads and processes that want to write at once wait in
+    SQLite's busy handler, which sleeps and polls (1, 2, 5, 10 … 100 ms), so a few writers together lose most of
+    their time sleeping while the lock is free.
     """
 
-    write_lock: threading.Lock
+    write_lock: SQLiteWriteLock
     _holds_write_lock = False
 
     def acquire_write_lock(self) -> None:
@@ -84,7 +151,7 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
 
 def make_engine(database_url: str) -> Engine:
     """Create the engine. On SQLite every transaction starts with BEGIN IMMEDIATE (writers queue instead of
-    failing on a lock upgrade), threads of this process take turns on a lock rather than in SQLite's
+    failing on a lock upgrade), threads and processes take turns on `SQLiteWriteLock` rather than in SQLite's
     sleeping busy handler, and the database runs in WAL mode.
 
     Statement parameters are never shown, neither in SQLAlchemy's errors nor in its statement log: they may hold

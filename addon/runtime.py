@@ -15,8 +15,9 @@ from addon.config import Settings
 from addon.connect.install_keys import InstallKeyFetcher
 from addon.connect.jira import JiraClient
 from addon.connect.tenants import TenantCache
-from addon.db import make_engine, make_sessionmaker
+from addon.db import make_engine, make_sessionmaker, sqlite_file
 from addon.delivery.sender import Sender
+from addon.doorbell import Doorbell
 from addon.secrets_box import SecretBox
 from addon.signals import Wakeup
 
@@ -34,10 +35,15 @@ class Runtime:
     tenant_cache: TenantCache = field(default_factory=TenantCache)
     # Called with a tenant id after a signed install commits (the project snapshot hooks in here).
     on_installed: list[Callable[[int], None]] = field(default_factory=list)
+    # On a SQLite file, how committed deliveries wake the delivery workers of other processes (on PostgreSQL
+    # the commit's NOTIFY does).
+    doorbell: Doorbell | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database_url)
+        database_file = sqlite_file(engine)
+        doorbell = Doorbell(database_file) if database_file else None
         return cls(
             settings=settings,
             engine=engine,
@@ -45,6 +51,8 @@ class Runtime:
             box=SecretBox(settings.secret_key),
             install_keys=InstallKeyFetcher(settings.install_keys_url),
             jira=JiraClient(settings.app_key),
+            deliveries_committed=Wakeup(doorbell.ring if doorbell else None),
+            doorbell=doorbell,
         )
 
     _sender: Sender | None = None
@@ -67,6 +75,8 @@ class Runtime:
             if self._sender is not None:
                 self._sender.close()
                 self._sender = None
+        if self.doorbell is not None:
+            self.doorbell.close()
         self.engine.dispose()
 
 

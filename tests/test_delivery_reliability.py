@@ -2,7 +2,8 @@
 
 - a worker process killed with SIGKILL in the middle of a batch, then a new one: nothing is lost, duplicates are
   only the deliveries that were in flight at the kill;
-- two `addon worker` processes on one PostgreSQL schema: every delivery exactly once, both do some of the work;
+- two `addon worker` processes on one database (PostgreSQL or a SQLite file): every delivery exactly once, both
+  do some of the work;
 - one hanging receiver beside fast ones holds up none of them;
 - DNS rebinding at send time is never connected to;
 - the retry policy through the worker (Retry-After, retryable and final answers, 410, the 5-day rule, rotation);
@@ -299,24 +300,24 @@ def test_worker_killed_mid_batch_then_restarted_delivers_everything(atlassian, d
           f"{len(requests)} requests received")
 
 
-# -- 2. two workers on one PostgreSQL schema ---------------------------------------------------------------------
+# -- 2. two workers on one database -----------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(120)
-def test_two_workers_share_the_work_and_send_each_delivery_once(atlassian, pg_url, receiver, make_addon,
+def test_two_workers_share_the_work_and_send_each_delivery_once(atlassian, database_url, receiver, make_addon,
                                                                 spawn_worker):
-    addon = make_addon(pg_url, background=False)
+    addon = make_addon(database_url, background=False)
     _, tenant_id = install(atlassian, addon)
     secret_by_path = {}
     for i in range(20):
         path = f"/pair{i}"
         secret_by_path[path] = add_webhook(addon, tenant_id, receiver.url(path))[1]
         receiver.behave(path, delay_s=0.05)
-    workers = [spawn_worker(f"worker-{n}", pg_url, receiver) for n in ("a", "b")]
+    workers = [spawn_worker(f"worker-{n}", database_url, receiver) for n in ("a", "b")]
     for proc in workers:
         wait_for(lambda proc=proc: "worker started" in proc.output(), timeout=60, message="worker start")
 
-    all_ids = enqueue(addon, tenant_id, 25)  # 500 deliveries; the NOTIFY wakes both workers
+    all_ids = enqueue(addon, tenant_id, 25)  # 500 deliveries; NOTIFY or the doorbell wakes both workers
     assert len(all_ids) == 500
     wait_for(lambda: count_deliveries(addon, Delivery.status == DeliveryStatus.SUCCEEDED) == 500, timeout=90,
              message="500 deliveries")

@@ -40,13 +40,13 @@ class NotifyListener:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._wakeup.notify()  # anything committed while we were not listening
+                    self._wakeup.notify_here()  # anything committed while we were not listening
                     while not self._stopping.is_set():
                         for notify in conn.notifies(timeout=1.0):
                             # A commit of this runtime's own that already woke it in-process needs no second
                             # wake-up (which would cost the dispatcher an empty claim per event).
                             if notify.payload != self._wakeup.origin:
-                                self._wakeup.notify()
+                                self._wakeup.notify_here()
             except psycopg.Error:
                 log.warning("LISTEN connection lost; reconnecting")
                 self._stopping.wait(1.0)
