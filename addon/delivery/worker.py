@@ -420,7 +420,7 @@ class DeliveryWorker:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()
-        self.runtime.deliveries_committed.notify()
+        self.runtime.deliveries_committed.notify_here()
         self._thread.join(timeout)
         with self._all_sent:  # the attempts already started end within the sender's timeout
             self._all_sent.wait_for(lambda: self._in_flight_total == 0,
@@ -590,7 +590,7 @@ class DeliveryWorker:
             with self._outcomes_ready:
                 self._outcomes_ready.notify()
         if claimable:
-            self.runtime.deliveries_committed.notify()
+            self.runtime.deliveries_committed.notify_here()
 
     def _record_loop(self) -> None:
         """Write every outcome that arrived while the previous batch was being written, in one transaction."""
@@ -606,7 +606,7 @@ class DeliveryWorker:
             self._record(batch)
             # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled.
             if len(batch) >= self.concurrency or not all(result.ok for _job, result in batch):
-                self.runtime.deliveries_committed.notify()
+                self.runtime.deliveries_committed.notify_here()
 
     def _gather_outcomes(self) -> None:
         """With `_outcomes_ready` held and some outcomes waiting: while sends are still in flight, wait at most
