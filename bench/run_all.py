@@ -49,8 +49,8 @@ def _loadavg() -> str:
 
 
 def _layout(run: dict[str, Any]) -> str:
-    """Where the delivery worker ran: a separate `addon worker`, a thread of `addon serve`'s web process, or (on
-    PostgreSQL since the seventh round) a child process of `addon serve`."""
+    """Where the delivery worker ran: a separate `addon worker`, a thread of `addon serve`'s web process, or a
+    child process of `addon serve` (on PostgreSQL since the seventh round, on SQLite since the tenth)."""
     if run["topology"] != "serve":
         return "separate worker"
     return "worker child of serve" if "server_worker_child0" in run.get("memory_peak_kb", {}) else "worker in serve"
