@@ -6,6 +6,7 @@ Everything runs on 127.0.0.1. Every wait here is bounded by a deadline.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -441,6 +442,12 @@ class Process:
 #: A directory holding another copy of the `addon` package to measure instead of the working tree's (set by
 #: `run_all --addon-src`, e.g. a snapshot taken before a change, for a before/after comparison in one sitting).
 ADDON_SRC: str | None = None
+
+
+def add_addon_src_option(parser: argparse.ArgumentParser) -> None:
+    """`--addon-src DIR`, which every tool that starts the add-on takes; pass its value to `measure_addon_src`."""
+    parser.add_argument("--addon-src", metavar="DIR", help="measure the `addon` package found in this directory "
+                        "instead of the working tree's (a snapshot taken before a change)")
 
 
 def measure_addon_src(addon_src: str | None) -> None:

@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
+    common.add_addon_src_option(parser)
     args = parser.parse_args()
     common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-cpu-at-rate-") as ctx:

@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=None, help="`addon worker --concurrency`")
-    parser.add_argument("--addon-src", help="another copy of `addon/` to measure (its parent directory)")
+    common.add_addon_src_option(parser)
     args = parser.parse_args()
     common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-drain-cpu-") as ctx:

@@ -1,6 +1,6 @@
 """Profile the web process of `addon serve --no-worker` under the intake benchmark's load with py-spy.
 
-    python -m bench.profile_intake --database sqlite --seconds 6 --out /tmp/intake.txt
+    python -m bench.profile_intake --database sqlite --seconds 6 --out /tmp/intake.txt [--addon-src DIR]
 
 Writes py-spy's collapsed stacks (samples where a thread holds the GIL, unless `--idle`) to `--out` and prints
 the functions with the most samples, the events/s accepted while profiled and the web process's CPU use.
@@ -12,6 +12,7 @@ import argparse
 import threading
 from pathlib import Path
 
+from bench import common
 from bench import stack as stacks
 from bench.common import children
 from bench.context import tool_context
@@ -24,7 +25,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--out", default="/tmp/intake-profile.txt")
     parser.add_argument("--idle", action="store_true", help="sample waiting threads too")
+    common.add_addon_src_option(parser)
     args = parser.parse_args()
+    common.measure_addon_src(args.addon_src)
     with tool_context(args.database, "bench-profile-") as ctx:
         stack = stacks.start(ctx, args.database, topology="intake")
         try:

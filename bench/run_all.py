@@ -30,6 +30,7 @@ from bench.common import (
     DEFAULT_PG_URL,
     REPO,
     ReceiverProcess,
+    add_addon_src_option,
     ensure_pg_database,
     log,
     machine,
@@ -183,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="latest", help="name of the results files and plots")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the processes' logs")
-    parser.add_argument("--addon-src", help="measure the `addon` package found in this directory instead of the "
-                        "working tree's (a snapshot taken before a change)")
+    add_addon_src_option(parser)
     parser.add_argument("--table-from", metavar="JSON", help="only print the table of an earlier results file")
     args = parser.parse_args(argv)
     if args.table_from:
