@@ -20,10 +20,14 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
+def _file_path(database: str | None) -> str | None:
+    """The absolute path of a SQLite database file; None for an in-memory database."""
+    return str(Path(database).resolve()) if database and database != ":memory:" else None
+
+
 def sqlite_file(engine: Engine) -> str | None:
     """The absolute path of a SQLite engine's database file; None for another database or an in-memory one."""
-    database = engine.url.database if is_sqlite(engine) else None
-    return str(Path(database).resolve()) if database and database != ":memory:" else None
+    return _file_path(engine.url.database) if is_sqlite(engine) else None
 
 
 #: How long a SQLite transaction waits for this process's other writers, as the busy timeout does for SQLite's own.
@@ -40,9 +44,9 @@ class SQLiteWriteLock:
     a fork would be the parent's lock, shared).
     """
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, lock_file: str | None) -> None:
         self._threads = threading.Lock()
-        self._lock_file = f"{database}-lock" if database and database != ":memory:" else None
+        self._lock_file = lock_file  # None: an in-memory database, which no other process can open
         self._fd: int | None = None
         self._fd_pid = 0
 
@@ -90,11 +94,11 @@ _sqlite_write_locks_guard = threading.Lock()
 
 def sqlite_write_lock(database: str) -> SQLiteWriteLock:
     """The lock every transaction on a SQLite database file takes turns on (one object per file in a process)."""
-    key = str(Path(database).resolve()) if database and database != ":memory:" else database
+    path = _file_path(database)
     with _sqlite_write_locks_guard:
-        lock = _sqlite_write_locks.get(key)
+        lock = _sqlite_write_locks.get(path or "")
         if lock is None:
-            lock = _sqlite_write_locks[key] = SQLiteWriteLock(key)
+            lock = _sqlite_write_locks[path or ""] = SQLiteWriteLock(f"{path}-lock" if path else None)
         return lock
 
 
