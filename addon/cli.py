@@ -7,7 +7,6 @@ import faulthandler
 import logging
 import signal
 import sys
-import threading
 
 from addon.config import ConfigError, Settings, load_settings
 
@@ -109,14 +108,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
     runtime = Runtime.build(settings)
-    wait_until_current(runtime.engine)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
+    # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
+    # takes them. A Python handler setting an Event that the main thread waits on can deadlock: the handler runs
+    # in the main thread, which may be holding the Event's lock at that moment (the likely cause of an orphaned
+    # worker once found still running 16 minutes after its SIGTERM).
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack, to stderr
     background = Background.start(runtime, deliveries=True, concurrency=args.concurrency)
     log.info("worker started concurrency=%s", args.concurrency)
-    stop.wait()
+    signal.sigwait(stop_signals)
     log.info("worker stopping")
     background.stop()
     runtime.close()

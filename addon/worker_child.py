@@ -137,4 +137,6 @@ def die_with_parent(parent_pid: int) -> None:
 def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+    # To the main thread, which takes it with `sigwait` (this thread, started before the mask, would let a
+    # signal to the process end it at once).
+    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)

@@ -84,7 +84,7 @@ def test_serve_delivers_through_a_child_worker_that_is_restarted_and_stops_with_
     stack.server = None
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(120)
 def test_a_server_killed_with_sigkill_leaves_no_worker_behind(database_url: str, make_stack) -> None:
     stack: ProcessStack = make_stack(database_url)
     server = stack.start_server()
@@ -94,10 +94,11 @@ def test_a_server_killed_with_sigkill_leaves_no_worker_behind(database_url: str,
 
     os.kill(master, signal.SIGKILL)  # the server alone, not its process group
     server.proc.wait(10)
-    # The worker gives each part of its stop up to 30 s (the dispatcher, the sends in flight, the recorder), so
-    # the test waits longer than one of them; if it still runs, its threads' stacks (SIGUSR1) go into the failure.
+    # If it still runs, its threads' stacks (SIGUSR1) go into the failure. (Once an orphan was found still running
+    # 16 minutes after this test failed; the likely cause, a SIGTERM handler setting the Event its main thread was
+    # entering a wait on, is gone: addon/cli.py takes the signal with sigwait.)
     try:
-        wait_until(lambda: not _alive(child), timeout=60, message="the orphaned worker to stop")
+        wait_until(lambda: not _alive(child), timeout=30, message="the orphaned worker to stop")
     except AssertionError:
         os.kill(child, signal.SIGUSR1)
         with contextlib.suppress(AssertionError):
