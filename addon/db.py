@@ -72,9 +72,6 @@ class SQLiteWriteLock:
         finally:
             self._threads.release()
 
-    def locked(self) -> bool:
-        return self._threads.locked()
-
     def __enter__(self) -> bool:
         return self.acquire()
 
