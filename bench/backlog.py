@@ -7,8 +7,8 @@ The two sizes live side by side in two databases (two schemas of one PostgreSQL 
 every timed call alternates between them, so that the machine's drift during the run falls on both alike.
 The rows are written with one `INSERT … SELECT` (PostgreSQL `generate_series`, SQLite a recursive CTE): 5
 webhooks, one event per 5 deliveries, all pending and due. On PostgreSQL the tables are then VACUUMed and
-checkpointed so that the claim is timed, not the I/O of the insert, but not ANALYZEd: the planner sees the
-backlog as a burst its statistics have not caught up with, the hardest case. Each timed
+checkpointed (on SQLite, the WAL) so that the claim is timed, not the I/O of the insert, but not ANALYZEd: the
+planner sees the backlog as a burst its statistics have not caught up with, the hardest case. Each timed
 claim is followed by an untimed `release()` of its leases, so every claim sees the same backlog. The claim runs
 in this process, on the add-on's own engine and session factory.
 """
@@ -56,12 +56,15 @@ def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int,
             conn.execute(text("SELECT setval(pg_get_serial_sequence('events', 'id'), :n)"), {"n": stop + 1})
     # Measure the claim, not the aftermath of writing a million rows at once: on PostgreSQL, vacuum them (as
     # autovacuum soon would; VACUUM does not ANALYZE, so the planner still has no statistics on the burst) and
-    # write them out with a checkpoint. (SQLite checkpoints its WAL by itself.)
-    if kind == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    # write them out with a checkpoint; on SQLite, copy the WAL into the database file, as the add-on's checkpoint
+    # thread does after so many commits, not after one big one (`addon.db.WalCheckpointer`).
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if kind == "postgresql":
             conn.execute(text("VACUUM events"))
             conn.execute(text("VACUUM deliveries"))
             conn.execute(text("CHECKPOINT"))
+        else:
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 def _stats(times: list[float]) -> dict[str, float]:
