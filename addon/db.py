@@ -121,9 +121,10 @@ class WalCheckpointer:
 
     That commit would copy the WAL back into the database file and sync both, under the write lock, in the
     middle of a request: on average about 50 µs of the 125 µs that each stored event's commit took (cProfile,
-    one thread), and a pause of milliseconds for that one request. SQLite's documentation suggests this
-    arrangement for applications that care about commit latency. A PASSIVE checkpoint neither waits for nor
-    blocks readers and writers; frames it cannot copy yet (a reader still needs them) wait for the next one. The
+    one thread), and a pause of milliseconds for that one request. (SQLite leaves checkpoints to the application
+    when automatic ones are off: wal.html, "Application-Initiated Checkpoints".) A PASSIVE checkpoint, like an
+    automatic one, neither waits for nor blocks readers and writers; frames it cannot copy yet (a reader still
+    needs them) wait for the next one. The
     thread starts when the first checkpoint is due in a process (a fork starts its own) and stops when the engine
     is disposed (the next one due starts it again).
     """
