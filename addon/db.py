@@ -124,9 +124,8 @@ class WalCheckpointer:
     one thread), and a pause of milliseconds for that one request. (SQLite leaves checkpoints to the application
     when automatic ones are off: wal.html, "Application-Initiated Checkpoints".) A PASSIVE checkpoint, like an
     automatic one, neither waits for nor blocks readers and writers; frames it cannot copy yet (a reader still
-    needs them) wait for the next one. The
-    thread starts when the first checkpoint is due in a process (a fork starts its own) and stops when the engine
-    is disposed (the next one due starts it again).
+    needs them) wait for the next one. The thread starts when the first checkpoint is due in a process (a fork
+    starts its own) and stops when the engine is disposed (the next one due starts it again).
     """
 
     def __init__(self, database: str) -> None:
