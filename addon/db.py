@@ -213,10 +213,15 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
     def commit(self) -> None:
         try:
             super().commit()
-            if self.checkpointer is not None:
-                self.checkpointer.committed()
+            self.count_commit()
         finally:
             self.release_write_lock()
+
+    def count_commit(self) -> None:
+        """Count a commit for the checkpointer: `commit`'s, or that of a write statement run without BEGIN (which
+        commits itself), under the write lock."""
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     def rollback(self) -> None:
         try:

@@ -83,19 +83,6 @@ class DriverStatement:
         return self._compiled(dialect).sql
 
 
-@dataclass(frozen=True)
-class DriverCursor:
-    """A DBAPI cursor with the dialect that compiles statements for it."""
-
-    cursor: Any
-    dialect: Dialect
-
-    def execute(self, statement: DriverStatement, values: Mapping[str, Any]) -> Any:
-        """Execute and return the DBAPI cursor (`fetchone()`, `rowcount`)."""
-        self.cursor.execute(statement.sql(self.dialect), statement.parameters(self.dialect, values))
-        return self.cursor
-
-
 def _checkout(engine: Engine) -> PoolProxiedConnection:
     """A connection from the engine's pool; a database that cannot be reached raises as SQLAlchemy does."""
     dbapi = engine.dialect.loaded_dbapi
@@ -122,33 +109,17 @@ def _as_sqlalchemy_errors(engine: Engine, connection: PoolProxiedConnection, sql
                                   dialect=engine.dialect) from err
 
 
-@contextlib.contextmanager
-def driver_transaction(engine: Engine) -> Iterator[DriverCursor]:
-    """One write transaction on a DBAPI connection of the engine: committed on success, rolled back on error.
-
-    On SQLite it runs on the engine's writer connection (`_SQLiteWriter`) under the process's write lock, and
-    begins IMMEDIATE, as `addon.db`'s engine does for every transaction.
-    """
-    if engine.dialect.name == "sqlite":
-        with _SQLiteWriter.of(engine).transaction(engine) as cursor:
-            yield cursor
-        return
-    connection = _checkout(engine)
-    try:
-        with _as_sqlalchemy_errors(engine, connection, None):
-            cursor = connection.cursor()
-            try:
-                yield DriverCursor(cursor, engine.dialect)
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-    finally:
-        connection.close()  # back to the pool
+def driver_sqlite_statement(engine: Engine, statement: DriverStatement, values: Mapping[str, Any], *,
+                            setup: str | None = None) -> tuple[list[tuple], int]:
+    """SQLite: one write statement as its own transaction (autocommit: all or nothing by itself, with whatever its
+    triggers write), on the engine's writer connection (`_SQLiteWriter`) under the process's write lock. `setup`
+    runs once on each new writer connection first (a TEMP trigger, say). Returns the statement's rows and the
+    number of rows it and its triggers changed."""
+    return _SQLiteWriter.of(engine).run(engine, statement, values, setup)
 
 
 class _SQLiteWriter:
-    """The one connection of a SQLite engine that the driver's write transactions use, one at a time under the
+    """The one connection of a SQLite engine that the driver's write statements use, one at a time under the
     process's write lock (`addon.db`), which they take anyway.
 
     Why one: SQLite drops a connection's page cache whenever another connection has committed since it last
@@ -164,6 +135,7 @@ class _SQLiteWriter:
     def __init__(self, engine: Engine) -> None:
         self.write_lock = sqlite_write_lock(engine.url.database or "")
         self._connection: PoolProxiedConnection | None = None
+        self._set_up: set[str] = set()  # the `setup` statements run on `_connection` so far
 
     @classmethod
     def of(cls, engine: Engine) -> _SQLiteWriter:
@@ -174,38 +146,35 @@ class _SQLiteWriter:
                 event.listen(engine, "engine_disposed", lambda _engine: writer.close())
             return writer
 
-    @contextlib.contextmanager
-    def transaction(self, engine: Engine) -> Iterator[DriverCursor]:
-        """A transaction on `engine` (the engine this writer is of)."""
+    def run(self, engine: Engine, statement: DriverStatement, values: Mapping[str, Any],
+            setup: str | None) -> tuple[list[tuple], int]:
+        """`driver_sqlite_statement` on `engine` (the engine this writer is of)."""
+        sql = statement.sql(engine.dialect)
+        parameters = statement.parameters(engine.dialect, values)
         try:
             take_sqlite_write_lock(self.write_lock)
         except sqlite3.OperationalError as err:
             raise OperationalError(None, None, err) from err
-        connection = self._connection
         try:
-            if connection is None:
-                connection = self._connection = _checkout(engine)
+            if self._connection is None:
+                self._connection, self._set_up = _checkout(engine), set()
+            connection = self._connection
             dbapi_connection = connection.dbapi_connection
-            dbapi_connection.adopt_write_lock()  # type: ignore[union-attr]
+            with _as_sqlalchemy_errors(engine, connection, sql, discard_on_error=True):
+                if setup is not None and setup not in self._set_up:
+                    dbapi_connection.execute(setup)  # type: ignore[union-attr]
+                    self._set_up.add(setup)
+                changes_before = dbapi_connection.total_changes  # type: ignore[union-attr]
+                rows = dbapi_connection.execute(sql, parameters).fetchall()  # type: ignore[union-attr]
+                changes = dbapi_connection.total_changes - changes_before  # type: ignore[union-attr]
+            dbapi_connection.count_commit()  # type: ignore[union-attr]
         except BaseException:
-            self.write_lock.release()
-            raise
-        try:
-            with _as_sqlalchemy_errors(engine, connection, None, discard_on_error=True):
-                cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    yield DriverCursor(cursor, engine.dialect)
-                except BaseException:
-                    dbapi_connection.rollback()  # type: ignore[union-attr]
-                    raise
-                dbapi_connection.commit()  # type: ignore[union-attr]
-        except BaseException:
-            if not connection.is_valid:
-                self._connection = None
+            if self._connection is not None and not self._connection.is_valid:
+                self._connection = None  # it failed: the next statement checks out another
             raise
         finally:
-            dbapi_connection.release_write_lock()  # type: ignore[union-attr]  # (if still held)
+            self.write_lock.release()
+        return rows, changes
 
     def close(self) -> None:
         with self.write_lock:

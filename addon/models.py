@@ -173,6 +173,8 @@ class Event(Base):
     project_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The event's `webhook-id`: each delivery's is this, `_` and the webhook's id. None for events stored before 0003.
+    message_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Select, String, bindparam, cast, func, insert, select, true
+from sqlalchemy import CTE, Insert, Select, String, bindparam, cast, func, insert, literal, literal_column, select, true
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from addon.connect.tenants import TenantChanged, TenantView
-from addon.db_driver import DriverStatement, driver_one_statement, driver_transaction
+from addon.db_driver import DriverStatement, driver_one_statement, driver_sqlite_statement
 from addon.delivery.signing import new_message_id
 from addon.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, utcnow
 
@@ -30,25 +31,34 @@ _deliveries = Delivery.__table__
 _tenants = Tenant.__table__
 _INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source=bindparam("source"),
                                         project_id=bindparam("project_id"), body=bindparam("body"),
-                                        created_at=bindparam("now", type_=UTCDateTime()))
+                                        created_at=bindparam("now", type_=UTCDateTime()),
+                                        message_id=bindparam("message_id"))
                  .returning(_events.c.id))
 
 
-def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None) -> Insert:
+def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None,
+                       new_event_row: bool = False) -> Insert:
     """One pending delivery per target webhook, in one INSERT … SELECT (in webhook order), for the event whose id
-    is the `event_id` parameter (or the id returned by the `event` INSERT, in a PostgreSQL WITH).
+    is the `event_id` parameter (or the id returned by the `event` INSERT, in a PostgreSQL WITH; or, with
+    `new_event_row`, the row a trigger on `events` has just inserted, `NEW`, with no parameters at all).
 
-    A delivery's `webhook-id` is the event's fresh message id (`message_id_prefix`, ending in `_`) followed by the
-    webhook's id: unique, fixed for the delivery, and made without a round of per-webhook parameters.
+    A delivery's `webhook-id` is the event's fresh message id (`message_id`) followed by `_` and the webhook's id:
+    unique, fixed for the delivery, and made without a round of per-webhook parameters.
     """
-    now = bindparam("now", type_=UTCDateTime())
     column = _deliveries.c
-    event_id = bindparam("event_id", type_=column.event_id.type) if event is None else event.c.id
-    rows = (select(bindparam("tenant_id", type_=column.tenant_id.type), event_id, _webhooks.c.id,
-                   bindparam("message_id_prefix", type_=String()) + cast(_webhooks.c.id, String()),
-                   bindparam("status", type_=column.status.type),
-                   bindparam("attempt_count", type_=column.attempt_count.type), now, now, now)
-            .where(_webhooks.c.tenant_id == bindparam("tenant_id"), _webhooks.c.deleted_at.is_(None))
+    if new_event_row:
+        tenant_id, event_id, message_id, now = (literal_column(f"NEW.{name}") for name in
+                                                ("tenant_id", "id", "message_id", "created_at"))
+        status, attempt_count = literal(DeliveryStatus.PENDING.value), literal(0)
+    else:
+        tenant_id = bindparam("tenant_id", type_=column.tenant_id.type)
+        event_id = bindparam("event_id", type_=column.event_id.type) if event is None else event.c.id
+        message_id, now = bindparam("message_id", type_=String()), bindparam("now", type_=UTCDateTime())
+        status = bindparam("status", type_=column.status.type)
+        attempt_count = bindparam("attempt_count", type_=column.attempt_count.type)
+    rows = (select(tenant_id, event_id, _webhooks.c.id, message_id + "_" + cast(_webhooks.c.id, String()), status,
+                   attempt_count, now, now, now)
+            .where(_webhooks.c.tenant_id == tenant_id, _webhooks.c.deleted_at.is_(None))
             .order_by(_webhooks.c.id))
     if event is not None:
         rows = rows.select_from(event.join(_webhooks, true()))
@@ -72,16 +82,26 @@ def _insert_event_while_tenant_unchanged() -> Insert:
     event, tenant = _events.c, _tenants.c
     row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
                   bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
-                  bindparam("now", type_=UTCDateTime()))
+                  bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type))
            .where(tenant.id == bindparam("tenant_id"), tenant.client_key == bindparam("client_key"),
                   tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
                   tenant.shared_secret == bindparam("sealed_secret")))
-    return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at"], row)
+    return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at", "message_id"], row)
             .returning(_events.c.id))
 
 
+def _sqlite_fan_out_trigger() -> str:
+    """SQLite: a TEMP trigger (it exists on the one connection that creates it, the intake's writer connection, and
+    fires for nothing else) that inserts an event's deliveries as part of the event's INSERT. So the intake's store
+    is one statement in autocommit, which is all or nothing by itself: no BEGIN, second statement and COMMIT, each a
+    call into SQLite and a turn of the GIL. The deliveries are `_insert_deliveries`, on the `NEW` row."""
+    fan_out = _insert_deliveries(new_event_row=True).compile(dialect=sqlite.dialect(),
+                                                             compile_kwargs={"literal_binds": True})
+    return f"CREATE TEMP TRIGGER IF NOT EXISTS intake_fan_out AFTER INSERT ON main.events BEGIN {fan_out}; END"
+
+
 _DRIVER_INSERT_EVENT = DriverStatement(_insert_event_while_tenant_unchanged())
-_DRIVER_INSERT_DELIVERIES = DriverStatement(_INSERT_DELIVERIES[False, False])
+_SQLITE_FAN_OUT_TRIGGER = _sqlite_fan_out_trigger()
 
 
 def _store_in_one_statement() -> Select:
@@ -101,7 +121,7 @@ _DRIVER_STORE_POSTGRESQL = DriverStatement(_store_in_one_statement())
 
 def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: str | None) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "source": source, "project_id": project_id, "body": encode_body(body),
-            "now": utcnow(), "message_id_prefix": new_message_id() + "_", "status": DeliveryStatus.PENDING.value,
+            "now": utcnow(), "message_id": new_message_id(), "status": DeliveryStatus.PENDING.value,
             "attempt_count": 0}
 
 
@@ -126,7 +146,8 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
 
 def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
                 project_id: str | None = None, notify_origin: str = "") -> tuple[int, int]:
-    """`enqueue_event` for every enabled webhook in a transaction of its own, executed by the driver
+    """`enqueue_event` for every enabled webhook as one statement of its own (on PostgreSQL a WITH of both INSERTs,
+    on SQLite the event's INSERT, whose TEMP trigger inserts the deliveries), executed by the driver
     (`addon.db_driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
     written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
     calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
@@ -138,13 +159,10 @@ def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[s
         if row is None:
             raise TenantChanged(f"tenant {tenant.id} changed")
         return row[0], row[1]
-    with driver_transaction(engine) as db:
-        row = db.execute(_DRIVER_INSERT_EVENT, params).fetchone()
-        if row is None:
-            raise TenantChanged(f"tenant {tenant.id} changed")
-        params["event_id"] = row[0]
-        deliveries = db.execute(_DRIVER_INSERT_DELIVERIES, params).rowcount
-    return params["event_id"], deliveries
+    rows, changes = driver_sqlite_statement(engine, _DRIVER_INSERT_EVENT, params, setup=_SQLITE_FAN_OUT_TRIGGER)
+    if not rows:
+        raise TenantChanged(f"tenant {tenant.id} changed")
+    return rows[0][0], changes - 1  # the event's row, then its deliveries (the trigger's)
 
 
 def notify_workers(db: Session | Connection) -> None:
