@@ -200,11 +200,6 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
         take_sqlite_write_lock(self.write_lock)
         self._holds_write_lock = True
 
-    def adopt_write_lock(self) -> None:
-        """The caller has taken the write lock itself (`sqlite_write_lock`): this connection's commit or rollback
-        releases it."""
-        self._holds_write_lock = True
-
     def release_write_lock(self) -> None:
         if self._holds_write_lock:
             self._holds_write_lock = False
