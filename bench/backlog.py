@@ -58,13 +58,17 @@ def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int,
     # autovacuum soon would; VACUUM does not ANALYZE, so the planner still has no statistics on the burst) and
     # write them out with a checkpoint; on SQLite, copy the WAL into the database file, as the add-on's checkpoint
     # thread does after so many commits, not after one big one (`addon.db.WalCheckpointer`).
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if kind == "postgresql":
+    if kind == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM events"))
             conn.execute(text("VACUUM deliveries"))
             conn.execute(text("CHECKPOINT"))
-        else:
-            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    else:  # on the DBAPI connection: every transaction of the engine begins IMMEDIATE, and no checkpoint runs in one
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            raw.close()
 
 
 def _stats(times: list[float]) -> dict[str, float]:
