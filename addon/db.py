@@ -163,7 +163,7 @@ class WalCheckpointer:
             if self._thread_pid != os.getpid():  # never started here (a fork's copy names its parent's thread)
                 self._wake, self._stop = threading.Event(), threading.Event()
                 self._thread = threading.Thread(target=self._run, args=(self._wake, self._stop),
-                                                name="sqlite-checkpoint", daemon=True)
+                                                name=f"sqlite-checkpoint {self._database}", daemon=True)
                 self._thread.start()
                 self._thread_pid = os.getpid()
 

@@ -13,17 +13,17 @@ from sqlalchemy import text
 
 from addon.db import CHECKPOINT_EVERY_COMMITS, make_engine
 
-ROW_BYTES = 48_000  # a dozen pages of 4 KiB: SQLite's own threshold (1,000 pages) is crossed in 90 commits
+ROW_BYTES = 48_000  # a dozen pages of 4 KiB: SQLite's own threshold (1,000 pages) is crossed within 90 commits
 
 
-def _checkpoint_threads() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "sqlite-checkpoint"]
+def _checkpoint_threads(database: Path) -> list[threading.Thread]:
+    """The checkpoint threads of this database (other tests' engines may start theirs meanwhile)."""
+    return [thread for thread in threading.enumerate() if thread.name == f"sqlite-checkpoint {database.resolve()}"]
 
 
 def test_commits_leave_the_wal_to_the_checkpoint_thread_which_copies_it_every_so_many_commits(tmp_path: Path) -> None:
     database = tmp_path / "addon.db"
     engine = make_engine(f"sqlite:///{database}")
-    threads_before = _checkpoint_threads()
     try:
         with engine.begin() as connection:
             connection.execute(text("CREATE TABLE rows (data BLOB)"))
@@ -33,7 +33,7 @@ def test_commits_leave_the_wal_to_the_checkpoint_thread_which_copies_it_every_so
         written = (CHECKPOINT_EVERY_COMMITS - 2) * ROW_BYTES
         time.sleep(0.5)
         assert os.path.getsize(database) < written / 10, "a commit copied the WAL into the database file itself"
-        assert _checkpoint_threads() == threads_before, "a checkpoint thread started before one was due"
+        assert _checkpoint_threads(database) == [], "a checkpoint thread started before one was due"
 
         with engine.begin() as connection:  # the commit that makes one due
             connection.execute(text("INSERT INTO rows VALUES (zeroblob(:size))"), {"size": ROW_BYTES})
@@ -41,7 +41,7 @@ def test_commits_leave_the_wal_to_the_checkpoint_thread_which_copies_it_every_so
         while os.path.getsize(database) < written and time.monotonic() < deadline:
             time.sleep(0.05)
         assert os.path.getsize(database) >= written, "the WAL was not copied into the database file"
-        started = [thread for thread in _checkpoint_threads() if thread not in threads_before]
+        started = _checkpoint_threads(database)
         assert len(started) == 1 and started[0].is_alive()
     finally:
         engine.dispose()
