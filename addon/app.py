@@ -8,9 +8,8 @@ from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from addon.config import Settings, load_settings
-from addon.errors import register_error_handlers
-from addon.paths import STATIC_DIR, TEMPLATES_DIR
-from addon.runtime import Runtime
+from addon.process.runtime import Runtime
+from addon.web.errors import register_error_handlers
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -19,7 +18,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     """Build the Flask app. Background work (delivery worker, housekeeping) is started by the caller."""
     if runtime is None:
         runtime = Runtime.build(settings or load_settings())
-    app = Flask(__name__, template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
+    # The admin page's files are package data under addon/admin/, served at /static/ as before.
+    app = Flask(__name__, template_folder="admin/templates", static_folder="admin/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["addon"] = runtime
@@ -32,8 +32,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise RequestEntityTooLarge()
 
-    from addon import health
     from addon.connect import descriptor, lifecycle
+    from addon.web import health
 
     for blueprint in (descriptor.bp, lifecycle.bp, health.bp):
         app.register_blueprint(blueprint)
@@ -45,7 +45,7 @@ def _register_optional_blueprints(app: Flask) -> None:
     """Feature blueprints (intake, admin) register here as they are built."""
     import importlib
 
-    for module_name in ("addon.changes.routes", "addon.admin.api", "addon.admin.page"):
+    for module_name in ("addon.intake.routes", "addon.admin.api", "addon.admin.page"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:

@@ -25,8 +25,8 @@ def _settings_or_exit(port: int | None = None) -> Settings:
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
-    from addon.db import make_engine
-    from addon.migrate import upgrade
+    from addon.storage.engine import make_engine
+    from addon.storage.migrate import upgrade
 
     settings = _settings_or_exit()
     engine = make_engine(settings.database_url)
@@ -40,11 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from addon.app import create_app
-    from addon.background import Background
-    from addon.db import is_sqlite, make_engine
-    from addon.migrate import upgrade
-    from addon.runtime import Runtime
-    from addon.worker_child import ServeArbiter, WorkerChild
+    from addon.process.background import Background
+    from addon.process.children import ServeArbiter, WorkerChild
+    from addon.process.runtime import Runtime
+    from addon.storage.engine import is_sqlite, make_engine
+    from addon.storage.migrate import upgrade
 
     settings = _settings_or_exit(port=args.port)  # --port wins over PORT; the default ADDON_BASE_URL follows it
     engine = make_engine(settings.database_url)
@@ -99,10 +99,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from addon.background import Background
-    from addon.migrate import wait_until_current
-    from addon.runtime import Runtime
-    from addon.worker_child import die_with_parent
+    from addon.process.background import Background
+    from addon.process.children import die_with_parent
+    from addon.process.runtime import Runtime
+    from addon.storage.migrate import wait_until_current
 
     if args.parent_pid is not None:  # started by `addon serve`: never outlive it
         die_with_parent(args.parent_pid)
@@ -128,9 +128,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_tenants(args: argparse.Namespace) -> int:
     import json
 
-    from addon.migrate import wait_until_current
-    from addon.runtime import Runtime
-    from addon.tenants_admin import copy_webhooks, list_tenants
+    from addon.admin.tenants import copy_webhooks, list_tenants
+    from addon.process.runtime import Runtime
+    from addon.storage.migrate import wait_until_current
 
     runtime = Runtime.build(_settings_or_exit())
     wait_until_current(runtime.engine, timeout_s=10)

@@ -57,7 +57,7 @@ def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int,
     # Measure the claim, not the aftermath of writing a million rows at once: on PostgreSQL, vacuum them (as
     # autovacuum soon would; VACUUM does not ANALYZE, so the planner still has no statistics on the burst) and
     # write them out with a checkpoint; on SQLite, copy the WAL into the database file, as the add-on's checkpoint
-    # thread does after so many commits, not after one big one (`addon.db.WalCheckpointer`).
+    # thread does after so many commits, not after one big one (`addon.storage.engine.WalCheckpointer`).
     if kind == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM events"))
@@ -105,7 +105,7 @@ class _Backlog:
 
     def __init__(self, ctx: Context, kind: str, deliveries: int, busy_ahead: int = 0) -> None:
         from addon.config import Settings
-        from addon.runtime import Runtime
+        from addon.process.runtime import Runtime
 
         self.database = ctx.new_database(kind)
         secret_key = new_secret_key()

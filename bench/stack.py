@@ -120,7 +120,7 @@ def start(ctx: Context, kind: str, *, topology: str = "serve", trivial_route: bo
         answer = site.install(url)
         if answer.status_code != 204:
             raise RuntimeError(f"signed install answered {answer.status_code}: {answer.text}")
-        from addon.models import Tenant
+        from addon.storage.models import Tenant
 
         engine = database.engine()
         with engine.connect() as conn:

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import event, select
 
-from addon.models import Attempt, Delivery, DeliveryStatus, Webhook
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook
 from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from addon.connect.install_keys import CACHE_SIZE, MAX_KEY_BYTES, InstallKeyFetcher
 from addon.connect.jwt import JwtError
-from addon.models import Tenant
+from addon.storage.models import Tenant
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import new_rsa_key

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from addon.changes.inbox import (
+from addon.intake.inbox import (
     MAX_ATTEMPTS,
     InboxProcessor,
     LeaseLost,
@@ -21,7 +21,7 @@ from addon.changes.inbox import (
     fence,
     prune,
 )
-from addon.changes.jira_attributes import (
+from addon.intake.jira_attributes import (
     CATEGORY,
     DEFAULT_ASSIGNEE,
     DESCRIPTION,
@@ -31,9 +31,9 @@ from addon.changes.jira_attributes import (
     TYPE,
     URL,
 )
-from addon.db import transaction
-from addon.models import Event, JiraInboxEvent, ProjectSnapshot, SeenJiraWebhook, utcnow
-from addon.runtime import Runtime
+from addon.process.runtime import Runtime
+from addon.storage.engine import transaction
+from addon.storage.models import Event, JiraInboxEvent, ProjectSnapshot, SeenJiraWebhook, utcnow
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import FakeAtlassian, FakeSite

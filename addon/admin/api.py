@@ -11,15 +11,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from addon.admin.serialize import attempt_json, webhook_json
-from addon.changes.jira_attributes import KEY, NAME, load_snapshot
 from addon.connect.auth import admin_required
-from addon.db import transaction
-from addon.delivery.addresses import UrlRejected, check_url_for_saving
-from addon.delivery.outbox import enqueue_event, notify_workers
-from addon.delivery.signing import generate_secret
 from addon.delivery.worker import send_now
-from addon.errors import ApiError
-from addon.models import (
+from addon.intake.jira_attributes import KEY, NAME, load_snapshot
+from addon.outbox.store import enqueue_event, notify_workers
+from addon.process.runtime import current_runtime
+from addon.sending.addresses import UrlRejected, check_url_for_saving
+from addon.sending.signing import generate_secret
+from addon.storage.engine import transaction
+from addon.storage.models import (
     MAX_WEBHOOKS_PER_TENANT,
     Attempt,
     Delivery,
@@ -30,8 +30,8 @@ from addon.models import (
     Webhook,
     utcnow,
 )
-from addon.request_json import read_json, unprocessable
-from addon.runtime import current_runtime
+from addon.web.errors import ApiError
+from addon.web.json_body import read_json, unprocessable
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 

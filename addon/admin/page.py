@@ -9,8 +9,8 @@ from flask import Blueprint, g, render_template
 from sqlalchemy import select
 
 from addon.connect.auth import jwt_required
-from addon.models import Tenant
-from addon.runtime import current_runtime
+from addon.process.runtime import current_runtime
+from addon.storage.models import Tenant
 
 bp = Blueprint("admin_page", __name__)
 

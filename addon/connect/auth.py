@@ -24,9 +24,9 @@ from addon.connect.jwt import (
     unverified_issuer,
     verify_symmetric,
 )
-from addon.connect.tenants import TenantChanged, TenantView, find_installed
-from addon.errors import ApiError
-from addon.runtime import current_runtime
+from addon.process.runtime import current_runtime
+from addon.storage.tenants import TenantChanged, TenantView, find_installed
+from addon.web.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

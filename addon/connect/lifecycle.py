@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from addon.connect.auth import jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
-from addon.db import transaction
-from addon.delivery.outbox import notify_workers
-from addon.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
-from addon.request_json import read_json, unprocessable
-from addon.runtime import current_runtime
+from addon.outbox.store import notify_workers
+from addon.process.runtime import current_runtime
+from addon.storage.engine import transaction
+from addon.storage.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
+from addon.web.json_body import read_json, unprocessable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("lifecycle", __name__)
@@ -38,7 +38,7 @@ def _verified_install_claims() -> tuple[dict, str]:
     return claims, token
 
 
-#: The body's fields that are stored, with the most characters their columns take (`addon.models.Tenant`).
+#: The body's fields that are stored, with the most characters their columns take (`addon.storage.models.Tenant`).
 _REQUIRED_FIELDS = {"clientKey": 255, "baseUrl": 255}
 _OPTIONAL_FIELDS = {"displayUrl": 255, "productType": 32}
 

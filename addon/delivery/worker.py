@@ -39,11 +39,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from addon.db import transaction
-from addon.delivery.recording import record, record_many
-from addon.delivery.sender import SendResult
-from addon.delivery.signing import signature_headers
-from addon.models import (
+from addon.delivery.outcomes import record, record_many
+from addon.process.runtime import Runtime
+from addon.sending.client import SendResult
+from addon.sending.signing import signature_headers
+from addon.storage.engine import transaction
+from addon.storage.models import (
     Delivery,
     DeliveryStatus,
     Event,
@@ -53,7 +54,6 @@ from addon.models import (
     Webhook,
     utcnow,
 )
-from addon.runtime import Runtime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,10 +11,10 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from addon.app import create_app
-from addon.background import Background
 from addon.config import Settings
-from addon.migrate import upgrade
-from addon.runtime import Runtime
+from addon.process.background import Background
+from addon.process.runtime import Runtime
+from addon.storage.migrate import upgrade
 from tests.support.http import free_port
 
 # werkzeug's request log carries the query string (and so `?jwt=` tokens); production uses gunicorn's access log
