@@ -89,7 +89,7 @@ def _time(call) -> float:  # type: ignore[no-untyped-def]
 
 def _claim_and_release(runtime, busy: set[int] | None) -> float:  # type: ignore[no-untyped-def]
     """Time one `claim()`; its leases are then released (untimed) so that the next claim sees the same backlog."""
-    from addon.delivery.worker import claim, release
+    from addon.outbox.claim import claim, release
 
     started = time.perf_counter()
     jobs = claim(runtime, BATCH, busy)
@@ -156,7 +156,7 @@ def _alternating(backlogs: list[_Backlog], measurements: dict[str, Any],
 def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[str, Any]:
     """Both backlogs side by side, in two databases of the same server, and every timed call alternating between
     them: the machine's drift (other work, autovacuum after the big insert) falls on both sizes alike."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlogs: list[_Backlog] = []
     try:
@@ -191,7 +191,7 @@ def measure_busy_ahead(ctx: Context, kind: str, aheads: tuple[int, int], reps: i
     """A webhook at its bound whose due deliveries are older than everyone else's (a receiver that hangs: the
     dispatcher sends it one at a time while its deliveries pile up), with `aheads` of them in front of 1,000 due
     deliveries of the other webhooks: the claim and `next_due_in` must not pass over them one by one."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlogs: list[_Backlog] = []
     try:
@@ -235,7 +235,7 @@ def measure_idle_webhooks(ctx: Context, kind: str, counts: tuple[int, ...], reps
     """What the per-webhook claim costs instead: one index probe per enabled webhook of an active tenant, whether
     it has anything waiting or not. 1,000 due deliveries of 5 webhooks, one of them busy, plus `counts` enabled
     webhooks with nothing waiting (added between the series)."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlog = _Backlog(ctx, kind, 1_000)
     per_count = []

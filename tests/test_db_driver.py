@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import bindparam, exc, insert, select, update
 
 from addon.config import Settings
-from addon.delivery.worker import claim
 from addon.outbox import store as outbox
+from addon.outbox.claim import claim
 from addon.outbox.store import store_event
 from addon.process.runtime import Runtime
 from addon.sending.signing import generate_secret

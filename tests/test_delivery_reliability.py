@@ -34,7 +34,8 @@ from standardwebhooks import WebhookVerificationError
 
 from addon.config import Settings
 from addon.delivery.housekeeping import cancel_abandoned_test_deliveries, disable_failing_webhooks
-from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound, release
+from addon.delivery.worker import DEFAULT_CONCURRENCY, per_webhook_bound
+from addon.outbox.claim import claim, lease_duration, release
 from addon.outbox.store import enqueue_event, notify_workers
 from addon.sending.addresses import UrlRejected, check_url_for_saving
 from addon.sending.client import Sender

@@ -8,7 +8,8 @@ from sqlalchemy import select, update
 
 import addon.delivery.retry as retry
 from addon.delivery.outcomes import record, record_many
-from addon.delivery.worker import MAX_RECORD_BATCH, Job, claim
+from addon.delivery.worker import MAX_RECORD_BATCH
+from addon.outbox.claim import Job, claim
 from addon.outbox.store import enqueue_event
 from addon.sending.client import SendResult
 from addon.storage.engine import transaction

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from addon.admin.serialize import attempt_json, webhook_json
 from addon.connect.auth import admin_required
+from addon.delivery import outcomes
 from addon.delivery.worker import send_now
 from addon.intake.jira_attributes import KEY, NAME, load_snapshot
 from addon.outbox.store import enqueue_event, notify_workers
@@ -65,14 +66,6 @@ def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> We
     if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
         raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
     return webhook
-
-
-def _cancel_pending(session: Session, webhook_id: int) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
-    )
 
 
 def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
@@ -163,13 +156,10 @@ def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
         if "url" in fields:
             webhook.url = fields["url"]  # pending retries read the URL at send time
         if "enabled" in fields and fields["enabled"] != webhook.enabled:
-            webhook.enabled = fields["enabled"]
-            if webhook.enabled:
-                webhook.disabled_reason = None
-                webhook.failing_since = None
+            if fields["enabled"]:
+                outcomes.enable_webhook(webhook)
             else:
-                webhook.disabled_reason = "manual"
-                _cancel_pending(session, webhook.id)
+                outcomes.disable_webhook(session, webhook, "manual")
         return jsonify(webhook_json(webhook))
 
 
@@ -178,9 +168,7 @@ def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
 def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
-        webhook.deleted_at = utcnow()
-        webhook.enabled = False
-        _cancel_pending(session, webhook.id)
+        outcomes.delete_webhook(session, webhook)
     return "", 204
 
 

@@ -8,16 +8,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, g, request
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from addon.connect.auth import jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
+from addon.delivery.outcomes import cancel_tenant_deliveries
 from addon.outbox.store import notify_workers
 from addon.process.runtime import current_runtime
 from addon.storage.engine import transaction
-from addon.storage.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
+from addon.storage.models import Tenant, TenantState, UsedInstallToken, utcnow
 from addon.web.json_body import read_json, unprocessable
 
 log = logging.getLogger(__name__)
@@ -145,11 +146,7 @@ def uninstalled():  # type: ignore[no-untyped-def]
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
             tenant.state = TenantState.UNINSTALLED
             tenant.uninstalled_at = utcnow()
-            session.execute(
-                update(Delivery)
-                .where(Delivery.tenant_id == tenant.id, Delivery.status == DeliveryStatus.PENDING)
-                .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
-            )
+            cancel_tenant_deliveries(session, tenant.id)
             log.info("tenant uninstalled tenant=%s", tenant.id)
 
     _write(uninstall)

@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
+from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
 from addon.process.runtime import Runtime
@@ -54,13 +55,7 @@ def cancel_abandoned_test_deliveries(runtime: Runtime) -> None:
     sending it, it would stay pending for ever. After an hour without a live lease it is cancelled."""
     now = utcnow()
     with transaction(runtime.sessions) as session:
-        cancelled = session.execute(
-            update(Delivery)
-            .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at.is_(None),
-                   Delivery.schedule_started_at < now - ABANDONED_TEST_AFTER,
-                   (Delivery.lease_until.is_(None)) | (Delivery.lease_until < now))
-            .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
-        ).rowcount
+        cancelled = cancel_abandoned_tests(session, now - ABANDONED_TEST_AFTER, now)
     if cancelled:
         log.info("abandoned test deliveries cancelled count=%s", cancelled)
 
@@ -92,14 +87,7 @@ def disable_failing_webhooks(runtime: Runtime) -> None:
             select(Webhook).where(Webhook.enabled.is_(True), Webhook.failing_since < now - FAILING_DISABLE_AFTER)
         ).all()
         for webhook in failing:
-            webhook.enabled = False
-            webhook.disabled_reason = "failing"
-            session.execute(
-                update(Delivery)
-                .where(Delivery.webhook_id == webhook.id, Delivery.status == DeliveryStatus.PENDING)
-                .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
-            )
-            log.warning("webhook disabled tenant=%s webhook=%s reason=failing", webhook.tenant_id, webhook.id)
+            disable_webhook(session, webhook, "failing", now)
 
 
 JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (

@@ -1,15 +1,18 @@
-"""Recording attempts: each attempt's row, its delivery's next step (finished, or its next attempt scheduled), and
+"""Outcomes: the only code that changes a delivery's or a webhook's state.
+
+Recording attempts: each attempt's row, its delivery's next step (finished, or its next attempt scheduled), and
 its webhook's last execution and status, which may disable the webhook (a 410, or 5 days of failures).
 
 `record` writes one attempt in a transaction of its own (the admin page's test delivery, and the worker's
 fallback); `record_many` writes a batch of outcomes in one transaction, as the worker's recorder thread does.
+Cancelling, disabling, enabling and deleting are here too, called by the admin API, a door's lifecycle and
+housekeeping, so each rule is written once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -33,13 +36,11 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
 from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
+from addon.outbox.claim import Job
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
 from addon.storage.engine import transaction
 from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
-
-if TYPE_CHECKING:
-    from addon.delivery.worker import Job
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +52,58 @@ _attempts = Attempt.__table__
 _PENDING = _deliveries.c.status == DeliveryStatus.PENDING
 
 
-def _cancel_pending(session: Session, webhook_id: int, now: dt.datetime) -> None:
-    session.execute(
+def _cancel(session: Session, which: ColumnElement[bool], now: dt.datetime) -> int:
+    """Cancel the pending deliveries `which` selects: finished now, their lease dropped. Returns how many."""
+    return session.execute(
         update(Delivery)
-        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING)
+        .where(which, Delivery.status == DeliveryStatus.PENDING)
         .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
-    )
+    ).rowcount
 
 
-def _disable(session: Session, webhook: Webhook, reason: str, now: dt.datetime) -> None:
+def cancel_webhook_deliveries(session: Session, webhook_id: int, now: dt.datetime | None = None) -> int:
+    """A disabled or deleted webhook sends nothing more: its pending deliveries are cancelled."""
+    return _cancel(session, Delivery.webhook_id == webhook_id, now or utcnow())
+
+
+def cancel_tenant_deliveries(session: Session, tenant_id: int, now: dt.datetime | None = None) -> int:
+    """An uninstalled tenant's pending deliveries are cancelled (a disabled one's only pause)."""
+    return _cancel(session, Delivery.tenant_id == tenant_id, now or utcnow())
+
+
+def cancel_abandoned_tests(session: Session, older_than: dt.datetime, now: dt.datetime | None = None) -> int:
+    """Test deliveries are never due (the request that made one sends it): one whose request died before sending
+    it, older than `older_than` and without a live lease, is cancelled rather than left pending for ever."""
+    now = now or utcnow()
+    abandoned = (Delivery.next_attempt_at.is_(None) & (Delivery.schedule_started_at < older_than)
+                 & (Delivery.lease_until.is_(None) | (Delivery.lease_until < now)))
+    return _cancel(session, abandoned, now)
+
+
+def disable_webhook(session: Session, webhook: Webhook, reason: str, now: dt.datetime | None = None) -> None:
+    """Disable a webhook (`reason`: "manual", "gone" or "failing") and cancel its pending deliveries. The caller
+    holds the webhook's row lock first where attempts may be recorded at the same time (see `record`)."""
     webhook.enabled = False
     webhook.disabled_reason = reason
-    _cancel_pending(session, webhook.id, now)
-    log.warning("webhook disabled tenant=%s webhook=%s reason=%s", webhook.tenant_id, webhook.id, reason)
+    cancel_webhook_deliveries(session, webhook.id, now)
+    if reason != "manual":
+        log.warning("webhook disabled tenant=%s webhook=%s reason=%s", webhook.tenant_id, webhook.id, reason)
+
+
+def enable_webhook(webhook: Webhook) -> None:
+    """Enable a webhook: it starts afresh, with no failing streak."""
+    webhook.enabled = True
+    webhook.disabled_reason = None
+    webhook.failing_since = None
+
+
+def delete_webhook(session: Session, webhook: Webhook, now: dt.datetime | None = None) -> None:
+    """Delete a webhook (its row stays, for its history, until the tenant is forgotten) and cancel what it had
+    pending."""
+    now = now or utcnow()
+    webhook.deleted_at = now
+    webhook.enabled = False
+    cancel_webhook_deliveries(session, webhook.id, now)
 
 
 def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True) -> int:
@@ -120,9 +160,9 @@ def _webhook_saw(session: Session, webhook: Webhook, result: SendResult, error: 
     else:
         webhook.failing_since = webhook.failing_since or now
         if webhook.enabled and result.gone:
-            _disable(session, webhook, "gone", now)
+            disable_webhook(session, webhook, "gone", now)
         elif webhook.enabled and now - webhook.failing_since >= FAILING_DISABLE_AFTER:
-            _disable(session, webhook, "failing", now)
+            disable_webhook(session, webhook, "failing", now)
 
 
 def _log_attempt(job: Job, result: SendResult, next_at: dt.datetime | None, now: dt.datetime) -> None:
