@@ -39,10 +39,9 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from addon.app import create_app
+    from addon.app import build_runtime, create_app
     from addon.process.background import Background
     from addon.process.children import ServeArbiter, WorkerChild
-    from addon.process.runtime import Runtime
     from addon.storage.engine import is_sqlite, make_engine
     from addon.storage.migrate import upgrade
 
@@ -73,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("worker_exit", _worker_exit)
 
         def load(self):  # type: ignore[no-untyped-def]
-            runtime = Runtime.build(settings)
+            runtime = build_runtime(settings)
             state["runtime"] = runtime  # type: ignore[assignment]
             return create_app(runtime=runtime)
 
@@ -99,15 +98,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from addon.app import build_runtime
     from addon.process.background import Background
     from addon.process.children import die_with_parent
-    from addon.process.runtime import Runtime
     from addon.storage.migrate import wait_until_current
 
     if args.parent_pid is not None:  # started by `addon serve`: never outlive it
         die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
-    runtime = Runtime.build(settings)
+    runtime = build_runtime(settings)
     wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
     # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
     # takes them. A Python handler setting an Event that the main thread waits on can deadlock: the handler runs
@@ -129,10 +128,10 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     import json
 
     from addon.admin.tenants import copy_webhooks, list_tenants
-    from addon.process.runtime import Runtime
+    from addon.app import build_runtime
     from addon.storage.migrate import wait_until_current
 
-    runtime = Runtime.build(_settings_or_exit())
+    runtime = build_runtime(_settings_or_exit())
     wait_until_current(runtime.engine, timeout_s=10)
     try:
         if args.tenants_command == "list":

@@ -6,15 +6,16 @@ import datetime as dt
 import time
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from addon.admin.permissions import admin_required
 from addon.admin.serialize import attempt_json, webhook_json
-from addon.connect.auth import admin_required
 from addon.delivery import outcomes
 from addon.delivery.worker import send_now
-from addon.intake.jira_attributes import KEY, NAME, load_snapshot
+from addon.doors import current_caller
+from addon.intake import snapshots
 from addon.outbox.store import enqueue_event, notify_workers
 from addon.process.runtime import current_runtime
 from addon.sending.addresses import UrlRejected, check_url_for_saving
@@ -26,7 +27,6 @@ from addon.storage.models import (
     Delivery,
     DeliveryStatus,
     Event,
-    ProjectSnapshot,
     Tenant,
     Webhook,
     utcnow,
@@ -53,7 +53,7 @@ def _no_store(response):  # type: ignore[no-untyped-def]
 
 
 def _tenant_id() -> int:
-    return g.auth.tenant.id
+    return current_caller().tenant_id
 
 
 def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> Webhook:
@@ -185,16 +185,6 @@ def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
     return jsonify({"secret": secret})
 
 
-def _first_project(session: Session) -> dict[str, Any] | None:
-    """The tenant's first project (lowest id) as recorded by the install snapshot."""
-    snapshots = session.scalars(select(ProjectSnapshot).where(ProjectSnapshot.tenant_id == _tenant_id())).all()
-    if not snapshots:
-        return None
-    first = min(snapshots, key=lambda s: (len(s.project_id), s.project_id))
-    attributes = load_snapshot(first.attributes)
-    return {"id": int(first.project_id), "key": attributes.get(KEY), "name": attributes.get(NAME)}
-
-
 @bp.post("/webhooks/<int:webhook_id>/test")
 @admin_required
 def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
@@ -209,8 +199,8 @@ def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
         if recent >= TESTS_PER_MINUTE:
             raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
                            {"Retry-After": "60"})
-        body = {"data": {"event": "test", "user": g.auth.account_id, "timestamp": int(time.time() * 1000),
-                         "project": _first_project(session), "fields": []}}
+        body = {"data": {"event": "test", "user": current_caller().account_id, "timestamp": int(time.time() * 1000),
+                         "project": snapshots.first_project(session, _tenant_id()), "fields": []}}
         event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
                                     webhook_ids=[webhook.id], include_disabled=True)
         # Never due: no worker's claim takes it (it would send it a second time, and retry it); this request sends

@@ -1,39 +1,23 @@
-"""The Jira REST client, signed as the app (JWT with `iss` = app key), with errors mapped to clear exceptions."""
+"""The Jira REST client of the Connect door, signed as the app (JWT with `iss` = app key), its failures mapped to
+the core's `JiraError`s."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 
 from addon import __version__
 from addon.connect.jwt import encode_app_token
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
-
-
-class JiraError(Exception):
-    """Jira answered with an unexpected 4xx."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        """Jira's `Retry-After` header as given (a 429 or 503 may carry one), else None."""
-
-
-class JiraUnavailable(JiraError):
-    """Jira could not be reached, timed out or answered 5xx: the caller should retry later."""
-
-
-class JiraNotFound(JiraError):
-    """Jira answered 404."""
 
 
 @dataclass(frozen=True)
@@ -90,34 +74,17 @@ class JiraClient:
         except ValueError:
             raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
 
-    # The calls this add-on makes.
-
-    def get_project(self, tenant: TenantCredentials, id_or_key: str) -> dict:
-        return self.request(tenant, "GET", f"/rest/api/3/project/{id_or_key}",
-                            params={"expand": "description,lead,url,projectKeys"})
-
-    def iter_projects(self, tenant: TenantCredentials, page_size: int = 50):  # type: ignore[no-untyped-def]
-        """Every project, page by page, from `GET /rest/api/3/project/search`."""
-        start = 0
-        while True:
-            page = self.request(tenant, "GET", "/rest/api/3/project/search",
-                                params={"startAt": start, "maxResults": page_size,
-                                        "expand": "description,lead,url"})
-            values = page.get("values", []) if isinstance(page, dict) else []
-            yield from values
-            if not values or page.get("isLast", True):
-                return
-            start += len(values)
-
-    def is_admin(self, tenant: TenantCredentials, account_id: str) -> bool:
-        answer = self.request(tenant, "POST", "/rest/api/3/permissions/check",
-                              json={"accountId": account_id, "globalPermissions": ["ADMINISTER"]})
-        granted = answer.get("globalPermissions", []) if isinstance(answer, dict) else []
-        return "ADMINISTER" in granted
-
-    def time_tracking_options(self, tenant: TenantCredentials) -> dict:
-        return self.request(tenant, "GET", "/rest/api/3/configuration/timetracking/options") or {}
 
 
-def jira_host(base_url: str) -> str:
-    return urlsplit(base_url).hostname or ""
+class ConnectJira:
+    """`addon.doors.JiraApi` for one Connect tenant: every call signed as the app with the tenant's secret."""
+
+    def __init__(self, client: JiraClient, tenant: TenantCredentials) -> None:
+        self._client = client
+        self._tenant = tenant
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._client.request(self._tenant, "GET", path, params=params)
+
+    def post(self, path: str, json: Any) -> Any:
+        return self._client.request(self._tenant, "POST", path, json=json)

@@ -7,14 +7,15 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, g, request
+from flask import Blueprint, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from addon.connect.auth import jwt_required, request_qsh, unauthorized
+from addon.connect.auth import DOOR, jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
 from addon.delivery.outcomes import cancel_tenant_deliveries
+from addon.doors import current_caller
 from addon.outbox.store import notify_workers
 from addon.process.runtime import current_runtime
 from addon.storage.engine import transaction
@@ -32,8 +33,10 @@ def _verified_install_claims() -> tuple[dict, str]:
         raise unauthorized("a signed install JWT is required in the Authorization header")
     runtime = current_runtime()
     try:
-        claims = verify_install(token, runtime.install_keys, audience=runtime.settings.base_url,
-                                expected_qsh=request_qsh())
+        # The install keys are the Connect door's (`ConnectDoor.install_keys`), which imports this module.
+        install_keys = runtime.door(DOOR).install_keys  # type: ignore[attr-defined]
+        claims = verify_install(token, install_keys, audience=runtime.settings.base_url,
+                                expected_qsh=request_qsh(runtime.settings.base_url))
     except JwtError as err:
         raise unauthorized(str(err)) from None
     return claims, token
@@ -156,27 +159,28 @@ def uninstalled():  # type: ignore[no-untyped-def]
 
 def _set_state(state: TenantState) -> None:
     runtime = current_runtime()
+    caller = current_caller()
     with transaction(runtime.sessions) as session:
-        tenant = session.get(Tenant, g.auth.tenant.id)
+        tenant = session.get(Tenant, caller.tenant_id)
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
             tenant.state = state
             if state == TenantState.ENABLED:
                 notify_workers(session)  # paused deliveries are due again, in every worker process
-    runtime.tenant_cache.forget(g.auth.tenant.client_key)
-    log.info("tenant %s tenant=%s", state.value, g.auth.tenant.id)
+    runtime.tenant_cache.forget(caller.tenant.client_key)
+    log.info("tenant %s tenant=%s", state.value, caller.tenant_id)
     if state == TenantState.ENABLED:
         runtime.deliveries_committed.notify()
 
 
 @bp.post("/lifecycle/enabled")
-@jwt_required()
+@jwt_required
 def enabled():  # type: ignore[no-untyped-def]
     _set_state(TenantState.ENABLED)
     return "", 204
 
 
 @bp.post("/lifecycle/disabled")
-@jwt_required()
+@jwt_required
 def disabled():  # type: ignore[no-untyped-def]
     _set_state(TenantState.DISABLED)
     return "", 204

@@ -43,7 +43,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
-from addon.connect.jira import JiraError, JiraNotFound, JiraUnavailable
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable
 from addon.intake import snapshots
 from addon.intake.jira_attributes import (
     KEY,
@@ -57,7 +57,14 @@ from addon.intake.jira_attributes import (
 )
 from addon.intake.jira_events import FORGETTING_EVENTS, PROJECT_UPDATED, RECORDING_EVENTS, SEEN_FOR
 from addon.intake.outgoing import event_body
-from addon.intake.projects import ProjectDirectory, ProjectInfo, directory, project_info
+from addon.intake.projects import (
+    ProjectDirectory,
+    ProjectInfo,
+    directory,
+    fetch_project,
+    iter_projects,
+    project_info,
+)
 from addon.outbox.store import enqueue_event
 from addon.process.runtime import Runtime
 from addon.sending.client import parse_retry_after
@@ -291,7 +298,7 @@ class InboxProcessor:
     def _fetch(self, tenant: TenantView, project_id: str) -> Mapping[str, Any] | None:
         """The project from Jira's REST API (None when Jira says it does not exist)."""
         try:
-            answer = self.runtime.jira.get_project(tenant.credentials, project_id)
+            answer = fetch_project(self.runtime.jira_for(tenant), project_id)
         except JiraNotFound:
             return None
         if not isinstance(answer, Mapping):
@@ -351,7 +358,7 @@ class InboxProcessor:
         """Record every project of the tenant, page by page; each batch also renews the lease."""
         batch: list[Mapping[str, Any]] = []
         count = 0
-        for project in self.runtime.jira.iter_projects(tenant.credentials, page_size=SNAPSHOT_BATCH):
+        for project in iter_projects(self.runtime.jira_for(tenant), page_size=SNAPSHOT_BATCH):
             if isinstance(project, Mapping) and project_info(project) is not None:
                 batch.append(project)
             if len(batch) >= SNAPSHOT_BATCH:

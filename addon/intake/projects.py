@@ -10,13 +10,13 @@ a PostgreSQL deployment see a rename after at most that long).
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from addon.connect.jira import JiraClient, JiraError, JiraNotFound, JiraUnavailable, TenantCredentials
+from cachetools import TTLCache
+
+from addon.doors import JiraApi, JiraError, JiraNotFound, JiraUnavailable
 from addon.intake.fields import TimeTracking, UnknownProjectKey
 
 TTL_S = 300.0
@@ -45,46 +45,56 @@ def project_info(project: Mapping[str, Any]) -> ProjectInfo | None:
 
 
 class _TtlCache:
-    """A bounded LRU map whose entries expire; safe to share between threads."""
+    """A bounded LRU map whose entries expire (`cachetools.TTLCache`), safe to share between threads."""
 
     def __init__(self, ttl_s: float, max_entries: int) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: TTLCache[Any, Any] = TTLCache(max_entries, ttl_s)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, key: Any) -> Any | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] < time.monotonic():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
+            return self._entries.get(key)
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
-            self._entries[key] = (time.monotonic() + self._ttl_s, value)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            self._entries[key] = value
 
     def pop(self, key: Any) -> Any | None:
         with self._lock:
-            entry = self._entries.pop(key, None)
-            return None if entry is None else entry[1]
+            return self._entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
 
 
+def fetch_project(jira: JiraApi, id_or_key: str) -> Any:
+    """Jira's project object (`GET /rest/api/3/project/{idOrKey}`), with what the outgoing body and the snapshot
+    need."""
+    return jira.get(f"/rest/api/3/project/{id_or_key}", params={"expand": "description,lead,url,projectKeys"})
+
+
+def iter_projects(jira: JiraApi, page_size: int = 50) -> Iterator[Any]:
+    """Every project, page by page, from `GET /rest/api/3/project/search`."""
+    start = 0
+    while True:
+        page = jira.get("/rest/api/3/project/search",
+                        params={"startAt": start, "maxResults": page_size, "expand": "description,lead,url"})
+        values = page.get("values", []) if isinstance(page, dict) else []
+        yield from values
+        if not values or page.get("isLast", True):
+            return
+        start += len(values)
+
+
+def fetch_time_tracking(jira: JiraApi) -> Any:
+    return jira.get("/rest/api/3/configuration/timetracking/options") or {}
+
+
 class ProjectDirectory:
     """Projects and time-tracking settings per tenant, from the cache or else from Jira.
 
-    Raises what `JiraClient` raises: `JiraNotFound` for an unknown project, `JiraUnavailable` when Jira cannot
+    Raises what a door's `JiraApi` raises: `JiraNotFound` for an unknown project, `JiraUnavailable` when Jira cannot
     be reached (or answers something unusable), `JiraError` for other refusals.
     """
 
@@ -92,21 +102,21 @@ class ProjectDirectory:
         self._projects = _TtlCache(ttl_s, max_entries)
         self._time_tracking = _TtlCache(ttl_s, max_entries)
 
-    def project(self, jira: JiraClient, tenant: TenantCredentials, id_or_key: str) -> ProjectInfo:
-        """The project with this id (digits) or key."""
+    def project(self, jira: JiraApi, client_key: str, id_or_key: str) -> ProjectInfo:
+        """The project with this id (digits) or key, of the tenant `client_key` whose Jira `jira` is."""
         by = "id" if id_or_key.isascii() and id_or_key.isdigit() else "key"
         lookup = str(int(id_or_key)) if by == "id" else id_or_key.upper()
-        cached = self._projects.get((tenant.client_key, by, lookup))
+        cached = self._projects.get((client_key, by, lookup))
         if cached is not None:
             return cached
-        answer = jira.get_project(tenant, lookup)
+        answer = fetch_project(jira, lookup)
         info = project_info(answer) if isinstance(answer, Mapping) else None
         if info is None:
             raise JiraUnavailable(f"Jira answered GET project/{by} with an unusable project")
-        self.remember(tenant.client_key, info)
+        self.remember(client_key, info)
         if by == "key":
             # Jira also finds a project by a former key; keep that alias too.
-            self._projects.put((tenant.client_key, "key", lookup), info)
+            self._projects.put((client_key, "key", lookup), info)
         return info
 
     def remember(self, client_key: str, info: ProjectInfo) -> None:
@@ -123,19 +133,19 @@ class ProjectDirectory:
         if info is not None:
             self._projects.pop((client_key, "key", info.key.upper()))
 
-    def time_tracking(self, jira: JiraClient, tenant: TenantCredentials) -> TimeTracking:
+    def time_tracking(self, jira: JiraApi, client_key: str) -> TimeTracking:
         """The tenant's working hours per day and days per week; Jira's defaults (8, 5) when it does not say."""
-        cached = self._time_tracking.get(tenant.client_key)
+        cached = self._time_tracking.get(client_key)
         if cached is not None:
             return cached
         try:
-            answer = jira.time_tracking_options(tenant)
+            answer = fetch_time_tracking(jira)
         except JiraUnavailable:
             raise
         except JiraError:  # 404 or a refusal: Jira does not say, so its defaults apply
             answer = {}
         settings = time_tracking_of(answer)
-        self._time_tracking.put(tenant.client_key, settings)
+        self._time_tracking.put(client_key, settings)
         return settings
 
     def clear(self) -> None:
@@ -171,16 +181,16 @@ class JiraValueContext:
     into a `ChangeError` at the value's path).
     """
 
-    def __init__(self, jira: JiraClient, tenant: TenantCredentials, projects: ProjectDirectory = directory) -> None:
+    def __init__(self, jira: JiraApi, client_key: str, projects: ProjectDirectory = directory) -> None:
         self._jira = jira
-        self._tenant = tenant
+        self._client_key = client_key
         self._projects = projects
 
     def project_id_for_key(self, key: str) -> str:
         try:
-            return self._projects.project(self._jira, self._tenant, key).id
+            return self._projects.project(self._jira, self._client_key, key).id
         except JiraNotFound:
             raise UnknownProjectKey(key) from None
 
     def time_tracking(self) -> TimeTracking:
-        return self._projects.time_tracking(self._jira, self._tenant)
+        return self._projects.time_tracking(self._jira, self._client_key)

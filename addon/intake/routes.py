@@ -15,10 +15,9 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
-from addon.connect.auth import JIRA_RETRY_AFTER_S, AuthContext, jwt_required, unauthorized
-from addon.connect.jira import JiraError, JiraNotFound
+from addon.doors import Caller, JiraError, JiraNotFound, Purpose, caller_required, current_caller
 from addon.intake import jira_events
 from addon.intake.fields import ChangeError, build_fields
 from addon.intake.inbox import schedule_install_snapshot
@@ -41,30 +40,34 @@ def init_runtime(runtime: Runtime) -> None:
         runtime.on_installed.append(functools.partial(schedule_install_snapshot, runtime))
 
 
+#: Seconds a sender is asked to wait when Jira cannot be reached.
+JIRA_RETRY_AFTER_S = "30"
+
+
 def _jira_unavailable() -> ApiError:
     return ApiError(503, "jira_unavailable", "Jira could not be reached; try again later",
                     {"Retry-After": JIRA_RETRY_AFTER_S})
 
 
-def _refuse_disabled(auth: AuthContext) -> None:
-    if auth.tenant.is_disabled:
+def _refuse_disabled(caller: Caller) -> None:
+    if caller.tenant.is_disabled:
         raise ApiError(403, "tenant_disabled", "the add-on is disabled on this Jira site")
 
 
-def _resolve(runtime: Runtime, auth: AuthContext, changes: Any, project_ref: tuple[str, str]
+def _resolve(runtime: Runtime, caller: Caller, changes: Any, project_ref: tuple[str, str]
              ) -> tuple[list[dict[str, Any]], ProjectInfo]:
     """The outgoing fields and the event's project, asking Jira (through the cache) what the request lacks."""
-    credentials = auth.tenant.credentials
+    jira, client_key = runtime.jira_for(caller.tenant), caller.tenant.client_key
     path, id_or_key = project_ref
     try:
-        fields = build_fields(changes, JiraValueContext(runtime.jira, credentials))
-        project = directory.project(runtime.jira, credentials, id_or_key)
+        fields = build_fields(changes, JiraValueContext(jira, client_key))
+        project = directory.project(jira, client_key, id_or_key)
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
     except JiraNotFound:
         raise unprocessable(path, "Jira knows no such project") from None
     except JiraError as err:
-        log.warning("jira unavailable during intake tenant=%s: %s", auth.tenant.id, err)
+        log.warning("jira unavailable during intake tenant=%s: %s", caller.tenant_id, err)
         raise _jira_unavailable() from None
     return fields, project
 
@@ -75,49 +78,47 @@ def _accepted(event_id: int | None, deliveries: int) -> Response:
 
 
 @bp.post("/events/projectrak/field-changes")
-@jwt_required(allow_context=False, cached_tenant=True)
+@caller_required(Purpose.INTAKE)  # the door refuses a request that names no acting user
 def projectrak_field_changes():  # type: ignore[no-untyped-def]
     received_ms = now_ms()
-    auth: AuthContext = g.auth
-    if auth.account_id is None:
-        raise unauthorized("the token must name the acting user in its sub claim")
-    _refuse_disabled(auth)
+    caller = current_caller()
+    _refuse_disabled(caller)
     try:
         parsed = parse_request(read_json())
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
     runtime = current_runtime()
-    fields, project = _resolve(runtime, auth, parsed.changes, (parsed.project.path, parsed.project.value))
+    fields, project = _resolve(runtime, caller, parsed.changes, (parsed.project.path, parsed.project.value))
     if not fields:
         return _accepted(None, 0)  # nothing to send: no event (see the module's notes)
     timestamp = received_ms if parsed.timestamp is None else parsed.timestamp
-    body = event_body(user=auth.account_id, timestamp=timestamp, project=project, fields=fields)
-    event_id, deliveries = store_event(runtime.engine, tenant=auth.tenant, source="projectrak", body=body,
+    body = event_body(user=caller.account_id, timestamp=timestamp, project=project, fields=fields)
+    event_id, deliveries = store_event(runtime.engine, tenant=caller.tenant, source="projectrak", body=body,
                                        project_id=project.id, notify_origin=runtime.deliveries_committed.origin)
     runtime.deliveries_committed.notify()
-    log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", auth.tenant.id,
+    log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", caller.tenant_id,
              event_id, project.id, len(fields), deliveries)
     return _accepted(event_id, deliveries)
 
 
 @bp.post(f"/events/jira/<any({', '.join(jira_events.JIRA_EVENTS)}):event>")
-@jwt_required(allow_context=False)
+@caller_required(Purpose.JIRA_CALLBACK)
 def jira_webhook(event: str):  # type: ignore[no-untyped-def]
     received_ms = now_ms()
-    auth: AuthContext = g.auth
-    _refuse_disabled(auth)
+    caller = current_caller()
+    _refuse_disabled(caller)
     try:
         webhook = jira_events.parse_webhook(event, read_json(), received_ms)
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
     runtime = current_runtime()
     identifier = jira_events.normalize_identifier(request.headers.get(jira_events.IDENTIFIER_HEADER))
-    if not jira_events.accept(runtime.sessions, auth.tenant.id, webhook, identifier, auth.account_id):
-        log.info("duplicate jira webhook dropped tenant=%s event=%s project=%s", auth.tenant.id, event,
+    if not jira_events.accept(runtime.sessions, caller.tenant_id, webhook, identifier, caller.account_id):
+        log.info("duplicate jira webhook dropped tenant=%s event=%s project=%s", caller.tenant_id, event,
                  webhook.project_id)
         return "", 204
     if event == jira_events.PROJECT_UPDATED or event in jira_events.FORGETTING_EVENTS:
-        directory.forget(auth.tenant.client_key, webhook.project_id)  # the next lookup asks Jira
+        directory.forget(caller.tenant.client_key, webhook.project_id)  # the next lookup asks Jira
     runtime.jira_events_committed.notify()
-    log.info("jira webhook accepted tenant=%s event=%s project=%s", auth.tenant.id, event, webhook.project_id)
+    log.info("jira webhook accepted tenant=%s event=%s project=%s", caller.tenant_id, event, webhook.project_id)
     return "", 204

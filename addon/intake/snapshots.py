@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from addon.intake.jira_attributes import Attributes, dump_snapshot, load_snapshot
+from addon.intake.jira_attributes import KEY, NAME, Attributes, dump_snapshot, load_snapshot
 from addon.storage.models import ProjectSnapshot, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,3 +46,14 @@ def record(session: Session, tenant_id: int, project_id: str, attributes: Mappin
 def forget(session: Session, tenant_id: int, project_id: str) -> None:
     session.execute(delete(ProjectSnapshot).where(ProjectSnapshot.tenant_id == tenant_id,
                                                   ProjectSnapshot.project_id == project_id))
+
+
+def first_project(session: Session, tenant_id: int) -> dict[str, Any] | None:
+    """The tenant's first project (lowest id) as recorded by the install snapshot, as a test delivery names it:
+    `{"id", "key", "name"}`; None when nothing is recorded."""
+    snapshots = session.scalars(select(ProjectSnapshot).where(ProjectSnapshot.tenant_id == tenant_id)).all()
+    if not snapshots:
+        return None
+    first = min(snapshots, key=lambda s: (len(s.project_id), s.project_id))
+    attributes = load_snapshot(first.attributes)
+    return {"id": int(first.project_id), "key": attributes.get(KEY), "name": attributes.get(NAME)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy.engine import Engine
@@ -12,14 +13,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from addon import __version__
 from addon.config import Settings
-from addon.connect.install_keys import InstallKeyFetcher
-from addon.connect.jira import JiraClient
 from addon.outbox.sqlite import Doorbell
 from addon.outbox.wakeup import Wakeup
 from addon.sending.client import Sender
 from addon.storage.engine import make_engine, make_sessionmaker, sqlite_file
 from addon.storage.secrets import SecretBox
-from addon.storage.tenants import TenantCache
+from addon.storage.tenants import TenantCache, TenantView
+
+if TYPE_CHECKING:  # addon.doors reads the runtime of the request being handled from here
+    from addon.doors import Door, JiraApi
 
 
 @dataclass
@@ -28,8 +30,6 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     box: SecretBox
-    install_keys: InstallKeyFetcher
-    jira: JiraClient
     deliveries_committed: Wakeup = field(default_factory=Wakeup)
     jira_events_committed: Wakeup = field(default_factory=Wakeup)
     tenant_cache: TenantCache = field(default_factory=TenantCache)
@@ -38,6 +38,9 @@ class Runtime:
     # On a SQLite file, how committed deliveries wake the delivery workers of other processes (on PostgreSQL
     # the commit's NOTIFY does).
     doorbell: Doorbell | None = None
+    # The front doors (`addon.doors`), added by whoever assembles the process (`addon.app.build_runtime`): the core
+    # asks them who calls and for a tenant's Jira, and never imports one.
+    doors: list[Door] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -49,8 +52,6 @@ class Runtime:
             engine=engine,
             sessions=make_sessionmaker(engine),
             box=SecretBox(settings.secret_key),
-            install_keys=InstallKeyFetcher(settings.install_keys_url),
-            jira=JiraClient(settings.app_key),
             deliveries_committed=Wakeup(doorbell.ring if doorbell else None),
             doorbell=doorbell,
         )
@@ -69,6 +70,16 @@ class Runtime:
                     user_agent=f"Projectrak-Outgoing-Webhooks/{__version__} ({self.settings.app_key})",
                 )
             return self._sender
+
+    def door(self, name: str) -> Door:
+        for door in self.doors:
+            if door.name == name:
+                return door
+        raise LookupError(f"no {name!r} door in this runtime")
+
+    def jira_for(self, tenant: TenantView) -> JiraApi:
+        """The tenant's Jira, through the door it came in by."""
+        return self.door(tenant.door).jira_for(tenant)
 
     def close(self) -> None:
         with self._sender_lock:

@@ -3,13 +3,14 @@ them."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
-from addon.connect.jira import TenantCredentials
 from addon.storage.driver import DriverStatement, driver_one_statement
 from addon.storage.models import Tenant, TenantState
 from addon.storage.secrets import SecretBox
@@ -27,10 +28,9 @@ class TenantView:
     sealed_secret: str = field(repr=False)
     """The shared secret as the row stores it (sealed with ADDON_SECRET_KEY, when set): what says, without
     opening it, whether the row still holds the secret this view was read with."""
-
-    @property
-    def credentials(self) -> TenantCredentials:
-        return TenantCredentials(self.client_key, self.base_url, self.shared_secret)
+    door: str = "connect"
+    """The door (`addon.doors`) the tenant came in by, which makes its Jira client. Every stored tenant is a
+    Connect installation until the table records the door of each."""
 
     @property
     def is_disabled(self) -> bool:
@@ -84,21 +84,22 @@ class TenantCache:
     An entry may be stale: another process may have re-installed, disabled or uninstalled the tenant. Whoever
     uses an entry confirms it where it matters: the intake stores an event only while the tenant's row is still
     the one it authenticated with (`addon.outbox.store.store_event`, in the same statement), and answers an
-    error only after reading the row afresh (`addon.connect.auth.jwt_required`). Bounded: when full, it starts
-    over (entries are only ever added for installed tenants whose token verified).
+    error only after reading the row afresh (`addon.doors.caller_required`). Bounded: the least recently used
+    entry goes first (entries are only ever added for installed tenants whose token verified).
     """
 
     def __init__(self, max_entries: int = 10_000) -> None:
-        self._max_entries = max_entries
-        self._entries: dict[str, TenantView] = {}
+        self._entries: LRUCache[str, TenantView] = LRUCache(max_entries)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe; reads reorder the LRU list
 
     def get(self, client_key: str) -> TenantView | None:
-        return self._entries.get(client_key)
+        with self._lock:
+            return self._entries.get(client_key)
 
     def put(self, tenant: TenantView) -> None:
-        if len(self._entries) >= self._max_entries:
-            self._entries = {}
-        self._entries[tenant.client_key] = tenant
+        with self._lock:
+            self._entries[tenant.client_key] = tenant
 
     def forget(self, client_key: str) -> None:
-        self._entries.pop(client_key, None)
+        with self._lock:
+            self._entries.pop(client_key, None)
