@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+from cachetools import LRUCache
 from cryptography.fernet import Fernet, InvalidToken
 
 _ENCRYPTED = "fernet:"
@@ -20,7 +23,8 @@ class SecretBox:
 
     def __init__(self, key: str | None) -> None:
         self._fernet = Fernet(key.encode()) if key else None
-        self._opened: dict[str, str] = {}
+        self._opened: LRUCache[str, str] = LRUCache(self.MEMORY_SIZE)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def seal(self, value: str) -> str:
         if self._fernet is None:
@@ -28,12 +32,12 @@ class SecretBox:
         return _ENCRYPTED + self._fernet.encrypt(value.encode()).decode()
 
     def open(self, stored: str) -> str:
-        opened = self._opened.get(stored)
+        with self._lock:
+            opened = self._opened.get(stored)
         if opened is None:
-            opened = self._open(stored)
-            if len(self._opened) >= self.MEMORY_SIZE:
-                self._opened.clear()
-            self._opened[stored] = opened
+            opened = self._open(stored)  # outside the lock: a decryption takes a while
+            with self._lock:
+                self._opened[stored] = opened
         return opened
 
     def _open(self, stored: str) -> str:
