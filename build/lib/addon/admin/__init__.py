@@ -1,0 +1,1 @@
+"""Administration: the Outgoing webhooks page shown in Jira, and the JSON API it uses."""

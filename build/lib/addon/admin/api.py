@@ -1,0 +1,284 @@
+"""The admin JSON API (CONTRACT §7): Jira administrators only, each tenant sees only its own webhooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from addon.admin.permissions import admin_required
+from addon.admin.serialize import attempt_json, webhook_json
+from addon.delivery import outcomes
+from addon.delivery.worker import send_now
+from addon.doors import current_caller
+from addon.intake import snapshots
+from addon.outbox.store import enqueue_event, notify_workers
+from addon.process.runtime import current_runtime
+from addon.sending.addresses import UrlRejected, check_url_for_saving
+from addon.sending.signing import generate_secret
+from addon.storage.engine import transaction
+from addon.storage.models import (
+    MAX_WEBHOOKS_PER_TENANT,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Tenant,
+    Webhook,
+    utcnow,
+)
+from addon.web.errors import ApiError
+from addon.web.json_body import read_json, unprocessable
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api")
+
+MAX_NAME_LENGTH = 255
+TESTS_PER_MINUTE = 10
+SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
+DEFAULT_PAGE, MAX_PAGE = 20, 200
+_FIELDS = {"name", "url", "enabled"}
+#: Ids are 64-bit signed integers on both databases: a larger one names no row (404), and is never sent to the
+#: database (SQLite's driver and PostgreSQL would both fail on it). A negative one matches no route.
+MAX_ID = 2**63 - 1
+
+
+@bp.after_request
+def _no_store(response):  # type: ignore[no-untyped-def]
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _tenant_id() -> int:
+    return current_caller().tenant_id
+
+
+def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> Webhook:
+    """The tenant's webhook, or 404. With `lock`, its row stays locked until the transaction ends (FOR NO KEY
+    UPDATE on PostgreSQL, the lock recording an attempt takes too; SQLite's BEGIN IMMEDIATE serialises anyway)."""
+    webhook = None
+    if webhook_id <= MAX_ID:
+        webhook = session.get(Webhook, webhook_id, with_for_update={"key_share": True} if lock else None,
+                              populate_existing=lock)
+    if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
+        raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
+    return webhook
+
+
+def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
+    """Check the request document; the URL policy (which may resolve DNS) runs before any transaction."""
+    if not isinstance(body, dict):
+        raise unprocessable("body", "must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled)")
+    fields: dict[str, Any] = {}
+    if "name" in body or creating:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise unprocessable("name", "is required: a non-empty string")
+        if len(name.strip()) > MAX_NAME_LENGTH:
+            raise unprocessable("name", f"must be at most {MAX_NAME_LENGTH} characters")
+        fields["name"] = name.strip()
+    if "url" in body or creating:
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise unprocessable("url", "is required: an https:// URL")
+        url = url.strip()
+        try:
+            check_url_for_saving(url, current_runtime().settings.allow_private_networks)
+        except UrlRejected as err:
+            raise ApiError(400, err.code, f"url: {err.message}") from None
+        fields["url"] = url
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise unprocessable("enabled", "must be true or false")
+        fields["enabled"] = body["enabled"]
+    return fields
+
+
+@bp.get("/webhooks")
+@admin_required
+def list_webhooks():  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        webhooks = session.scalars(
+            select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None)).order_by(Webhook.id)
+        )
+        return jsonify([webhook_json(w) for w in webhooks])
+
+
+@bp.post("/webhooks")
+@admin_required
+def create_webhook():  # type: ignore[no-untyped-def]
+    fields = _validated_fields(read_json(), creating=True)
+    runtime = current_runtime()
+    secret = generate_secret()
+    with transaction(runtime.sessions) as session:
+        # Concurrent creations take turns on the tenant's row, so the count below cannot go stale before the
+        # insert (PostgreSQL's READ COMMITTED would let each see 49 and all insert).
+        session.execute(select(Tenant.id).where(Tenant.id == _tenant_id()).with_for_update(key_share=True))
+        count = session.scalar(
+            select(func.count()).select_from(Webhook)
+            .where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None))
+        )
+        if count >= MAX_WEBHOOKS_PER_TENANT:
+            raise ApiError(422, "too_many_webhooks", f"a site may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
+        enabled = fields.get("enabled", True)
+        webhook = Webhook(tenant_id=_tenant_id(), name=fields["name"], url=fields["url"], enabled=enabled,
+                          disabled_reason=None if enabled else "manual", secret=runtime.box.seal(secret))
+        session.add(webhook)
+        session.flush()
+        answer = webhook_json(webhook) | {"secret": secret}
+    return jsonify(answer), 201
+
+
+@bp.get("/webhooks/<int:webhook_id>")
+@admin_required
+def get_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        return jsonify(webhook_json(_get_webhook(session, webhook_id)))
+
+
+@bp.patch("/webhooks/<int:webhook_id>")
+@admin_required
+def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    body = read_json()
+    with transaction(current_runtime().sessions) as session:
+        _get_webhook(session, webhook_id)  # 404 before validating (and resolving) anything
+    fields = _validated_fields(body, creating=False)
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        if "name" in fields:
+            webhook.name = fields["name"]
+        if "url" in fields:
+            webhook.url = fields["url"]  # pending retries read the URL at send time
+        if "enabled" in fields and fields["enabled"] != webhook.enabled:
+            if fields["enabled"]:
+                outcomes.enable_webhook(webhook)
+            else:
+                outcomes.disable_webhook(session, webhook, "manual")
+        return jsonify(webhook_json(webhook))
+
+
+@bp.delete("/webhooks/<int:webhook_id>")
+@admin_required
+def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        outcomes.delete_webhook(session, webhook)
+    return "", 204
+
+
+@bp.post("/webhooks/<int:webhook_id>/rotate-secret")
+@admin_required
+def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
+    runtime = current_runtime()
+    secret = generate_secret()
+    with transaction(runtime.sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        webhook.previous_secret = webhook.secret
+        webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
+        webhook.secret = runtime.box.seal(secret)
+    return jsonify({"secret": secret})
+
+
+@bp.post("/webhooks/<int:webhook_id>/test")
+@admin_required
+def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    runtime = current_runtime()
+    since = utcnow() - dt.timedelta(minutes=1)
+    with transaction(runtime.sessions) as session:
+        webhook = _get_webhook(session, webhook_id, lock=True)  # concurrent tests of it count one after another
+        recent = session.scalar(
+            select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
+            .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
+        )
+        if recent >= TESTS_PER_MINUTE:
+            raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
+                           {"Retry-After": "60"})
+        body = {"data": {"event": "test", "user": current_caller().account_id, "timestamp": int(time.time() * 1000),
+                         "project": snapshots.first_project(session, _tenant_id()), "fields": []}}
+        event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
+                                    webhook_ids=[webhook.id], include_disabled=True)
+        # Never due: no worker's claim takes it (it would send it a second time, and retry it); this request sends
+        # it once, below, and records it without a retry.
+        session.execute(update(Delivery).where(Delivery.event_id == event_id).values(next_attempt_at=None))
+        delivery_id = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
+    attempt_id = send_now(runtime, delivery_id)
+    if attempt_id is None:  # cancelled meanwhile: the webhook was disabled or deleted
+        raise ApiError(409, "test_cancelled", f"test delivery {delivery_id} was cancelled before it was sent")
+    with transaction(runtime.sessions) as session:
+        attempt = session.get(Attempt, attempt_id)
+        delivery = session.get(Delivery, delivery_id)
+        event = session.get(Event, delivery.event_id)
+        return jsonify(attempt_json(attempt, delivery.message_id, event.body))
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high or 'any'}")
+    return value
+
+
+@bp.get("/webhooks/<int:webhook_id>/deliveries")
+@admin_required
+def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    before = _int_arg("before", None, 1, MAX_ID)
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        query = (
+            select(Attempt, Delivery.message_id, Event.body)
+            .join(Delivery, Delivery.id == Attempt.delivery_id)
+            .join(Event, Event.id == Delivery.event_id)
+            .where(Attempt.webhook_id == webhook.id, Attempt.tenant_id == _tenant_id())
+            .order_by(Attempt.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            query = query.where(Attempt.id < before)
+        rows = session.execute(query).all()
+        items = [attempt_json(a, message_id, body) for a, message_id, body in rows[:limit]]
+        next_cursor = items[-1]["id"] if len(rows) > limit else None
+        return jsonify({"items": items, "next": next_cursor})
+
+
+@bp.post("/deliveries/<int:delivery_id>/redeliver")
+@admin_required
+def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
+    runtime = current_runtime()
+    with transaction(runtime.sessions) as session:
+        delivery = session.get(Delivery, delivery_id) if delivery_id <= MAX_ID else None
+        if delivery is None or delivery.tenant_id != _tenant_id():
+            raise ApiError(404, "not_found", f"delivery {delivery_id} does not exist")
+        # Lock order as in the worker's recording: the webhook's row, then the delivery's (read again, locked).
+        webhook = _get_webhook(session, delivery.webhook_id, lock=True)
+        if not webhook.enabled:
+            raise ApiError(409, "webhook_disabled", "enable the webhook before redelivering to it")
+        delivery = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+        now = utcnow()
+        if delivery.lease_until is not None and delivery.lease_until > now:
+            # Being sent right now: restarting it would send it a second time alongside.
+            raise ApiError(409, "delivery_in_flight",
+                           f"delivery {delivery_id} is being sent right now; redeliver it once that attempt ends")
+        # The retry schedule starts again (attempts 1..8 from now); the attempts already made stay in the log.
+        delivery.status = DeliveryStatus.PENDING
+        delivery.attempt_count = 0
+        delivery.next_attempt_at = now
+        delivery.schedule_started_at = now
+        delivery.finished_at = None
+        delivery.lease_until = None
+        notify_workers(session)
+        answer = {"delivery_id": delivery.id, "webhook_id_header": delivery.message_id, "status": "queued"}
+    runtime.deliveries_committed.notify()
+    return jsonify(answer), 202

@@ -1,0 +1,46 @@
+"""The JSON shapes of the admin API (CONTRACT §7). Secrets never appear here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from addon.storage.models import Attempt, Webhook
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """UTC ISO 8601 with a `Z`, millisecond precision."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def webhook_json(webhook: Webhook) -> dict[str, Any]:
+    return {
+        "id": webhook.id,
+        "name": webhook.name,
+        "url": webhook.url,
+        "enabled": webhook.enabled,
+        "disabled_reason": webhook.disabled_reason,
+        "created_at": iso(webhook.created_at),
+        "last_execution_at": iso(webhook.last_execution_at),
+        "last_status": webhook.last_status,
+        "last_status_code": webhook.last_status_code,
+        "last_error": webhook.last_error,
+    }
+
+
+def attempt_json(attempt: Attempt, message_id: str, request_body: str) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "delivery_id": attempt.delivery_id,
+        "webhook_id_header": message_id,
+        "attempt": attempt.attempt,
+        "at": iso(attempt.at),
+        "status": attempt.status,
+        "http_code": attempt.http_code,
+        "duration_ms": attempt.duration_ms,
+        "error": attempt.error,
+        "request_body": request_body,
+        "response_body_start": attempt.response_body_start,
+    }

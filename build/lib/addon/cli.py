@@ -1,0 +1,197 @@
+"""The `addon` command: serve, worker, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import signal
+import sys
+
+from addon.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("addon")
+
+# Gunicorn's access log without the query string, so a `?jwt=` token never reaches the log.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+def _settings_or_exit(port: int | None = None) -> Settings:
+    try:
+        return load_settings(port=port)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from addon.storage.engine import make_engine
+    from addon.storage.migrate import upgrade
+
+    settings = _settings_or_exit()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    log.info("database schema is current")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from addon.app import build_runtime, create_app
+    from addon.process.background import Background
+    from addon.process.children import ServeArbiter, WorkerChild
+    from addon.storage.engine import is_sqlite, make_engine
+    from addon.storage.migrate import upgrade
+
+    settings = _settings_or_exit(port=args.port)  # --port wins over PORT; the default ADDON_BASE_URL follows it
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    sqlite = is_sqlite(settings.database_url)
+    workers = 1 if sqlite else max(1, args.workers)
+    if sqlite and args.workers > 1:
+        log.warning("SQLite allows one web process: --workers %s ignored (threads serve requests)", args.workers)
+    # The delivery worker is a child process (addon/worker_child.py), with a core of its own.
+    worker_child = None if args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
+    state: dict[str, Background] = {}
+
+    class AddonServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{settings.port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
+            self.cfg.set("post_worker_init", _post_worker_init)
+            self.cfg.set("worker_exit", _worker_exit)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            runtime = build_runtime(settings)
+            state["runtime"] = runtime  # type: ignore[assignment]
+            return create_app(runtime=runtime)
+
+        def run(self) -> None:
+            try:
+                ServeArbiter(self, worker_child).run()
+            except RuntimeError as err:  # as gunicorn's own run(): a configuration it refuses
+                print(f"\nError: {err}\n", file=sys.stderr)
+                raise SystemExit(1) from None
+
+    def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
+        runtime = state["runtime"]  # type: ignore[assignment]
+        state["background"] = Background.start(runtime, deliveries=False)  # type: ignore[arg-type]
+
+    def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
+        background = state.get("background")
+        if background is not None:
+            background.stop()
+
+    print(f"Descriptor: {settings.base_url.rstrip('/')}/atlassian-connect.json", flush=True)
+    AddonServer().run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from addon.app import build_runtime
+    from addon.process.background import Background
+    from addon.process.children import die_with_parent
+    from addon.storage.migrate import wait_until_current
+
+    if args.parent_pid is not None:  # started by `addon serve`: never outlive it
+        die_with_parent(args.parent_pid)
+    settings = _settings_or_exit()
+    runtime = build_runtime(settings)
+    wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
+    # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
+    # takes them. A Python handler setting an Event that the main thread waits on can deadlock: the handler runs
+    # in the main thread, which may be holding the Event's lock at that moment (the likely cause of an orphaned
+    # worker once found still running 16 minutes after its SIGTERM).
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack, to stderr
+    background = Background.start(runtime, deliveries=True, concurrency=args.concurrency)
+    log.info("worker started concurrency=%s", args.concurrency)
+    signal.sigwait(stop_signals)
+    log.info("worker stopping")
+    background.stop()
+    runtime.close()
+    return 0
+
+
+def cmd_tenants(args: argparse.Namespace) -> int:
+    import json
+
+    from addon.admin.tenants import copy_webhooks, list_tenants
+    from addon.app import build_runtime
+    from addon.storage.migrate import wait_until_current
+
+    runtime = build_runtime(_settings_or_exit())
+    wait_until_current(runtime.engine, timeout_s=10)
+    try:
+        if args.tenants_command == "list":
+            for tenant in list_tenants(runtime):
+                print(json.dumps(tenant))
+        else:
+            try:
+                copied = copy_webhooks(runtime, args.from_client_key, args.to_client_key)
+            except (LookupError, ValueError) as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+            print(f"copied {copied} webhook(s)")
+    finally:
+        runtime.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from addon.delivery.worker import DEFAULT_CONCURRENCY
+
+    parser = argparse.ArgumentParser(prog="addon", description="Projectrak Outgoing Webhooks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per web process")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="run no delivery worker (by default a child `addon worker` process)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a delivery worker alone")
+    worker.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"deliveries sent at once (default {DEFAULT_CONCURRENCY}; a quarter of them per webhook)")
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `addon serve`
+    worker.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations")
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+
+    tenants = sub.add_parser("tenants", help="operator commands on tenants")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True)
+    tenants_sub.add_parser("list", help="one JSON line per tenant").set_defaults(func=cmd_tenants)
+    copy = tenants_sub.add_parser("copy-webhooks", help="carry webhooks over after a site import")
+    copy.add_argument("from_client_key")
+    copy.add_argument("to_client_key")
+    copy.set_defaults(func=cmd_tenants)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from addon.app import configure_logging
+
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Atlassian Connect: descriptor, lifecycle, JWT, and the REST client signed as the app."""
