@@ -61,7 +61,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     # The intake and the worker log a line per event and per attempt. The format uses no caller or thread fields,
     # so their collection is turned off, as the logging HOWTO's "Optimization" section describes. The process id
     # stays: gunicorn's own lines print it.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

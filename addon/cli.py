@@ -58,7 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     worker_child = None if args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
     state: dict[str, Background] = {}
 
-    class AddonServer(BaseApplication):  # type: ignore[misc]
+    class AddonServer(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{settings.port}")
             self.cfg.set("workers", workers)
@@ -71,9 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_exit", _worker_exit)
 
-        def load(self):  # type: ignore[no-untyped-def]
+        def load(self):
             runtime = build_runtime(settings)
-            state["runtime"] = runtime  # type: ignore[assignment]
+            state["runtime"] = runtime
             return create_app(runtime=runtime)
 
         def run(self) -> None:
@@ -83,11 +83,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"\nError: {err}\n", file=sys.stderr)
                 raise SystemExit(1) from None
 
-    def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
-        runtime = state["runtime"]  # type: ignore[assignment]
+    def _post_worker_init(_worker) -> None:
+        runtime = state["runtime"]
         state["background"] = Background.start(runtime, deliveries=False)  # type: ignore[arg-type]
 
-    def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
+    def _worker_exit(_server, _worker) -> None:
         background = state.get("background")
         if background is not None:
             background.stop()

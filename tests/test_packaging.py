@@ -5,6 +5,7 @@ pip's cache where it has them); it is the one test of a non-editable install."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,11 @@ def _run(*args: str | Path, cwd: Path) -> str:
 
 
 def test_a_wheel_installed_in_a_fresh_venv_serves_the_descriptor_page_and_static_files(tmp_path):
+    source = tmp_path / "source"  # a copy: setuptools builds in the source tree (build/), which is not ours to fill
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "instance", "tests",
+                                                               "bench", "docs", "__pycache__"))
     wheels = tmp_path / "wheels"
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, REPO, cwd=tmp_path)
+    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, source, cwd=tmp_path)
     [wheel] = wheels.glob("projectrak_outgoing_webhooks-*.whl")
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)  # without --system-site-packages

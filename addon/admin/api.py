@@ -25,7 +25,6 @@ from addon.storage.models import (
     MAX_WEBHOOKS_PER_TENANT,
     Attempt,
     Delivery,
-    DeliveryStatus,
     Event,
     Tenant,
     Webhook,
@@ -47,7 +46,7 @@ MAX_ID = 2**63 - 1
 
 
 @bp.after_request
-def _no_store(response):  # type: ignore[no-untyped-def]
+def _no_store(response):
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -102,7 +101,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
 
 @bp.get("/webhooks")
 @admin_required
-def list_webhooks():  # type: ignore[no-untyped-def]
+def list_webhooks():
     with transaction(current_runtime().sessions) as session:
         webhooks = session.scalars(
             select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None)).order_by(Webhook.id)
@@ -112,7 +111,7 @@ def list_webhooks():  # type: ignore[no-untyped-def]
 
 @bp.post("/webhooks")
 @admin_required
-def create_webhook():  # type: ignore[no-untyped-def]
+def create_webhook():
     fields = _validated_fields(read_json(), creating=True)
     runtime = current_runtime()
     secret = generate_secret()
@@ -137,14 +136,14 @@ def create_webhook():  # type: ignore[no-untyped-def]
 
 @bp.get("/webhooks/<int:webhook_id>")
 @admin_required
-def get_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def get_webhook(webhook_id: int):
     with transaction(current_runtime().sessions) as session:
         return jsonify(webhook_json(_get_webhook(session, webhook_id)))
 
 
 @bp.patch("/webhooks/<int:webhook_id>")
 @admin_required
-def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def update_webhook(webhook_id: int):
     body = read_json()
     with transaction(current_runtime().sessions) as session:
         _get_webhook(session, webhook_id)  # 404 before validating (and resolving) anything
@@ -165,7 +164,7 @@ def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.delete("/webhooks/<int:webhook_id>")
 @admin_required
-def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def delete_webhook(webhook_id: int):
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
         outcomes.delete_webhook(session, webhook)
@@ -174,7 +173,7 @@ def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/webhooks/<int:webhook_id>/rotate-secret")
 @admin_required
-def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
+def rotate_secret(webhook_id: int):
     runtime = current_runtime()
     secret = generate_secret()
     with transaction(runtime.sessions) as session:
@@ -187,33 +186,34 @@ def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/webhooks/<int:webhook_id>/test")
 @admin_required
-def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def test_webhook(webhook_id: int):
     runtime = current_runtime()
     since = utcnow() - dt.timedelta(minutes=1)
     with transaction(runtime.sessions) as session:
         webhook = _get_webhook(session, webhook_id, lock=True)  # concurrent tests of it count one after another
-        recent = session.scalar(
+        recent = session.scalars(
             select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
             .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
-        )
+        ).one()
         if recent >= TESTS_PER_MINUTE:
             raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
                            {"Retry-After": "60"})
-        body = {"data": {"event": "test", "user": current_caller().account_id, "timestamp": int(time.time() * 1000),
-                         "project": snapshots.first_project(session, _tenant_id()), "fields": []}}
+        body: dict[str, Any] = {"data": {
+            "event": "test", "user": current_caller().account_id, "timestamp": int(time.time() * 1000),
+            "project": snapshots.first_project(session, _tenant_id()), "fields": []}}
         event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
                                     webhook_ids=[webhook.id], include_disabled=True)
         # Never due: no worker's claim takes it (it would send it a second time, and retry it); this request sends
         # it once, below, and records it without a retry.
         session.execute(update(Delivery).where(Delivery.event_id == event_id).values(next_attempt_at=None))
-        delivery_id = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
+        delivery_id = session.scalars(select(Delivery.id).where(Delivery.event_id == event_id)).one()
     attempt_id = send_now(runtime, delivery_id)
     if attempt_id is None:  # cancelled meanwhile: the webhook was disabled or deleted
         raise ApiError(409, "test_cancelled", f"test delivery {delivery_id} was cancelled before it was sent")
     with transaction(runtime.sessions) as session:
-        attempt = session.get(Attempt, attempt_id)
-        delivery = session.get(Delivery, delivery_id)
-        event = session.get(Event, delivery.event_id)
+        attempt = session.get_one(Attempt, attempt_id)
+        delivery = session.get_one(Delivery, delivery_id)
+        event = session.get_one(Event, delivery.event_id)
         return jsonify(attempt_json(attempt, delivery.message_id, event.body))
 
 
@@ -232,8 +232,8 @@ def _int_arg(name: str, default: int | None, low: int, high: int | None = None) 
 
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
 @admin_required
-def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+def list_deliveries(webhook_id: int):
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
     before = _int_arg("before", None, 1, MAX_ID)
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
@@ -255,7 +255,7 @@ def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/deliveries/<int:delivery_id>/redeliver")
 @admin_required
-def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
+def redeliver(delivery_id: int):
     runtime = current_runtime()
     with transaction(runtime.sessions) as session:
         delivery = session.get(Delivery, delivery_id) if delivery_id <= MAX_ID else None
@@ -265,19 +265,13 @@ def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
         webhook = _get_webhook(session, delivery.webhook_id, lock=True)
         if not webhook.enabled:
             raise ApiError(409, "webhook_disabled", "enable the webhook before redelivering to it")
-        delivery = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+        delivery = session.get_one(Delivery, delivery_id, with_for_update=True, populate_existing=True)
         now = utcnow()
         if delivery.lease_until is not None and delivery.lease_until > now:
             # Being sent right now: restarting it would send it a second time alongside.
             raise ApiError(409, "delivery_in_flight",
                            f"delivery {delivery_id} is being sent right now; redeliver it once that attempt ends")
-        # The retry schedule starts again (attempts 1..8 from now); the attempts already made stay in the log.
-        delivery.status = DeliveryStatus.PENDING
-        delivery.attempt_count = 0
-        delivery.next_attempt_at = now
-        delivery.schedule_started_at = now
-        delivery.finished_at = None
-        delivery.lease_until = None
+        outcomes.restart_delivery(delivery, now)
         notify_workers(session)
         answer = {"delivery_id": delivery.id, "webhook_id_header": delivery.message_id, "status": "queued"}
     runtime.deliveries_committed.notify()

@@ -59,7 +59,7 @@ def site_origins(base_url: str, display_url: str | None) -> list[str]:
 
 @bp.get("/admin/webhooks")
 @caller_required(Purpose.ADMIN_PAGE)
-def webhooks_page():  # type: ignore[no-untyped-def]
+def webhooks_page():
     runtime = current_runtime()
     base_url = runtime.settings.base_url.rstrip("/")
     html = render_template("admin_webhooks.html", base_url=base_url, api_base=f"{base_url}/api")

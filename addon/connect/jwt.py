@@ -26,6 +26,7 @@ from atlassian_jwt.url_utils import hash_url
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import DecodeError
 from jwt.utils import base64url_decode, base64url_encode
+from werkzeug.datastructures import Headers
 
 LEEWAY_S = 60
 CONTEXT_QSH = "context-qsh"
@@ -37,7 +38,7 @@ class JwtError(Exception):
     """The request is not authenticated; the message says why without echoing the token."""
 
 
-def extract_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+def extract_token(headers: Mapping[str, str] | Headers, query: Mapping[str, str]) -> str | None:
     """The token from `Authorization: JWT …`, else from the `jwt` query parameter."""
     auth = headers.get("Authorization", "")
     if auth[:4].lower() == "jwt ":

@@ -88,7 +88,7 @@ def _write(work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[no-untyped-def]
+def _refuse_replay(session, token: str, claims: dict) -> None:
     now = utcnow()
     fingerprint = token_fingerprint(token)
     used = session.get(UsedInstallToken, fingerprint)
@@ -102,7 +102,7 @@ def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[n
 
 
 @bp.post("/lifecycle/installed")
-def installed():  # type: ignore[no-untyped-def]
+def installed():
     claims, token = _verified_install_claims()
     body = _lifecycle_body(install=True)
     if claims.get("iss") != body["clientKey"]:
@@ -136,7 +136,7 @@ def installed():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/lifecycle/uninstalled")
-def uninstalled():  # type: ignore[no-untyped-def]
+def uninstalled():
     claims, token = _verified_install_claims()
     body = _lifecycle_body(install=False)
     if claims.get("iss") != body["clientKey"]:
@@ -174,13 +174,13 @@ def _set_state(state: TenantState) -> None:
 
 @bp.post("/lifecycle/enabled")
 @jwt_required
-def enabled():  # type: ignore[no-untyped-def]
+def enabled():
     _set_state(TenantState.ENABLED)
     return "", 204
 
 
 @bp.post("/lifecycle/disabled")
 @jwt_required
-def disabled():  # type: ignore[no-untyped-def]
+def disabled():
     _set_state(TenantState.DISABLED)
     return "", 204

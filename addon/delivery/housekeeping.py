@@ -16,7 +16,7 @@ from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
 from addon.process.runtime import Runtime
-from addon.storage.engine import transaction
+from addon.storage.engine import rowcount, transaction
 from addon.storage.models import (
     Attempt,
     Delivery,
@@ -40,12 +40,12 @@ def prune_attempts(runtime: Runtime) -> None:
     """Attempts older than 30 days go; so do finished deliveries and events with nothing left to show."""
     cutoff = utcnow() - ATTEMPT_RETENTION
     with transaction(runtime.sessions) as session:
-        attempts = session.execute(delete(Attempt).where(Attempt.at < cutoff)).rowcount
+        attempts = rowcount(session.execute(delete(Attempt).where(Attempt.at < cutoff)))
         finished = select(Delivery.id).where(Delivery.status != DeliveryStatus.PENDING, Delivery.finished_at < cutoff)
-        deliveries = session.execute(delete(Delivery).where(Delivery.id.in_(finished))).rowcount
+        deliveries = rowcount(session.execute(delete(Delivery).where(Delivery.id.in_(finished))))
         orphans = select(Event.id).where(Event.created_at < cutoff,
                                          ~select(Delivery.id).where(Delivery.event_id == Event.id).exists())
-        events = session.execute(delete(Event).where(Event.id.in_(orphans))).rowcount
+        events = rowcount(session.execute(delete(Event).where(Event.id.in_(orphans))))
     if attempts or deliveries or events:
         log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
 

@@ -39,26 +39,26 @@ from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
 from addon.outbox.claim import Job
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
-from addon.storage.engine import transaction
-from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
+from addon.storage.engine import rowcount, transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, table_of, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
 
-_deliveries = Delivery.__table__
-_webhooks = Webhook.__table__
-_attempts = Attempt.__table__
+_deliveries = table_of(Delivery)
+_webhooks = table_of(Webhook)
+_attempts = table_of(Attempt)
 _PENDING = _deliveries.c.status == DeliveryStatus.PENDING
 
 
 def _cancel(session: Session, which: ColumnElement[bool], now: dt.datetime) -> int:
     """Cancel the pending deliveries `which` selects: finished now, their lease dropped. Returns how many."""
-    return session.execute(
+    return rowcount(session.execute(
         update(Delivery)
         .where(which, Delivery.status == DeliveryStatus.PENDING)
         .values(status=DeliveryStatus.CANCELLED, finished_at=now, lease_until=None)
-    ).rowcount
+    ))
 
 
 def cancel_webhook_deliveries(session: Session, webhook_id: int, now: dt.datetime | None = None) -> int:
@@ -95,6 +95,16 @@ def enable_webhook(webhook: Webhook) -> None:
     webhook.enabled = True
     webhook.disabled_reason = None
     webhook.failing_since = None
+
+
+def restart_delivery(delivery: Delivery, now: dt.datetime) -> None:
+    """Redeliver: the retry schedule starts again (attempts 1..8 from now); the attempts made stay in the log."""
+    delivery.status = DeliveryStatus.PENDING
+    delivery.attempt_count = 0
+    delivery.next_attempt_at = now
+    delivery.schedule_started_at = now
+    delivery.finished_at = None
+    delivery.lease_until = None
 
 
 def delete_webhook(session: Session, webhook: Webhook, now: dt.datetime | None = None) -> None:

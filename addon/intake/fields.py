@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 MAX_CHANGES = 500
 MAX_NUMBER_CHARS = 400
@@ -115,7 +115,7 @@ def _describe(raw: Any) -> str:
     return type(raw).__name__
 
 
-def _is_int(raw: Any) -> bool:
+def _is_int(raw: Any) -> TypeGuard[int]:
     return isinstance(raw, int) and not isinstance(raw, bool)
 
 

@@ -79,7 +79,7 @@ def _accepted(event_id: int | None, deliveries: int) -> Response:
 
 @bp.post("/events/projectrak/field-changes")
 @caller_required(Purpose.INTAKE)  # the door refuses a request that names no acting user
-def projectrak_field_changes():  # type: ignore[no-untyped-def]
+def projectrak_field_changes():
     received_ms = now_ms()
     caller = current_caller()
     _refuse_disabled(caller)
@@ -103,7 +103,7 @@ def projectrak_field_changes():  # type: ignore[no-untyped-def]
 
 @bp.post(f"/events/jira/<any({', '.join(jira_events.JIRA_EVENTS)}):event>")
 @caller_required(Purpose.JIRA_CALLBACK)
-def jira_webhook(event: str):  # type: ignore[no-untyped-def]
+def jira_webhook(event: str):
     received_ms = now_ms()
     caller = current_caller()
     _refuse_disabled(caller)

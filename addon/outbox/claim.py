@@ -22,7 +22,17 @@ from sqlalchemy.exc import DBAPIError
 
 from addon.process.runtime import Runtime
 from addon.storage.engine import transaction
-from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, TenantState, UTCDateTime, Webhook, utcnow
+from addon.storage.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Tenant,
+    TenantState,
+    UTCDateTime,
+    Webhook,
+    table_of,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,10 +88,10 @@ def _index_order_only(connection: Connection) -> None:
         connection.exec_driver_sql(f"SET LOCAL {_INDEX_ORDER_ONLY}")
 
 
-_deliveries = Delivery.__table__
-_webhooks = Webhook.__table__
-_tenants = Tenant.__table__
-_events = Event.__table__
+_deliveries = table_of(Delivery)
+_webhooks = table_of(Webhook)
+_tenants = table_of(Tenant)
+_events = table_of(Event)
 
 
 def _candidate_webhooks(query: Select, *, busy: bool) -> Select:
@@ -94,7 +104,7 @@ def _candidate_webhooks(query: Select, *, busy: bool) -> Select:
     return query
 
 
-def _oldest_sendable(deliveries, *columns, due: bool) -> Select:  # type: ignore[no-untyped-def]
+def _oldest_sendable(deliveries, *columns, due: bool) -> Select:
     """`columns` of one webhook's deliveries the claim could take, oldest first: pending and not leased (and due,
     with `due`). Correlated to the enclosing query's webhook, it reads the per-webhook index
     `(webhook_id, status, next_attempt_at)`: what another webhook has waiting costs nothing, however much it is
@@ -217,7 +227,7 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
     if busy:
         params["busy"] = sorted(busy_webhooks or ())
     if connection is not None:  # autocommit, guard set: the statement alone
-        rows = connection.execute(_CLAIM_PG[busy], params).all()
+        rows = list(connection.execute(_CLAIM_PG[busy], params).all())
     else:
         rows = _claim_in_a_transaction(runtime, busy, params)
     rows.sort(key=lambda r: (r.next_attempt_at, r.id))
@@ -239,7 +249,7 @@ def _claim_in_a_transaction(runtime: Runtime, busy: bool, params: dict) -> list:
         return list(connection.execute(_JOB_ROWS, {"ids": ids}).all())
 
 
-def _job(runtime: Runtime, r, now: dt.datetime) -> Job:  # type: ignore[no-untyped-def]
+def _job(runtime: Runtime, r, now: dt.datetime) -> Job:
     return Job(delivery_id=r.id, tenant_id=r.tenant_id, webhook_id=r.webhook_id, message_id=r.message_id,
                attempt=r.attempt_count + 1, url=r.url, body=r.body.encode("utf-8"),
                secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now),

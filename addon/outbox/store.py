@@ -6,14 +6,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import CTE, Insert, Select, String, bindparam, cast, func, insert, literal, literal_column, select, true
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Insert,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from addon.sending.signing import new_message_id
 from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
-from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, utcnow
+from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, table_of, utcnow
 from addon.storage.tenants import TenantChanged, TenantView
 
 # PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
@@ -25,10 +39,10 @@ def encode_body(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-_events = Event.__table__
-_webhooks = Webhook.__table__
-_deliveries = Delivery.__table__
-_tenants = Tenant.__table__
+_events = table_of(Event)
+_webhooks = table_of(Webhook)
+_deliveries = table_of(Delivery)
+_tenants = table_of(Tenant)
 _INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source=bindparam("source"),
                                         project_id=bindparam("project_id"), body=bindparam("body"),
                                         created_at=bindparam("now", type_=UTCDateTime()),
@@ -46,6 +60,12 @@ def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False
     unique, fixed for the delivery, and made without a round of per-webhook parameters.
     """
     column = _deliveries.c
+    tenant_id: ColumnElement[Any]
+    event_id: ColumnElement[Any]
+    message_id: ColumnElement[Any]
+    now: ColumnElement[Any]
+    status: ColumnElement[Any]
+    attempt_count: ColumnElement[Any]
     if new_event_row:
         tenant_id, event_id, message_id, now = (literal_column(f"NEW.{name}") for name in
                                                 ("tenant_id", "id", "message_id", "created_at"))

@@ -92,7 +92,7 @@ class WorkerChild:
             proc.wait()
 
 
-class ServeArbiter(Arbiter):  # type: ignore[misc]
+class ServeArbiter(Arbiter):
     """gunicorn's arbiter, which also keeps a `WorkerChild` running from its main loop (woken at least once a
     second, and at once by SIGCHLD) and stops it on the way out."""
 

@@ -710,7 +710,7 @@ class Sender:
                     continue
                 key = (target.host, target.port, address)
                 _, conn = await loop.create_connection(
-                    lambda key=key: _Http11Connection(key), sock=sock, ssl=self._ssl_context,
+                    functools.partial(_Http11Connection, key), sock=sock, ssl=self._ssl_context,
                     server_hostname=target.host, ssl_handshake_timeout=max(remaining, 0.001))
             except BaseException:
                 sock.close()

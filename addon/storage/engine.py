@@ -10,9 +10,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import CursorResult, Engine, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def make_engine(database_url: str) -> Engine:
                                pool_size=10, max_overflow=20, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below drive transactions
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -262,7 +263,7 @@ def make_engine(database_url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn):
             dbapi_conn = conn.connection.dbapi_connection
             dbapi_conn.acquire_write_lock()
             try:
@@ -286,3 +287,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error. Never do network I/O inside one."""
     with factory() as session, session.begin():
         yield session
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched (its result is a `CursorResult`, which SQLAlchemy types as `Result`)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -30,7 +31,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_bind_param(self, value, dialect):
         if value is not None:
             if value.tzinfo is None:
                 raise ValueError("naive datetime")
@@ -39,7 +40,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
                 value = value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return value
@@ -222,3 +223,10 @@ class Attempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_body_start: Mapped[str | None] = mapped_column(Text)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's `Table`, for Core statements (SQLAlchemy types `__table__` as any `FromClause`)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
 from addon.storage.driver import DriverStatement, driver_one_statement
-from addon.storage.models import Tenant, TenantState
+from addon.storage.models import Tenant, TenantState, table_of
 from addon.storage.secrets import SecretBox
 
 
@@ -43,7 +43,7 @@ def view_of(tenant: Tenant | Row, box: SecretBox) -> TenantView:
                       tenant.shared_secret)
 
 
-_tenants = Tenant.__table__
+_tenants = table_of(Tenant)
 _BY_CLIENT_KEY = (select(_tenants.c.id, _tenants.c.client_key, _tenants.c.base_url, _tenants.c.state,
                          _tenants.c.shared_secret)
                   .where(_tenants.c.client_key == bindparam("client_key")))

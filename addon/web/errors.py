@@ -99,11 +99,11 @@ def database_error_summary(err: BaseException) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):  # type: ignore[no-untyped-def]
+    def _api_error(err: ApiError):
         return error_response(err.status, err.code, err.message, err.headers)
 
     @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException):  # type: ignore[no-untyped-def]
+    def _http_error(err: HTTPException):
         status = err.code or 500
         message = err.description or err.name
         if status == 413:
@@ -111,7 +111,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
 
     @app.errorhandler(SQLAlchemyError)
-    def _database_error(err: SQLAlchemyError):  # type: ignore[no-untyped-def]
+    def _database_error(err: SQLAlchemyError):
         if not database_unavailable(err):
             return _unexpected(err)
         # The class name only: a database error's text carries the SQL statement and its parameters.
@@ -120,7 +120,7 @@ def register_error_handlers(app: Flask) -> None:
                               {"Retry-After": DATABASE_RETRY_AFTER_S})
 
     @app.errorhandler(Exception)
-    def _unexpected(err: Exception):  # type: ignore[no-untyped-def]
+    def _unexpected(err: Exception):
         if any(is_database_error(link) for link in exception_chain(err)):
             # Neither the text nor the traceback: a database error's text may carry the statement's values (even
             # with the engine's hide_parameters, PostgreSQL's DETAIL may quote the failing row).

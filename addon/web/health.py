@@ -12,7 +12,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz():
     try:
         with current_runtime().engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -13,7 +13,7 @@ def run_migrations_online() -> None:
     if connection is None:
         from addon.storage.engine import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()
@@ -21,7 +21,7 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,1 +1,0 @@
-"""Atlassian Connect: descriptor, lifecycle, JWT, and the REST client signed as the app."""

@@ -1,1 +1,0 @@
-"""Intake: what comes in (Projectrak field changes, Jira project events) turned into outgoing events."""

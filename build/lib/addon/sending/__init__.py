@@ -1,1 +1,0 @@
-"""Sending one attempt: the address policy (SSRF), the pinned HTTPS client, Standard Webhooks signing."""

@@ -1,1 +1,0 @@
-"""The HTTP edge every route shares: the JSON error shape, reading JSON bodies, the health check."""
