@@ -249,7 +249,7 @@ def _write_rows_postgresql(connection: Connection, attempts: list[dict], finish:
     """The batch's attempts and deliveries in (at most) three statements whatever its size, each column's values
     bound once as an array. An executemany binds and runs its statement once per row, work that SQLAlchemy and
     psycopg do in the worker's own process, under the GIL its sending needs: one PostgreSQL worker drains about a
-    fifth more deliveries per second this way (docs/benchmarks.md, item 33)."""
+    fifth more deliveries per second this way (docs/benchmarks.md)."""
     connection.execute(_INSERT_ATTEMPTS_PG, {
         "now": now, **_arrays("new_attempts", attempts, **{column: column for column in _NEW_ATTEMPTS.c.keys()})})
     if finish:

@@ -3,10 +3,10 @@ every authenticated request and the store of every accepted event.
 
 There SQLAlchemy's per-execution work (the Connection wrapper, the compiled-cache lookup, parameter processing,
 the result wrapper, events, BEGIN/COMMIT through the Transaction objects) costs more than the database itself:
-about 0.2 ms per stored event on SQLite and 0.3 ms on PostgreSQL, out of 0.34 and 0.7 ms (docs/benchmarks.md,
-fifth round). The statements are still built with SQLAlchemy Core from the models and compiled by the engine's own
-dialect (once per dialect); parameters still go through the column types' bind processors; the connection still
-comes from, and goes back to, the engine's pool. Only the execution is the driver's.
+about 0.2 ms per stored event on SQLite and 0.3 ms on PostgreSQL, out of 0.34 and 0.7 ms (measured with
+bench/profile_intake.py). The statements are still built with SQLAlchemy Core from the models and compiled by the
+engine's own dialect (once per dialect); parameters still go through the column types' bind processors; the
+connection still comes from, and goes back to, the engine's pool. Only the execution is the driver's.
 """
 
 from __future__ import annotations
