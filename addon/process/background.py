@@ -6,8 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from addon.delivery.housekeeping import start_housekeeping
+from addon.delivery.worker import DeliveryWorker
+from addon.intake.inbox import start_inbox_processor
+from addon.outbox.listen import listen_for_deliveries
 from addon.process.runtime import Runtime
-from addon.storage.engine import is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -19,23 +22,14 @@ class Background:
 
     @classmethod
     def start(cls, runtime: Runtime, deliveries: bool = True, concurrency: int | None = None) -> Background:
-        from addon.delivery.housekeeping import start_housekeeping
-        from addon.delivery.worker import DeliveryWorker
-        from addon.outbox.postgres import NotifyListener
-
         background = cls(runtime)
         if deliveries:
-            if not is_sqlite(runtime.engine):
-                background.stoppers.append(NotifyListener(runtime.settings.database_url,
-                                                          runtime.deliveries_committed).start().stop)
-            elif runtime.doorbell is not None:
-                listener = runtime.doorbell.listen(runtime.deliveries_committed)
-                if listener is not None:
-                    background.stoppers.append(listener.stop)
+            stop_listening = listen_for_deliveries(runtime.engine, runtime.settings.database_url, runtime.doorbell,
+                                                   runtime.deliveries_committed)
+            if stop_listening is not None:
+                background.stoppers.append(stop_listening)
             worker = DeliveryWorker(runtime) if concurrency is None else DeliveryWorker(runtime, concurrency)
             background.stoppers.append(worker.start().stop)
-        from addon.intake.inbox import start_inbox_processor
-
         background.stoppers.append(start_inbox_processor(runtime))
         background.stoppers.append(start_housekeeping(runtime))
         return background
