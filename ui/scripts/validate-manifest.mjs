@@ -4,8 +4,10 @@
 //   2. validateTriggerScopes for every event of every trigger (the scopes each product event needs);
 //   3. every event name against the events Forge knows: the product events of @forge/manifest's own
 //      event-to-scope mapping and Forge's app lifecycle events. The full validation lets an unknown name through.
-// Usage: node ui/scripts/validate-manifest.mjs [path/to/manifest.yml]   (default: the repository's forge/manifest.yml)
-// Exits 0 when valid, 1 with one line per error otherwise; warnings are printed and do not fail.
+// Usage: node ui/scripts/validate-manifest.mjs [--json] [path/to/manifest.yml]
+//   (default: the repository's forge/manifest.yml). Exits 0 when valid, 1 with one line per error on stderr
+//   otherwise; warnings are printed and do not fail. With --json, stdout is one JSON object
+//   {valid, errors, warnings, manifest}: the manifest as the validator parsed it, for tests to read.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -30,13 +32,16 @@ function where(item) {
   return item.line ? ` (line ${item.line}${item.column ? `, column ${item.column}` : ''})` : '';
 }
 
-const file = path.resolve(process.argv[2] || path.join(here, '..', '..', 'forge', 'manifest.yml'));
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const file = path.resolve(args.find((arg) => arg !== '--json') || path.join(here, '..', '..', 'forge', 'manifest.yml'));
 const result = await ProcessorBuilder.instance().withValidation(ValidationTypes.FULL).build().process(file);
 const errors = [];
+const warnings = [];
 for (const item of result.errors || []) {
   const line = `${item.message}${where(item)}`;
   if (item.level === 'error') errors.push(`full validation: ${line}`);
-  else console.log(`${item.level}: ${line}`);
+  else warnings.push(`${item.level}: ${line}`);
 }
 
 const content = result.manifestObject && result.manifestObject.typedContent;
@@ -62,9 +67,14 @@ if (content) {
   errors.push('full validation: the manifest could not be read');
 }
 
+if (json) {
+  console.log(JSON.stringify({ valid: errors.length === 0, errors, warnings, manifest: content || null }));
+} else {
+  for (const line of warnings) console.log(line);
+}
 if (errors.length) {
   for (const line of errors) console.error(line);
   console.error(`${file}: ${errors.length} error(s)`);
   process.exit(1);
 }
-console.log(`${file}: valid`);
+if (!json) console.log(`${file}: valid`);
