@@ -86,7 +86,7 @@ def _row(page, webhook_id: int):  # type: ignore[no-untyped-def]
     return page.locator(f'[data-testid="webhook-row"][data-webhook-id="{webhook_id}"]')
 
 
-def test_administrator_creates_lists_tests_edits_and_deletes_through_invoke_remote(world, forge_page):
+def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke_remote(world, forge_page):
     page, receiver = forge_page.page, world.receiver
     forge_page.open()
     expect(page.get_by_test_id("list-state")).to_contain_text("No webhooks yet")
@@ -117,6 +117,18 @@ def test_administrator_creates_lists_tests_edits_and_deletes_through_invoke_remo
     [delivered] = receiver.wait_for(1, path="/forge-finance")
     assert Receiver.verify(delivered, [secret])["data"]["event"] == "test"
 
+    # The delivery log, and a redelivery with the same webhook-id.
+    row.get_by_test_id("action-deliveries").click()
+    logged = row.get_by_test_id("delivery-row")
+    expect(logged).to_have_count(1)
+    expect(logged.first.get_by_test_id("delivery-status")).to_have_text("OK")
+    expect(logged.first.get_by_test_id("delivery-request-body")).to_contain_text('"event": "test"')
+    logged.first.get_by_test_id("action-redeliver").click()
+    expect(logged.first.get_by_test_id("redeliver-result")).to_have_text("queued")
+    redelivered = receiver.wait_for(2, path="/forge-finance")[1]
+    assert redelivered.headers["webhook-id"] == delivered.headers["webhook-id"]
+    row.get_by_test_id("deliveries-close").click()
+
     # Edit, then delete after confirming.
     row.get_by_test_id("action-edit").click()
     page.get_by_test_id("edit-name").fill("Finance sync (EU)")
@@ -134,6 +146,8 @@ def test_administrator_creates_lists_tests_edits_and_deletes_through_invoke_remo
     assert f"POST /api/webhooks/{webhook_id}/test" in forge_page.calls
     assert f"PATCH /api/webhooks/{webhook_id}" in forge_page.calls
     assert f"DELETE /api/webhooks/{webhook_id}" in forge_page.calls
+    assert any(call.startswith(f"GET /api/webhooks/{webhook_id}/deliveries?") for call in forge_page.calls)
+    assert any(call.startswith("POST /api/deliveries/") and call.endswith("/redeliver") for call in forge_page.calls)
     assert forge_page.problems() == {}
 
 
