@@ -231,6 +231,15 @@ def test_an_unreachable_key_set_refuses_tokens_and_is_not_hammered(forge: FakeFo
     wait_until(accepted)
 
 
+@pytest.mark.parametrize("body", [b"<html>maintenance</html>", b"[]", b'{"keys": "none"}', b'{"keys": []}',
+                                  b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'])
+def test_a_key_set_that_is_not_one_refuses_tokens_as_unavailable(forge: FakeForge, inst: FakeInstallation,
+                                                                 body: bytes) -> None:
+    forge.jwks_body = body
+    with pytest.raises(FitKeysUnavailable, match="FORGE_JWKS_URL"):
+        FitVerifier(forge.app_id, forge.jwks_url, HOSTS).verify(inst.fit())
+
+
 # Configuration.
 
 def test_forge_settings_default_and_load(forge: FakeForge, inst: FakeInstallation) -> None:

@@ -79,10 +79,13 @@ class _Jwks(PyJWKClient):
                 raise jwt.PyJWKClientConnectionError("the key set failed to load moments ago")
         try:
             data = super().fetch_data()
-        except Exception:
+        except Exception as err:
             with self._failure_lock:
                 self._failed_at = time.monotonic()
-            raise
+            if isinstance(err, jwt.PyJWTError):
+                raise
+            # e.g. a body that is not JSON: the library lets that through as a ValueError.
+            raise jwt.PyJWKClientConnectionError(f"the key set could not be read: {type(err).__name__}") from err
         with self._failure_lock:
             self._failed_at = None
         return data

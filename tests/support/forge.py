@@ -232,6 +232,7 @@ class FakeForge:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.jwks_fetches = 0
         self.jwks_down = False  # answer the JWKS with 503
+        self.jwks_body: bytes | None = None  # answer the JWKS with these bytes instead of the keys
         self.installations: dict[str, FakeInstallation] = {}  # by cloudId
         self._lock = threading.Lock()
         self.current_kid = self.add_key()
@@ -281,10 +282,11 @@ class FakeForge:
         """The app installed on a site (a new one of the fake Atlassian unless given): a new installation id."""
         site = site or self.atlassian.new_site()
         cloud_id = str(uuid.uuid4())
+        app_id = app_id or self.app_id
         installation = FakeInstallation(
-            forge=self, site=site, app_id=app_id or self.app_id,
+            forge=self, site=site, app_id=app_id,
             installation_id=f"ari:cloud:ecosystem::installation/{uuid.uuid4()}", cloud_id=cloud_id,
-            environment_id=str(uuid.uuid4()))
+            environment_id=f"ari:cloud:ecosystem::environment/{app_id.rsplit('/', 1)[1]}/{uuid.uuid4()}")
         self.installations[cloud_id] = installation
         return installation
 
@@ -325,6 +327,8 @@ def _handler_for(forge: FakeForge) -> type[QuietHandler]:
                     forge.jwks_fetches += 1
                 if forge.jwks_down:
                     self._json(503, {"message": "unavailable"})
+                elif forge.jwks_body is not None:
+                    self.send_bytes(200, forge.jwks_body)
                 else:
                     self._json(200, forge.jwks())
                 return
