@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 
 from addon.forge.fit import FitVerifier
-from tests.support.atlassian import FakeAtlassian
 from tests.support.forge import FakeForge, FakeInstallation
 from tests.support.http import BackgroundServer, QuietHandler
 
@@ -41,13 +39,6 @@ class Remote:
                 self.send_bytes(status, b"" if status == 204 else b'{"error": {"code": "x", "message": "x"}}')
 
         return BackgroundServer(Handler).start()
-
-
-@pytest.fixture
-def forge(atlassian: FakeAtlassian) -> Iterator[FakeForge]:
-    fake = FakeForge(atlassian)
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -17,17 +17,10 @@ from cryptography.hazmat.primitives import serialization
 
 from addon.config import ConfigError, load_settings
 from addon.forge.fit import FitError, FitKeysUnavailable, FitVerifier
-from tests.support.atlassian import FakeAtlassian, new_rsa_key
+from tests.support.atlassian import new_rsa_key
 from tests.support.forge import DROP, FakeForge, FakeInstallation, new_app_id
 
 HOSTS = ("127.0.0.1", "api.atlassian.com")
-
-
-@pytest.fixture
-def forge(atlassian: FakeAtlassian) -> Iterator[FakeForge]:
-    fake = FakeForge(atlassian)
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
