@@ -6,9 +6,11 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import jwt
 import pytest
@@ -19,6 +21,7 @@ from addon.config import ConfigError, load_settings
 from addon.forge.fit import FitError, FitKeysUnavailable, FitVerifier
 from tests.support.atlassian import new_rsa_key
 from tests.support.forge import DROP, FakeForge, FakeInstallation, new_app_id
+from tests.support.processes import ADDON, addon_env
 
 HOSTS = ("127.0.0.1", "api.atlassian.com")
 
@@ -260,6 +263,16 @@ def test_invalid_forge_settings_stop_start_up_naming_the_variable(name: str, val
     with pytest.raises(ConfigError, match=f"^{name} ") as info:
         load_settings({name: value}, env_file=None)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, value", [("FORGE_APP_ID", "my-app"), ("FORGE_API_HOSTS", "*.example.com/x")])
+def test_addon_serve_stops_with_one_line_on_bad_forge_settings(tmp_path: Path, name: str, value: str) -> None:
+    result = subprocess.run([ADDON, "serve"], env=addon_env(**{name: value}), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"configuration error: {name} must "), line
+    assert not (tmp_path / "instance").exists()
 
 
 # The fake Forge's Jira: what the door's calls will meet.
