@@ -1,1 +1,2 @@
-"""The Forge door (CONTRACT.md section 9): the Forge app's manifest, and the Forge Remote side of the add-on."""
+"""The Forge door (CONTRACT §9): the Forge app's manifest, and Forge Remote calling this backend with Forge
+Invocation Tokens."""
