@@ -153,7 +153,8 @@ def test_no_app_id_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.parametrize(("env", "named"), [
-    ({"FORGE_APP_ID": "my-app", "ADDON_BASE_URL": BASE_URL}, "FORGE_APP_ID must be ari:cloud:ecosystem::app/<uuid>"),
+    ({"FORGE_APP_ID": "my-app", "ADDON_BASE_URL": BASE_URL},
+     "FORGE_APP_ID must look like ari:cloud:ecosystem::app/<uuid>"),
     ({"FORGE_APP_ID": APP_ID, "ADDON_BASE_URL": "http://localhost:8000"}, "ADDON_BASE_URL must be the public https://"),
     ({"FORGE_APP_ID": APP_ID}, "ADDON_BASE_URL must be the public https://"),  # the default is http://localhost
 ])

@@ -8,13 +8,9 @@ double-quoted scalar), so no value can change the YAML around it, and the templa
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from dotenv import dotenv_values
 
 from addon.config import ConfigError, load_settings
 
@@ -26,16 +22,11 @@ OUTPUT = Path("forge") / "manifest.yml"
 EXAMPLE_APP_ID = "ari:cloud:ecosystem::app/00000000-0000-0000-0000-000000000000"
 EXAMPLE_BASE_URL = "https://your-tunnel.ngrok-free.app"
 
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_APP_ID_RE = re.compile(rf"ari:cloud:ecosystem::app/{_UUID}")
-
-
 def check_app_id(app_id: str | None) -> str:
+    """The app id is required here (the settings check its form)."""
     if not app_id:
         raise ConfigError("FORGE_APP_ID is not set: give it the app id `forge register` prints "
                           "(ari:cloud:ecosystem::app/<uuid>)")
-    if not _APP_ID_RE.fullmatch(app_id):
-        raise ConfigError(f"FORGE_APP_ID must be ari:cloud:ecosystem::app/<uuid>, not {app_id!r}")
     return app_id
 
 
@@ -59,20 +50,11 @@ def render(app_id: str, base_url: str) -> str:
     return text
 
 
-def forge_app_id(environ: dict[str, str] | None = None, env_file: str = ".env") -> str | None:
-    """FORGE_APP_ID from the environment, else from `.env` in the working directory (as every setting)."""
-    env = os.environ if environ is None else environ
-    if env.get("FORGE_APP_ID"):
-        return env["FORGE_APP_ID"]
-    if Path(env_file).is_file():
-        return dotenv_values(env_file).get("FORGE_APP_ID") or None
-    return None
-
-
 def manifest_command(write: bool) -> int:
     """`addon forge manifest [--write]`: print the manifest, or write it to ./forge/manifest.yml."""
     try:
-        text = render(forge_app_id() or "", load_settings().base_url)
+        settings = load_settings()
+        text = render(settings.forge_app_id or "", settings.base_url)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
