@@ -136,7 +136,7 @@ def test_rotate_secret_without_keeping_the_old_one_stops_it_at_once(admin, addon
     rotated = admin.request("POST", f"/api/webhooks/{created['id']}/rotate-secret", {"keep_old": False})
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["old_secret_expires_at"] is None
-    assert admin.request("GET", f"/api/webhooks/{created['id']}").json()["old_secret_expires_at"] is None
+    assert "old_secret_expires_at" not in admin.request("GET", f"/api/webhooks/{created['id']}").json()
     with addon.sessions() as session:
         webhook = session.get(Webhook, created["id"])
         assert webhook.previous_secret is None and webhook.previous_secret_expires_at is None
