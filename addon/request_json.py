@@ -14,7 +14,18 @@ from addon.errors import ApiError
 
 _CONSTANTS = {"NaN": Decimal("NaN"), "Infinity": Decimal("Infinity"), "-Infinity": Decimal("-Infinity")}
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_CONSTANTS.__getitem__)
+_INT_DIGITS_LIMIT = 4000
+"""Below Python's limit on converting digits to an `int` (4,300, whose ValueError made a long integer a 400 as if
+the JSON were malformed); the conversion's cost grows with the square of the length, which this bounds too."""
+
+
+def _integer(literal: str) -> int | Decimal:
+    """A JSON integer: an `int`, or past `_INT_DIGITS_LIMIT` digits the `Decimal` of its literal (linear to read),
+    which every numeric field then refuses as too long or not an integer (a 422 naming it)."""
+    return int(literal) if len(literal) <= _INT_DIGITS_LIMIT else Decimal(literal)
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_integer, parse_constant=_CONSTANTS.__getitem__)
 """Numbers with a fraction or an exponent become `Decimal`s, so the written literal is kept exactly
 (`0.30000000000000001` stays that, `1e400` is not infinity). The bare `NaN`, `Infinity` and `-Infinity` that
 Python's `json`/`requests` write are read as non-finite `Decimal`s: not valid JSON, but refused where they
