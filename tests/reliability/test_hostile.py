@@ -9,7 +9,9 @@
 - forged and replayed JWTs get `401` on every route;
 - SSRF URLs in every form get `400` (`private_address` or `invalid_url`) at save time, and a name whose DNS answer
   changes to a private address after saving is blocked at send time (nothing reaches the receiver);
-- one tenant reaching for another's webhooks and deliveries gets `404`, and changes nothing.
+- one tenant reaching for another's webhooks and deliveries gets `404`, and changes nothing;
+- generated families, on both databases: control characters and lone surrogates in every string, huge and long
+  numbers in every numeric field (`422` naming the place), and hostile receivers' bytes (recorded, cleaned, once).
 
 All traffic stays on 127.0.0.1: names resolve through a fake DNS table (`FakeDNS`, also patched over
 `socket.getaddrinfo`), and a connection to any address that is not loopback fails in this process (a guard on
