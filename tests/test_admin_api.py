@@ -442,3 +442,61 @@ def test_a_changed_url_applies_to_pending_retries(hooked, receiver):
     [retry] = receiver.wait_for(1, timeout=15, path="/new")  # the second attempt comes 5 s (±20 %) after the event
     assert retry.headers["webhook-id"] == first.headers["webhook-id"]
     assert len(receiver.requests_for("/old")) == 1
+
+
+def _other_admin(atlassian, addon) -> AdminClient:  # type: ignore[no-untyped-def]
+    other_site = atlassian.new_site()
+    other_site.admins.add("admin-account")
+    assert other_site.install(addon.url).status_code == 204
+    return AdminClient(addon.url, other_site)
+
+
+@pytest.mark.timeout(60)
+def test_listed_request_bodies_are_cut_and_the_attempt_gives_the_whole_one(hooked, receiver, atlassian):
+    """A page of the log stays small however big the events (CONTRACT §7): each item's `request_body` is its first
+    2,048 characters (`request_body_truncated` says so); `GET /api/attempts/{id}` gives the whole body, to its own
+    tenant only."""
+    addon, admin, tenant_id = hooked
+    receiver.behave("/big", status=503)
+    hook = admin.create("big", receiver.url("/big"))["id"]
+    big = {"data": {"event": "updated", "note": "é" * 450_000}}  # 0.9 MB of UTF-8, 450,000 characters
+    with transaction(addon.sessions) as session:
+        enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=big)
+    addon.runtime.deliveries_committed.notify()
+    small = admin.request("POST", f"/api/webhooks/{hook}/test").json()
+    wait_for(lambda: len(_attempts(addon, Attempt.webhook_id == hook)) == 2, message="both attempts recorded")
+
+    page = admin.request("GET", f"/api/webhooks/{hook}/deliveries?limit=200")
+    assert page.status_code == 200, page.text
+    assert len(page.content) < 20_000
+    items = {item["id"]: item for item in page.json()["items"]}
+    [big_item] = [item for item_id, item in items.items() if item_id != small["id"]]
+    with addon.sessions() as session:
+        whole = session.scalar(select(Event.body).join(Delivery, Delivery.event_id == Event.id)
+                               .where(Delivery.id == big_item["delivery_id"]))
+    assert len(whole) > 450_000
+    assert big_item["request_body"] == whole[:2048] and big_item["request_body_truncated"] is True
+    assert list(big_item) == ["id", "delivery_id", "webhook_id_header", "attempt", "at", "status", "http_code",
+                              "duration_ms", "error", "request_body", "request_body_truncated", "response_body_start"]
+    small_item = items[small["id"]]
+    assert small_item["request_body_truncated"] is False and small_item["request_body"] == small["request_body"]
+
+    one = admin.request("GET", f"/api/attempts/{big_item['id']}")
+    assert one.status_code == 200, one.text
+    assert one.json() == big_item | {"request_body": whole, "request_body_truncated": False}
+
+    other = _other_admin(atlassian, addon)
+    for attempt_id in (big_item["id"], 2**63 - 1, 2**64):
+        refused = other.request("GET", f"/api/attempts/{attempt_id}")
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found", refused.text
+
+
+def test_the_chart_lists_attempts_without_bodies(hooked, receiver):
+    """`?bodies=0`: the same items, their body fields null (the page's chart needs no bodies)."""
+    _, admin, _ = hooked
+    hook = admin.create("chart", receiver.url("/chart"))["id"]
+    sent = admin.request("POST", f"/api/webhooks/{hook}/test").json()
+    [item] = admin.request("GET", f"/api/webhooks/{hook}/deliveries?bodies=0").json()["items"]
+    assert item == sent | {"request_body": None, "request_body_truncated": None, "response_body_start": None}
+    refused = admin.request("GET", f"/api/webhooks/{hook}/deliveries?bodies=maybe")
+    assert refused.status_code == 400 and "bodies" in refused.json()["error"]["message"]

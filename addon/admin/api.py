@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import func, select, update
+from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
-from addon.admin.serialize import attempt_json, webhook_json
+from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, webhook_json
 from addon.changes.jira_attributes import KEY, NAME, load_snapshot
 from addon.connect.auth import admin_required
 from addon.db import transaction
@@ -252,15 +252,33 @@ def _int_arg(name: str, default: int | None, low: int, high: int | None = None) 
     return value
 
 
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true"):
+        return True
+    if raw.lower() in ("0", "false"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be 1 or 0 (true or false)")
+
+
+#: A listed body's first characters and one more, cut by the database (`substr` counts characters on both), so
+#: that a big body is never read into the web process for a list: the extra character tells it was cut.
+_LISTED_BODY = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
+
+
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
 @admin_required
 def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     before = _int_arg("before", None, 1, MAX_ID)
+    bodies = _bool_arg("bodies", True)  # the page's chart asks without: it needs none
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
+        body = _LISTED_BODY if bodies else null()
         query = (
-            select(Attempt, Delivery.message_id, Event.body)
+            select(Attempt, Delivery.message_id, body)
             .join(Delivery, Delivery.id == Attempt.delivery_id)
             .join(Event, Event.id == Delivery.event_id)
             .where(Attempt.webhook_id == webhook.id, Attempt.tenant_id == _tenant_id())
@@ -270,9 +288,34 @@ def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
         if before is not None:
             query = query.where(Attempt.id < before)
         rows = session.execute(query).all()
-        items = [attempt_json(a, message_id, body) for a, message_id, body in rows[:limit]]
+        items = [_listed(a, message_id, start, bodies) for a, message_id, start in rows[:limit]]
         next_cursor = items[-1]["id"] if len(rows) > limit else None
         return jsonify({"items": items, "next": next_cursor})
+
+
+def _listed(attempt: Attempt, message_id: str, start: str | None, bodies: bool) -> dict[str, Any]:
+    if not bodies:
+        return attempt_json(attempt, message_id, None, None, response_body=False)
+    return attempt_json(attempt, message_id, start[:LISTED_BODY_CHARS], len(start) > LISTED_BODY_CHARS)
+
+
+@bp.get("/attempts/<int:attempt_id>")
+@admin_required
+def get_attempt(attempt_id: int):  # type: ignore[no-untyped-def]
+    """One attempt with its whole request body: what a list item cut."""
+    with transaction(current_runtime().sessions) as session:
+        row = None
+        if attempt_id <= MAX_ID:
+            row = session.execute(
+                select(Attempt, Delivery.message_id, Event.body)
+                .join(Delivery, Delivery.id == Attempt.delivery_id)
+                .join(Event, Event.id == Delivery.event_id)
+                .where(Attempt.id == attempt_id, Attempt.tenant_id == _tenant_id())
+            ).first()
+        if row is None:
+            raise ApiError(404, "not_found", f"attempt {attempt_id} does not exist")
+        attempt, message_id, body = row
+        return jsonify(attempt_json(attempt, message_id, body))
 
 
 @bp.post("/deliveries/<int:delivery_id>/redeliver")
