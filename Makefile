@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint bench clean secret-key
+.PHONY: run test lint bench clean secret-key ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,19 @@ secret-key: $(VENV)/.installed
 run: $(VENV)/.installed secret-key
 	PORT=$(PORT) $(BIN)/addon serve --port $(PORT)
 
-test: $(VENV)/.installed-test
+# The Forge Custom UI (forge/static/admin) and Atlassian's manifest validator, from ui/'s lock file. npm ci runs
+# again only when the lock or package.json changed; --ignore-scripts: no package needs its install script here
+# (esbuild's binary comes as an optional dependency). The build is quick, so it always runs.
+UI_INSTALLED := ui/node_modules/.installed
+
+$(UI_INSTALLED): ui/package.json ui/package-lock.json
+	npm ci --prefix ui --ignore-scripts --no-audit --no-fund
+	touch $@
+
+ui: $(UI_INSTALLED)
+	node ui/scripts/build.mjs
+
+test: $(VENV)/.installed-test ui
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
@@ -51,4 +63,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) instance
+	rm -rf $(VENV) instance ui/node_modules forge/static

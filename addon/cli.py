@@ -153,6 +153,12 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forge_manifest(args: argparse.Namespace) -> int:
+    from addon.forge.manifest import manifest_command
+
+    return manifest_command(write=args.write)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from addon.delivery.worker import DEFAULT_CONCURRENCY
 
@@ -186,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("from_client_key")
     copy.add_argument("to_client_key")
     copy.set_defaults(func=cmd_tenants)
+
+    forge = sub.add_parser("forge", help="the Forge app whose remote this add-on is")
+    forge_sub = forge.add_subparsers(dest="forge_command", required=True)
+    forge_manifest = forge_sub.add_parser(
+        "manifest", help="print the Forge manifest with FORGE_APP_ID and ADDON_BASE_URL filled in")
+    forge_manifest.add_argument("--write", action="store_true",
+                                help="write it to forge/manifest.yml under the current directory instead")
+    forge_manifest.set_defaults(func=cmd_forge_manifest)
     return parser
 
 

@@ -17,6 +17,9 @@ DEFAULT_KEY = "projectrak-outgoing-webhooks"
 DEFAULT_DATABASE_URL = "sqlite:///instance/addon.db"
 DEFAULT_INSTALL_KEYS_URL = "https://connect-install-keys.atlassian.com"
 DEFAULT_JIRA_HOSTS = "*.atlassian.net,*.jira.com"
+DEFAULT_FORGE_JWKS_URL = "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
+DEFAULT_FORGE_API_HOSTS = "api.atlassian.com"
+_FORGE_APP_ID_RE = re.compile(r"^ari:cloud:ecosystem::app/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 _APP_KEY_RE = re.compile(r"^[a-zA-Z0-9._-]{1,80}$")
 _HOST_PATTERN_RE = re.compile(r"^(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*)$")
 
@@ -37,6 +40,10 @@ class Settings:
     ca_bundle: str | None = None
     outgoing_timeout_s: float = 10.0
     port: int = DEFAULT_PORT
+    # The Forge door (CONTRACT §9.1): closed while forge_app_id is None.
+    forge_app_id: str | None = None
+    forge_jwks_url: str = DEFAULT_FORGE_JWKS_URL
+    forge_api_hosts: tuple[str, ...] = (DEFAULT_FORGE_API_HOSTS,)
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_changes(self, **changes: object) -> Settings:
@@ -44,33 +51,47 @@ class Settings:
 
     def jira_host_allowed(self, host: str) -> bool:
         """Whether a tenant's `baseUrl` host matches one of `ADDON_JIRA_HOSTS`."""
-        host = host.lower().rstrip(".")
-        for pattern in self.jira_hosts:
-            if pattern == "*":
-                return True
-            if pattern.startswith("*."):
-                suffix = pattern[1:]
-                label = host[: -len(suffix)] if host.endswith(suffix) else ""
-                if label and "." not in label:
-                    return True
-            elif host == pattern:
-                return True
-        return False
+        return host_allowed(host, self.jira_hosts)
 
     def jira_base_url_allowed(self, base_url: str) -> bool:
         """A tenant `baseUrl` must be https on an allowed host, or http on a loopback host the list names."""
-        try:
-            parts = urlsplit(base_url)
-            host = parts.hostname or ""
-        except ValueError:
-            return False
-        if not host or parts.username or parts.password:
-            return False
-        if parts.scheme == "https":
-            return self.jira_host_allowed(host)
-        if parts.scheme == "http" and _is_loopback(host):
-            return any(p != "*" and p.lower() == host.lower() for p in self.jira_hosts)
+        return base_url_allowed(base_url, self.jira_hosts)
+
+    def forge_api_base_url_allowed(self, api_base_url: str) -> bool:
+        """A FIT's `app.apiBaseUrl` must be https on a host of `FORGE_API_HOSTS` (http only on a named loopback)."""
+        return base_url_allowed(api_base_url, self.forge_api_hosts)
+
+
+def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `host` matches a pattern: `*` matches exactly one DNS label; a lone `*` matches any host."""
+    host = host.lower().rstrip(".")
+    for pattern in patterns:
+        if pattern == "*":
+            return True
+        if pattern.startswith("*."):
+            suffix = pattern[1:]
+            label = host[: -len(suffix)] if host.endswith(suffix) else ""
+            if label and "." not in label:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def base_url_allowed(base_url: str, patterns: tuple[str, ...]) -> bool:
+    """An https URL on a host the patterns allow, or an http URL on a loopback host they name exactly."""
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+    except ValueError:
         return False
+    if not host or parts.username or parts.password:
+        return False
+    if parts.scheme == "https":
+        return host_allowed(host, patterns)
+    if parts.scheme == "http" and _is_loopback(host):
+        return any(p != "*" and p.lower() == host.lower() for p in patterns)
+    return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -102,6 +123,13 @@ def _http_url(name: str, raw: str) -> str:
     if not valid or raw != raw.strip():
         raise ConfigError(f"{name} must be an http(s) URL, not {raw!r}")
     return raw.rstrip("/")
+
+
+def _host_patterns(name: str, raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if not hosts or not all(_HOST_PATTERN_RE.match(h) for h in hosts):
+        raise ConfigError(f"{name} must be a comma-separated list of host patterns, not {raw!r}")
+    return hosts
 
 
 def _database_url(raw: str) -> str:
@@ -168,10 +196,13 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         "ADDON_INSTALL_KEYS_URL", env.get("ADDON_INSTALL_KEYS_URL") or DEFAULT_INSTALL_KEYS_URL
     )
 
-    hosts_raw = env.get("ADDON_JIRA_HOSTS") or DEFAULT_JIRA_HOSTS
-    jira_hosts = tuple(h.strip().lower() for h in hosts_raw.split(",") if h.strip())
-    if not jira_hosts or not all(_HOST_PATTERN_RE.match(h) for h in jira_hosts):
-        raise ConfigError(f"ADDON_JIRA_HOSTS must be a comma-separated list of host patterns, not {hosts_raw!r}")
+    jira_hosts = _host_patterns("ADDON_JIRA_HOSTS", env.get("ADDON_JIRA_HOSTS") or DEFAULT_JIRA_HOSTS)
+
+    forge_app_id = env.get("FORGE_APP_ID") or None
+    if forge_app_id is not None and not _FORGE_APP_ID_RE.match(forge_app_id):
+        raise ConfigError(f"FORGE_APP_ID must look like ari:cloud:ecosystem::app/<uuid>, not {forge_app_id!r}")
+    forge_jwks_url = _http_url("FORGE_JWKS_URL", env.get("FORGE_JWKS_URL") or DEFAULT_FORGE_JWKS_URL)
+    forge_api_hosts = _host_patterns("FORGE_API_HOSTS", env.get("FORGE_API_HOSTS") or DEFAULT_FORGE_API_HOSTS)
 
     allow_private = _bool("OUTGOING_ALLOW_PRIVATE_NETWORKS", env.get("OUTGOING_ALLOW_PRIVATE_NETWORKS", "0"))
 
@@ -198,4 +229,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         ca_bundle=ca_bundle,
         outgoing_timeout_s=timeout,
         port=port,
+        forge_app_id=forge_app_id,
+        forge_jwks_url=forge_jwks_url,
+        forge_api_hosts=forge_api_hosts,
     )

@@ -1,11 +1,15 @@
 /*
  * Projectrak Outgoing Webhooks: the administration page (Projectrak Administration -> Outgoing webhooks).
  *
- * Plain JavaScript, no build step. The only outside dependency is Atlassian's `AP` (all.js), used for context
- * tokens (AP.context.getToken) and iframe sizing (AP.resize). Every piece of data is put in the page with
- * document.createElement + textContent: nothing from the API is ever parsed as HTML.
+ * One page behind two doors. Under Connect it is served as is, plain JavaScript with no build step; its only
+ * outside dependency is Atlassian's `AP` (all.js), used for context tokens (AP.context.getToken) and iframe sizing
+ * (AP.resize). Under Forge the same file is bundled by ui/ (esbuild) behind ui/src/forge-entry.js, which sets
+ * `window.projectrakAdminTransport` (calls through `invokeRemote` of @forge/bridge) before this script runs.
+ * Every piece of data is put in the page with document.createElement + textContent: nothing from the API is ever
+ * parsed as HTML.
  *
- * The page talks to the JSON API of CONTRACT.md section 7 with `Authorization: JWT <context token>`.
+ * The page talks to the JSON API of CONTRACT.md section 7 through one transport, `send(method, path, body)`,
+ * chosen at start: Connect's sends `Authorization: JWT <context token>` with fetch.
  */
 (function () {
   'use strict';
@@ -183,8 +187,6 @@
     return window.location.origin + path;
   }
 
-  var API_ROOT = apiRoot();
-
   function defaultMessage(status) {
     if (status === 401) return 'Your Jira session could not be verified. Reload the page.';
     if (status === 403) return 'Only Jira administrators can manage outgoing webhooks.';
@@ -194,35 +196,61 @@
     return 'The request failed (HTTP ' + status + ').';
   }
 
+  /*
+   * A transport is `send(method, path, body)`, `path` relative to the API root (e.g. '/webhooks'), resolving to
+   * `{status, data}` (data: the parsed JSON body, or null) for every HTTP answer, and rejecting when the add-on
+   * could not be asked at all. Connect's: a fresh context token for every call, and fetch.
+   */
+  function connectTransport() {
+    var root = apiRoot();
+    return function send(method, path, body) {
+      return getToken().then(function (token) {
+        var init = {
+          method: method,
+          headers: {
+            'Authorization': 'JWT ' + token,
+            'Content-Type': 'application/json',
+            'Accept': 'application/json'
+          },
+          credentials: 'omit',
+          cache: 'no-store'
+        };
+        if (body !== undefined) init.body = JSON.stringify(body);
+        return fetch(root + path, init).catch(function () {
+          throw new ApiError(0, 'network_error', 'Could not reach the add-on. Check your connection and try again.');
+        });
+      }).then(function (res) {
+        return res.text().then(function (text) {
+          var data = null;
+          if (text) {
+            try { data = JSON.parse(text); } catch (e) { data = null; }
+          }
+          return { status: res.status, data: data };
+        });
+      });
+    };
+  }
+
+  /* Forge's bundle hands its transport over before this script runs; anywhere else the page is Connect's. */
+  var send = typeof window.projectrakAdminTransport === 'function' ? window.projectrakAdminTransport : connectTransport();
+
   function api(method, path, body) {
-    return getToken().then(function (token) {
-      var init = {
-        method: method,
-        headers: {
-          'Authorization': 'JWT ' + token,
-          'Content-Type': 'application/json',
-          'Accept': 'application/json'
-        },
-        credentials: 'omit',
-        cache: 'no-store'
-      };
-      if (body !== undefined) init.body = JSON.stringify(body);
-      return fetch(API_ROOT + path, init).catch(function () {
-        throw new ApiError(0, 'network_error', 'Could not reach the add-on. Check your connection and try again.');
-      });
+    return Promise.resolve().then(function () {
+      return send(method, path, body);
+    }).catch(function (err) {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError(0, 'network_error', 'Could not reach the add-on: ' + ((err && err.message) || err) +
+        '. Check your connection and try again.');
     }).then(function (res) {
-      return res.text().then(function (text) {
-        var data = null;
-        if (text) {
-          try { data = JSON.parse(text); } catch (e) { data = null; }
-        }
-        if (!res.ok) {
-          var err = (data && typeof data === 'object' && data.error && typeof data.error === 'object') ? data.error : {};
-          throw new ApiError(res.status, err.code ? String(err.code) : 'http_' + res.status,
-            err.message ? String(err.message) : defaultMessage(res.status));
-        }
-        return { status: res.status, data: data };
-      });
+      var status = res && res.status;
+      var data = res ? res.data : null;
+      if (typeof status !== 'number' || status < 200 || status >= 300) {
+        var err = (data && typeof data === 'object' && data.error && typeof data.error === 'object') ? data.error : {};
+        status = typeof status === 'number' ? status : 0;
+        throw new ApiError(status, err.code ? String(err.code) : 'http_' + status,
+          err.message ? String(err.message) : defaultMessage(status));
+      }
+      return { status: status, data: data === undefined ? null : data };
     });
   }
 

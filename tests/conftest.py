@@ -19,6 +19,7 @@ from addon.migrate import upgrade
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite
+from tests.support.forge import FakeForge
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 PG_SKIP_REASON = "TEST_DATABASE_URL is not set: PostgreSQL tests skipped"
@@ -114,3 +115,11 @@ def site(atlassian: FakeAtlassian, addon: AddonServer) -> FakeSite:
     enabled = site.call(addon.url, "POST", "/lifecycle/enabled", json_body=site.lifecycle_body("enabled"))
     assert enabled.status_code == 204
     return site
+
+
+@pytest.fixture
+def forge(atlassian: FakeAtlassian) -> Iterator[FakeForge]:
+    """The fake Forge platform (JWKS, FIT minting, invoker, Jira for Forge installations) over the fake Atlassian."""
+    fake = FakeForge(atlassian)
+    yield fake
+    fake.stop()

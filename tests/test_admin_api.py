@@ -126,6 +126,29 @@ def test_rotate_secret_returns_a_new_secret(admin, addon):
         webhook = session.get(Webhook, created["id"])
         assert addon.runtime.box.open(webhook.previous_secret) == created["secret"]
         assert webhook.previous_secret_expires_at is not None
+    expires = rotated.json()["old_secret_expires_at"]
+    assert expires is not None and admin.request("GET", f"/api/webhooks/{created['id']}").json()[
+        "old_secret_expires_at"] == expires
+
+
+def test_rotate_secret_without_keeping_the_old_one_stops_it_at_once(admin, addon):
+    created = admin.create()
+    admin.request("POST", f"/api/webhooks/{created['id']}/rotate-secret")  # a first rotation keeps the old one
+    rotated = admin.request("POST", f"/api/webhooks/{created['id']}/rotate-secret", {"keep_old": False})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["old_secret_expires_at"] is None
+    assert admin.request("GET", f"/api/webhooks/{created['id']}").json()["old_secret_expires_at"] is None
+    with addon.sessions() as session:
+        webhook = session.get(Webhook, created["id"])
+        assert webhook.previous_secret is None and webhook.previous_secret_expires_at is None
+        assert addon.runtime.box.open(webhook.secret) == rotated.json()["secret"]
+
+
+@pytest.mark.parametrize("body, where", [([1], "body"), ({"keep_old": "no"}, "keep_old"), ({"keep": 1}, "keep")])
+def test_rotate_secret_refuses_a_body_that_does_not_fit(admin, body, where):
+    created = admin.create()
+    rotated = admin.request("POST", f"/api/webhooks/{created['id']}/rotate-secret", body)
+    assert rotated.status_code == 422 and rotated.json()["error"]["message"].startswith(where)
 
 
 def test_disable_and_delete_cancel_pending_deliveries(admin, addon, site):

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
-from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, webhook_json
+from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
 from addon.admin.test_slots import test_slots
 from addon.changes.jira_attributes import KEY, NAME, load_snapshot
 from addon.connect.auth import admin_required
@@ -193,14 +193,37 @@ def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
 @bp.post("/webhooks/<int:webhook_id>/rotate-secret")
 @admin_required
 def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
+    """A new signing secret. The old one keeps signing beside it for 24 h, so receivers can switch over, unless the
+    body says `{"keep_old": false}` (a leaked secret stops signing at once)."""
+    keep_old = _rotation_keeps_old_secret()
     runtime = current_runtime()
     secret = generate_secret()
     with transaction(runtime.sessions) as session:
         webhook = _get_webhook(session, webhook_id)
-        webhook.previous_secret = webhook.secret
-        webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
+        if keep_old:
+            webhook.previous_secret = webhook.secret
+            webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
+        else:
+            webhook.previous_secret = webhook.previous_secret_expires_at = None
         webhook.secret = runtime.box.seal(secret)
-    return jsonify({"secret": secret})
+        expires_at = webhook.previous_secret_expires_at
+    return jsonify({"secret": secret, "old_secret_expires_at": iso(expires_at)})
+
+
+def _rotation_keeps_old_secret() -> bool:
+    """The rotation's optional body: nothing, or `{"keep_old": true|false}`."""
+    if not request.get_data(cache=True).strip():
+        return True
+    body = read_json()
+    if not isinstance(body, dict):
+        raise unprocessable("body", "must be an object (or empty)")
+    unknown = sorted(set(body) - {"keep_old"})
+    if unknown:
+        raise unprocessable(unknown[0], "is not a field of a secret rotation (only keep_old)")
+    keep_old = body.get("keep_old", True)
+    if not isinstance(keep_old, bool):
+        raise unprocessable("keep_old", "must be true or false")
+    return keep_old
 
 
 def _first_project(session: Session) -> dict[str, Any] | None:

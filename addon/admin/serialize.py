@@ -27,7 +27,13 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status": webhook.last_status,
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
+        # While a rotation's grace lasts, receivers may still verify with the old secret; the page says until when.
+        "old_secret_expires_at": iso(_live(webhook.previous_secret_expires_at)),
     }
+
+
+def _live(expires_at: dt.datetime | None) -> dt.datetime | None:
+    return expires_at if expires_at is not None and expires_at > dt.datetime.now(dt.UTC) else None
 
 
 #: Characters of a request body in a list item (CONTRACT §7): a page of 200 items stays small however big the

@@ -136,6 +136,37 @@ class FakeSite:
             "assigneeType": assignee[project["assigneeType"]],
         }
 
+    # Jira's REST API, whichever door the call came through (the caller has checked its credentials).
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any
+               ) -> tuple[int, Any, dict[str, str]]:
+        """Jira's answer to an authenticated REST call: (status, JSON body, extra headers)."""
+        if self.down:
+            return 503, {"errorMessages": ["Jira is down"]}, {}
+        if self.refusal is not None:
+            return self.refusal, {"errorMessages": [f"refused with {self.refusal}"]}, dict(self.refusal_headers)
+        if method == "GET" and path == "/rest/api/3/project/search":
+            start = int(query.get("startAt", ["0"])[0])
+            size = int(query.get("maxResults", ["50"])[0])
+            values = list(self.projects.values())
+            page = [{k: v for k, v in p.items() if k not in self.search_omits} for p in values[start:start + size]]
+            return 200, {"startAt": start, "maxResults": size, "total": len(values), "values": page,
+                         "isLast": start + size >= len(values)}, {}
+        if method == "GET" and path.startswith("/rest/api/3/project/"):
+            project = self.find_project(path.rsplit("/", 1)[1])
+            script = self.scripted_changes.get(project["id"]) if project is not None else None
+            if script:
+                project = self.update_project(project["id"], **script.pop(0))
+            if project is None:
+                return 404, {"errorMessages": ["No project could be found"]}, {}
+            return 200, project, {}
+        if method == "POST" and path == "/rest/api/3/permissions/check":
+            granted = ["ADMINISTER"] if body and body.get("accountId") in self.admins else []
+            return 200, {"globalPermissions": granted, "projectPermissions": []}, {}
+        if method == "GET" and path == "/rest/api/3/configuration/timetracking/options":
+            return 200, self.time_tracking, {}
+        return 404, {"errorMessages": [f"not faked: {method} {path}"]}, {}
+
     # Tokens Jira would sign.
 
     def token(self, method: str, path: str, query: str = "", *, sub: str | None = "admin-account",
@@ -311,39 +342,7 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
             body = json.loads(body_raw) if body_raw else None
             query = parse_qs(parts.query, keep_blank_values=True)
             site.calls.append(JiraCall(method, path, query, body, claims))
-            if site.down:
-                self._json(503, {"errorMessages": ["Jira is down"]})
-                return
-            if site.refusal is not None:
-                self.send_bytes(site.refusal, json.dumps({"errorMessages": [f"refused with {site.refusal}"]}).encode(),
-                                headers=site.refusal_headers)
-                return
-            self._route(site, method, path, query, body)
-
-        def _route(self, site: FakeSite, method: str, path: str, query: dict, body: Any) -> None:
-            if method == "GET" and path == "/rest/api/3/project/search":
-                start = int(query.get("startAt", ["0"])[0])
-                size = int(query.get("maxResults", ["50"])[0])
-                values = list(site.projects.values())
-                page = [{k: v for k, v in p.items() if k not in site.search_omits}
-                        for p in values[start:start + size]]
-                self._json(200, {"startAt": start, "maxResults": size, "total": len(values), "values": page,
-                                 "isLast": start + size >= len(values)})
-            elif method == "GET" and path.startswith("/rest/api/3/project/"):
-                project = site.find_project(path.rsplit("/", 1)[1])
-                script = site.scripted_changes.get(project["id"]) if project is not None else None
-                if script:
-                    project = site.update_project(project["id"], **script.pop(0))
-                if project is None:
-                    self._json(404, {"errorMessages": ["No project could be found"]})
-                else:
-                    self._json(200, project)
-            elif method == "POST" and path == "/rest/api/3/permissions/check":
-                granted = ["ADMINISTER"] if body and body.get("accountId") in site.admins else []
-                self._json(200, {"globalPermissions": granted, "projectPermissions": []})
-            elif method == "GET" and path == "/rest/api/3/configuration/timetracking/options":
-                self._json(200, site.time_tracking)
-            else:
-                self._json(404, {"errorMessages": [f"not faked: {method} {path}"]})
+            status, payload, headers = site.answer(method, path, query, body)
+            self.send_bytes(status, json.dumps(payload).encode(), headers=headers)
 
     return Handler
