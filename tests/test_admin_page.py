@@ -325,6 +325,7 @@ def test_a_long_request_body_is_cut_in_the_log_and_shown_whole_on_demand(world, 
     listed: list[str] = []
     page.on("request", lambda request: listed.append(request.url) if "/deliveries" in request.url else None)
     admin_page.open()
+    expect(page.get_by_test_id("webhook-row")).to_have_count(_live_webhooks(addon))  # the earlier tests' webhooks
     hook_id, _ = _create(page, "Long bodies", receiver.url("/long"))
     tenant_id = _webhook(addon, hook_id).tenant_id
     body = {"data": {"event": "updated", "note": "a" * 5000 + "END-OF-BODY"}}
