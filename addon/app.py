@@ -13,8 +13,9 @@ from addon.config import Settings, load_settings
 from addon.connect.door import ConnectDoor
 from addon.intake import routes as intake_routes
 from addon.process.runtime import Runtime
-from addon.web import health
+from addon.web import health, home
 from addon.web.errors import register_error_handlers
+from addon.web.log_format import EscapingFormatter
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for door in runtime.doors:
         for blueprint in door.blueprints():
             app.register_blueprint(blueprint)
-    for blueprint in (health.bp, intake_routes.bp, admin_api.bp, admin_page.bp):
+    for blueprint in (health.bp, home.bp, intake_routes.bp, admin_api.bp, admin_page.bp):
         app.register_blueprint(blueprint)
     intake_routes.init_runtime(runtime)
     return app
@@ -64,5 +65,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler()  # as basicConfig's, with a formatter that escapes what requests put in
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of set-up on every start

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from addon.admin.test_slots import DEFAULT_WEB_THREADS, WEB_THREADS_KEY
 from addon.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("addon")
@@ -62,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{settings.port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            # gunicorn's threaded worker and logger, with JSON error answers and escaped log lines (serve_edge.py)
+            self.cfg.set("worker_class", "addon.process.serve_edge.JsonErrorWorker")
+            self.cfg.set("logger_class", "addon.process.serve_edge.EscapingGunicornLogger")
             self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
@@ -74,7 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self):
             runtime = build_runtime(settings)
             state["runtime"] = runtime
-            return create_app(runtime=runtime)
+            app = create_app(runtime=runtime)
+            app.config[WEB_THREADS_KEY] = args.threads  # tests may hold at most a quarter of them
+            return app
 
         def run(self) -> None:
             try:
@@ -165,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
-    serve.add_argument("--threads", type=int, default=8, help="threads per web process")
+    serve.add_argument("--threads", type=int, default=DEFAULT_WEB_THREADS, help="threads per web process")
     serve.add_argument("--no-worker", action="store_true",
                        help="run no delivery worker (by default a child `addon worker` process)")
     serve.set_defaults(func=cmd_serve)

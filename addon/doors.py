@@ -21,14 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from flask import Blueprint, Request, g, request
+from flask import Blueprint, Request, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from addon.process.runtime import current_runtime
 from addon.storage.tenants import TenantChanged, TenantView, find_installed
 from addon.web.errors import ApiError
+from addon.web.json_body import unstorable_at
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the runtime holds the doors: at run time, this module reads it from the app (`_runtime`)
     from addon.process.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +81,19 @@ class JiraUnavailable(JiraError):
 
 class JiraNotFound(JiraError):
     """Jira answered 404."""
+
+
+class JiraUnstorable(JiraError):
+    """Jira answered JSON holding a string no database stores (a NUL or a lone surrogate): refused where it stands
+    (the intake's 422, the inbox's recorded error), not retried, since asking again gets the same answer."""
+
+
+def storable(answer: Any, what: str) -> Any:
+    """A Jira answer the core may keep, else `JiraUnstorable` naming where it is not (whichever door fetched it)."""
+    where = unstorable_at(answer)
+    if where is not None:
+        raise JiraUnstorable(f"Jira answered {what} with a NUL or a lone surrogate at {where}", 200)
+    return answer
 
 
 class JiraApi(Protocol):
@@ -148,7 +161,7 @@ def caller_required(purpose: Purpose) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            runtime = current_runtime()
+            runtime = _runtime()
             g.caller = authenticate(runtime, purpose)
             if not g.caller.from_cache:
                 return _handle_fresh(view, args, kwargs)
@@ -164,6 +177,11 @@ def caller_required(purpose: Purpose) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]  # functools.wraps keeps the view's signature, not F
 
     return decorate
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["addon"]  # as `addon.process.runtime.current_runtime`
+    return runtime
 
 
 def _cached_tenant_is_current(runtime: Runtime, tenant: TenantView) -> bool:

@@ -10,7 +10,16 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from addon.doors import Caller, JiraApi, JiraError, JiraUnavailable, Purpose, caller_required, current_caller
+from addon.doors import (
+    Caller,
+    JiraApi,
+    JiraError,
+    JiraUnavailable,
+    Purpose,
+    caller_required,
+    current_caller,
+    storable,
+)
 from addon.process.runtime import current_runtime
 from addon.web.errors import ApiError
 
@@ -49,8 +58,9 @@ def jira_unavailable(message: str) -> ApiError:
 
 def is_jira_admin(jira: JiraApi, account_id: str) -> bool:
     """Whether Jira grants the user the global ADMINISTER permission."""
-    answer = jira.post("/rest/api/3/permissions/check",
-                       json={"accountId": account_id, "globalPermissions": ["ADMINISTER"]})
+    path = "/rest/api/3/permissions/check"
+    answer = storable(jira.post(path, json={"accountId": account_id, "globalPermissions": ["ADMINISTER"]}),
+                      f"POST {path}")
     granted = answer.get("globalPermissions", []) if isinstance(answer, dict) else []
     return "ADMINISTER" in granted
 

@@ -1,9 +1,10 @@
 """The delivery worker: claims due deliveries under a lease, sends them, records each attempt, schedules retries.
 
 One dispatcher thread claims work and hands each batch to the process's `Sender`, whose event loop keeps
-up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook are in
-flight in a process, so one hanging receiver holds up no other webhook (and once its attempts went
-unanswered, only one at a time until it answers again). The sender only sends: one recorder
+up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook (a quarter)
+and `per_tenant` of one tenant (half) are in flight in a process, so one hanging receiver holds up no other
+webhook (and once its attempts went unanswered, only one at a time until it answers again), and one tenant's
+backlog of slow receivers leaves half the slots free for the others' deliveries. The sender only sends: one recorder
 thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`outcomes.record_many`), so
 the database sees one short write per batch rather than one per delivery, and sending never queues for the
 database. A slot is free again as soon as its send ends, so sending goes on while outcomes are written; at
@@ -52,7 +53,6 @@ def send_now(runtime: Runtime, delivery_id: int) -> int | None:
     return record(runtime, jobs[0], send(runtime, jobs[0]), retry=False)
 
 
-
 #: Longest the dispatcher waits for more free slots before claiming again (see `_gather_slots`).
 BATCH_WAIT_S = 0.005
 #: Longest the recorder waits for more outcomes before writing a batch (see `_gather_outcomes`).
@@ -77,6 +77,14 @@ def per_webhook_bound(concurrency: int) -> int:
     return max(1, concurrency // 4)
 
 
+def per_tenant_bound(concurrency: int) -> int:
+    """Most deliveries of one tenant in flight in a process: half the slots, always. The contract allows more to a
+    tenant while no other has due deliveries, but a slot lent to it then is not free when another tenant's
+    delivery arrives: that one would wait for one of the first tenant's sends to end (a slow receiver's whole
+    timeout). Keeping the other half free is what lets it go out at the next claim."""
+    return max(1, concurrency // 2)
+
+
 class DeliveryWorker:
     """Dispatcher thread + the sender's loop (at most `concurrency` attempts) + recorder thread; `start()` then
     `stop()`."""
@@ -86,7 +94,9 @@ class DeliveryWorker:
         self.runtime = runtime
         self.concurrency = max(1, concurrency)
         self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
+        self.per_tenant = per_tenant_bound(self.concurrency)
         self._in_flight: Counter[int] = Counter()
+        self._in_flight_tenants: Counter[int] = Counter()
         self._in_flight_total = 0
         self._unanswered: set[int] = set()  # webhooks whose last attempt got no answer (see `_bound`)
         self._lock = threading.Lock()
@@ -103,6 +113,7 @@ class DeliveryWorker:
         # sends ends.
         self._more_due = True
         self._held_back: frozenset[int] = frozenset()
+        self._held_back_tenants: frozenset[int] = frozenset()  # likewise, the tenants at their bound
         # When the earliest delivery not yet due becomes due (monotonic; None: none waits), as `next_due_in` last
         # read it; not read yet while `_next_due_known` is False.
         self._next_due_at: float | None = None
@@ -136,6 +147,10 @@ class DeliveryWorker:
     def _busy_webhooks(self) -> set[int]:
         with self._lock:
             return {w for w, n in self._in_flight.items() if n >= self._bound(w)}
+
+    def _busy_tenants(self) -> set[int]:
+        with self._lock:
+            return {t for t, n in self._in_flight_tenants.items() if n >= self.per_tenant}
 
     def _free_slots(self) -> int:
         with self._outcomes_ready:
@@ -175,7 +190,8 @@ class DeliveryWorker:
                     signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
                     continue
                 try:
-                    due_in = self._claims.run(functools.partial(next_due_in, self.runtime, self._busy_webhooks()))
+                    due_in = self._claims.run(functools.partial(next_due_in, self.runtime, self._busy_webhooks(),
+                                                                busy_tenants=self._busy_tenants()))
                 except Exception:  # noqa: BLE001
                     log.exception("reading the next due delivery failed")
                     self._claims.drop()
@@ -207,23 +223,28 @@ class DeliveryWorker:
         slots = self._free_slots()
         if slots <= 0:
             return 0
-        busy = self._busy_webhooks()
-        jobs = self._claims.run(lambda connection: claim(self.runtime, slots, busy, per_webhook=self.per_webhook,
-                                                          connection=connection))
+        busy, busy_tenants = self._busy_webhooks(), self._busy_tenants()
+        jobs = self._claims.run(lambda connection: claim(
+            self.runtime, slots, busy, per_webhook=self.per_webhook, connection=connection,
+            per_tenant=self.per_tenant, busy_tenants=busy_tenants))
         claimed_per_webhook = Counter(job.webhook_id for job in jobs)
-        # Less than asked, from webhooks that were not cut to their bound by the claim: nothing else was due but
-        # the deliveries of the webhooks left out (`busy`). Then only a finished send of one of those wakes the
-        # dispatcher (see `_release_slots`), which at a low rate saved one empty claim and one `next_due_in` per
-        # finished send, also while a hanging receiver's webhook stays at its bound.
-        self._more_due = len(jobs) >= slots or any(n >= self.per_webhook for n in claimed_per_webhook.values())
-        self._held_back = frozenset(busy)
+        claimed_per_tenant = Counter(job.tenant_id for job in jobs)
+        # Less than asked, from webhooks and tenants that were not cut to their bound by the claim: nothing else
+        # was due but the deliveries of those left out (`busy`, `busy_tenants`). Then only a finished send of one
+        # of those wakes the dispatcher (see `_release_slots`), which at a low rate saved one empty claim and one
+        # `next_due_in` per finished send, also while a hanging receiver's webhook stays at its bound.
+        self._more_due = (len(jobs) >= slots or any(n >= self.per_webhook for n in claimed_per_webhook.values())
+                          or any(n >= self.per_tenant for n in claimed_per_tenant.values()))
+        self._held_back, self._held_back_tenants = frozenset(busy), frozenset(busy_tenants)
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
-                if self._in_flight[job.webhook_id] >= self._bound(job.webhook_id):
+                if (self._in_flight[job.webhook_id] >= self._bound(job.webhook_id)
+                        or self._in_flight_tenants[job.tenant_id] >= self.per_tenant):
                     surplus.append(job.delivery_id)
                     continue
                 self._in_flight[job.webhook_id] += 1
+                self._in_flight_tenants[job.tenant_id] += 1
                 self._in_flight_total += 1
                 admitted.append(job)
         if surplus:
@@ -274,12 +295,16 @@ class DeliveryWorker:
                 self._in_flight[job.webhook_id] -= 1
                 if self._in_flight[job.webhook_id] <= 0:
                     del self._in_flight[job.webhook_id]
+                self._in_flight_tenants[job.tenant_id] -= 1
+                if self._in_flight_tenants[job.tenant_id] <= 0:
+                    del self._in_flight_tenants[job.tenant_id]
                 self._in_flight_total -= 1
             # Wake the dispatcher only when it would claim (see `_gather_slots`) and may find something (see
             # `_claim_batch`): a wake-up per finished send costs the busy process a thread switch each time for
             # nothing.
             idle = self._in_flight_total == 0
-            more = self._more_due or any(job.webhook_id in self._held_back for job in jobs)
+            more = self._more_due or any(job.webhook_id in self._held_back or job.tenant_id in self._held_back_tenants
+                                         for job in jobs)
             claimable = more and (idle or self.concurrency - self._in_flight_total >= self._half_slots)
             if idle:
                 self._all_sent.notify_all()

@@ -43,7 +43,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
-from addon.doors import JiraError, JiraNotFound, JiraUnavailable
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable, JiraUnstorable
 from addon.intake import snapshots
 from addon.intake.jira_attributes import (
     KEY,
@@ -245,7 +245,8 @@ class InboxProcessor:
                 log.exception("jira inbox event failed tenant=%s inbox=%s", claim.tenant_id, claim.id)
             error = str(err) if isinstance(err, JiraError) else f"{type(err).__name__}: {err}"
             retry_after = parse_retry_after(err.retry_after) if isinstance(err, JiraError) else None
-            self._fail(claim, error, give_up=not waiting and claim.attempts >= MAX_ATTEMPTS, retry_after_s=retry_after)
+            final = isinstance(err, JiraUnstorable) or (not waiting and claim.attempts >= MAX_ATTEMPTS)
+            self._fail(claim, error, give_up=final, retry_after_s=retry_after)  # Jira would answer the same
         return True
 
     def _fail(self, claim: Claim, error: str, *, give_up: bool, retry_after_s: float | None = None) -> None:

@@ -9,6 +9,7 @@ a PostgreSQL deployment see a rename after at most that long).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from addon.doors import JiraApi, JiraError, JiraNotFound, JiraUnavailable
+from addon.doors import JiraApi, JiraError, JiraNotFound, JiraUnavailable, storable
 from addon.intake.fields import TimeTracking, UnknownProjectKey
+from addon.web.json_body import unstorable_at
+
+log = logging.getLogger(__name__)
 
 TTL_S = 300.0
 MAX_ENTRIES = 20_000
@@ -37,8 +41,8 @@ def project_info(project: Mapping[str, Any]) -> ProjectInfo | None:
     project_id, key, name = project.get("id"), project.get("key"), project.get("name")
     if isinstance(project_id, int) and not isinstance(project_id, bool):
         project_id = str(project_id)
-    if not (isinstance(project_id, str) and project_id.isascii() and project_id.isdigit()):
-        return None
+    if not (isinstance(project_id, str) and project_id.isascii() and project_id.isdigit() and len(project_id) <= 19):
+        return None  # at most 19 digits: a longer id is not one (and int() of thousands of them raises)
     if not (isinstance(key, str) and key and isinstance(name, str)):
         return None
     return ProjectInfo(str(int(project_id)), key, name)
@@ -71,7 +75,8 @@ class _TtlCache:
 def fetch_project(jira: JiraApi, id_or_key: str) -> Any:
     """Jira's project object (`GET /rest/api/3/project/{idOrKey}`), with what the outgoing body and the snapshot
     need."""
-    return jira.get(f"/rest/api/3/project/{id_or_key}", params={"expand": "description,lead,url,projectKeys"})
+    path = f"/rest/api/3/project/{id_or_key}"
+    return storable(jira.get(path, params={"expand": "description,lead,url,projectKeys"}), f"GET {path}")
 
 
 def iter_projects(jira: JiraApi, page_size: int = 50) -> Iterator[Any]:
@@ -81,14 +86,21 @@ def iter_projects(jira: JiraApi, page_size: int = 50) -> Iterator[Any]:
         page = jira.get("/rest/api/3/project/search",
                         params={"startAt": start, "maxResults": page_size, "expand": "description,lead,url"})
         values = page.get("values", []) if isinstance(page, dict) else []
-        yield from values
+        for project in values:
+            # One project no database can store is left out (and said so), not the whole snapshot.
+            where = unstorable_at(project)
+            if where is None:
+                yield project
+            else:
+                log.warning("project left out of the snapshot: a NUL or a lone surrogate at %s", where)
         if not values or page.get("isLast", True):
             return
         start += len(values)
 
 
 def fetch_time_tracking(jira: JiraApi) -> Any:
-    return jira.get("/rest/api/3/configuration/timetracking/options") or {}
+    path = "/rest/api/3/configuration/timetracking/options"
+    return storable(jira.get(path), f"GET {path}") or {}
 
 
 class ProjectDirectory:

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from addon.doors import Caller, JiraError, JiraNotFound, Purpose, caller_required, current_caller
+from addon.doors import Caller, JiraError, JiraNotFound, JiraUnstorable, Purpose, caller_required, current_caller
 from addon.intake import jira_events
 from addon.intake.fields import ChangeError, build_fields
 from addon.intake.inbox import schedule_install_snapshot
@@ -66,6 +66,8 @@ def _resolve(runtime: Runtime, caller: Caller, changes: Any, project_ref: tuple[
         raise unprocessable(err.path, err.message) from None
     except JiraNotFound:
         raise unprocessable(path, "Jira knows no such project") from None
+    except JiraUnstorable as err:  # asking again gets the same answer: a 503 would be retried for ever
+        raise unprocessable(path, str(err)) from None
     except JiraError as err:
         log.warning("jira unavailable during intake tenant=%s: %s", caller.tenant_id, err)
         raise _jira_unavailable() from None

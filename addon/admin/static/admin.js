@@ -830,7 +830,8 @@
     var items = [];
     var pages = 0;
     function page(before) {
-      var q = '?limit=' + CHART_LIMIT + (before ? '&before=' + encodeURIComponent(before) : '');
+      // bodies=0: the chart needs times and statuses only, never the request bodies.
+      var q = '?bodies=0&limit=' + CHART_LIMIT + (before ? '&before=' + encodeURIComponent(before) : '');
       return api('GET', '/webhooks/' + idPath(w.id) + '/deliveries' + q).then(function (res) {
         var data = res.data || {};
         var got = Array.isArray(data.items) ? data.items : [];
@@ -1299,13 +1300,32 @@
       meta.appendChild(el('dt', { text: p[0] }));
       meta.appendChild(el('dd', null, el('code', { text: String(p[1]) })));
     });
+    var requestBody = el('pre', { cls: 'code-block', testid: 'delivery-request-body', text: prettyBody(item.request_body) });
+    var requestBlock = el('div', { cls: 'body-block' }, el('h4', { text: 'Request body' }), requestBody);
+    if (item.request_body_truncated) {
+      // A list item holds the body's first 2,048 characters; the attempt's own endpoint has the whole body.
+      var note = el('p', { cls: 'subtle', testid: 'delivery-request-body-cut', text: 'First 2,048 characters.' });
+      var full = button('View full body', { compact: true, testid: 'delivery-request-body-full' });
+      full.addEventListener('click', function () {
+        full.disabled = true;
+        api('GET', '/attempts/' + idPath(item.id)).then(function (res) {
+          requestBody.textContent = prettyBody((res.data || {}).request_body);
+          note.remove();
+          full.remove();
+          resize();
+        }, function (err) {
+          full.disabled = false;
+          showError('Could not load the whole request body', err);
+        });
+      });
+      requestBlock.appendChild(note);
+      requestBlock.appendChild(full);
+    }
     var details = el('details', { cls: 'dl-details', testid: 'delivery-details' },
       el('summary', { text: 'Request and response' }),
       meta,
       el('div', { cls: 'bodies' },
-        el('div', { cls: 'body-block' },
-          el('h4', { text: 'Request body' }),
-          el('pre', { cls: 'code-block', testid: 'delivery-request-body', text: prettyBody(item.request_body) })),
+        requestBlock,
         el('div', { cls: 'body-block' },
           el('h4', { text: 'Response body (start)' }),
           el('pre', {
