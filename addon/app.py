@@ -13,7 +13,7 @@ from addon.config import Settings, load_settings
 from addon.connect.door import ConnectDoor
 from addon.intake import routes as intake_routes
 from addon.process.runtime import Runtime
-from addon.web import health, home
+from addon.web import health, home, metrics
 from addon.web.errors import register_error_handlers
 from addon.web.log_format import EscapingFormatter
 
@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for door in runtime.doors:
         for blueprint in door.blueprints():
             app.register_blueprint(blueprint)
-    for blueprint in (health.bp, home.bp, intake_routes.bp, admin_api.bp, admin_page.bp):
+    metrics.count_intake(app)
+    for blueprint in (health.bp, home.bp, metrics.bp, intake_routes.bp, admin_api.bp, admin_page.bp):
         app.register_blueprint(blueprint)
     intake_routes.init_runtime(runtime)
     return app

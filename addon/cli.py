@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 
 from addon.admin.test_slots import DEFAULT_WEB_THREADS, WEB_THREADS_KEY
 from addon.config import ConfigError, Settings, load_settings
@@ -73,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("access_log_format", ACCESS_LOG_FORMAT)
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_exit", _worker_exit)
+            self.cfg.set("child_exit", _child_exit)
 
         def load(self):
             runtime = build_runtime(settings)
@@ -97,6 +101,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if background is not None:
             background.stop()
 
+    def _child_exit(_server, worker) -> None:  # in the master, as prometheus_client's multi-process mode asks
+        from addon.process.metrics import mark_process_dead
+
+        mark_process_dead(worker.pid)
+
     print(f"Descriptor: {settings.base_url.rstrip('/')}/atlassian-connect.json", flush=True)
     AddonServer().run()
     return 0
@@ -111,6 +120,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.parent_pid is not None:  # started by `addon serve`: never outlive it
         die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
+    if args.metrics_port is not None and not settings.metrics_token:
+        print("configuration error: --metrics-port needs METRICS_TOKEN", file=sys.stderr)
+        raise SystemExit(2)
     runtime = build_runtime(settings)
     wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
     # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
@@ -120,11 +132,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack, to stderr
+    metrics_server = None
+    if args.metrics_port is not None:
+        from addon.process.metrics_server import MetricsServer
+
+        assert settings.metrics_token is not None  # checked before anything started
+        metrics_server = MetricsServer(args.metrics_host, args.metrics_port, runtime.engine,
+                                       settings.metrics_token).start()
+        log.info("worker metrics at http://%s:%s/metrics", args.metrics_host, metrics_server.port)
     background = Background.start(runtime, deliveries=True, concurrency=args.concurrency)
     log.info("worker started concurrency=%s", args.concurrency)
     signal.sigwait(stop_signals)
     log.info("worker stopping")
     background.stop()
+    if metrics_server is not None:
+        metrics_server.stop()
     runtime.close()
     return 0
 
@@ -178,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a delivery worker alone")
     worker.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"deliveries sent at once (default {DEFAULT_CONCURRENCY}; a quarter of them per webhook)")
+    worker.add_argument("--metrics-port", type=int, default=None,
+                        help="serve this worker's /metrics on this port (needs METRICS_TOKEN; 0: any free port)")
+    worker.add_argument("--metrics-host", default="127.0.0.1", help="the address of --metrics-port")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `addon serve`
     worker.set_defaults(func=cmd_worker)
 
@@ -204,12 +229,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from addon.app import configure_logging
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "addon-metrics-"
 
-    configure_logging()
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+
+def _share_metrics_between_processes(argv: list[str]) -> str | None:
+    """For `addon serve`: a fresh directory where each of its processes (gunicorn's web processes, the worker
+    child, which inherit the environment) writes its series for `/metrics` to add up. prometheus_client reads the
+    variable when it is first imported, so this comes before any import of the add-on's modules."""
+    if argv[:1] != ["serve"] or "-h" in argv or "--help" in argv:
+        return None
+    os.environ[METRICS_DIR_ENV] = path = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    metrics_dir = _share_metrics_between_processes(sys.argv[1:] if argv is None else argv)
+    owner = os.getpid()
+    try:
+        from addon.app import configure_logging
+
+        configure_logging()
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    finally:
+        # gunicorn's web processes leave through here too (a SystemExit after their fork): only the server removes it
+        if metrics_dir is not None and os.getpid() == owner:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ class Settings:
     forge_app_id: str | None = None
     forge_jwks_url: str = DEFAULT_FORGE_JWKS_URL
     forge_api_hosts: tuple[str, ...] = (DEFAULT_FORGE_API_HOSTS,)
+    # The bearer token of `GET /metrics` (CONTRACT §10.6); None: no metrics route (404).
+    metrics_token: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_changes(self, **changes: object) -> Settings:
@@ -218,6 +220,11 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
     except ValueError:
         raise ConfigError(f"OUTGOING_TIMEOUT_S must be a number of seconds in (0, 300], not {timeout_raw!r}") from None
 
+    metrics_token = env.get("METRICS_TOKEN") or None
+    if metrics_token is not None and (len(metrics_token) < 16 or not metrics_token.isascii()
+                                      or not metrics_token.isprintable() or " " in metrics_token):
+        raise ConfigError("METRICS_TOKEN must be at least 16 printable ASCII characters without spaces")
+
     return Settings(
         base_url=base_url,
         app_key=app_key,
@@ -232,4 +239,5 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         forge_app_id=forge_app_id,
         forge_jwks_url=forge_jwks_url,
         forge_api_hosts=forge_api_hosts,
+        metrics_token=metrics_token,
     )

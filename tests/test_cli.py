@@ -12,7 +12,7 @@ import requests
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect
 
-from addon.config import load_settings
+from addon.config import ConfigError, load_settings
 from addon.storage.engine import make_engine
 from tests.support.http import free_port
 from tests.support.processes import ADDON, AddonProcess, addon_env
@@ -216,3 +216,21 @@ def test_make_run_creates_the_env_file_and_never_replaces_a_key(tmp_path):
     (tmp_path / ".env").write_text(f"export ADDON_SECRET_KEY='{own}'\n")
     _make_run(tmp_path)
     assert (tmp_path / ".env").read_text() == f"export ADDON_SECRET_KEY='{own}'\n"
+
+
+def test_serve_removes_its_metrics_directory_when_it_stops(tmp_path):
+    """`addon serve` shares its processes' series through a directory of its own (`PROMETHEUS_MULTIPROC_DIR`); it
+    is gone once the server stopped, even one that never started (a bad setting)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = subprocess.run([ADDON, "serve"], env=addon_env(OUTGOING_TIMEOUT_S="soon", TMPDIR=str(temp)),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert list(temp.iterdir()) == []
+
+
+def test_metrics_token_must_be_long_enough():
+    with pytest.raises(ConfigError, match="^METRICS_TOKEN "):
+        load_settings({"METRICS_TOKEN": "short"}, env_file=None)
+    assert load_settings({"METRICS_TOKEN": "a" * 16}, env_file=None).metrics_token == "a" * 16
+    assert load_settings({}, env_file=None).metrics_token is None

@@ -38,6 +38,7 @@ from sqlalchemy.types import TypeEngine
 
 from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
 from addon.outbox.claim import Job
+from addon.process.metrics import count_attempt
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
 from addon.storage.engine import rowcount, transaction
@@ -164,6 +165,7 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
         session.flush()
         attempt_id = attempt.id
     _log_attempt(job, result, next_at, now)
+    count_attempt(result.ok, next_at is None, result.duration_ms, test=not retry)
     return attempt_id
 
 
@@ -326,3 +328,4 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
                 session.flush()
     for (job, result), next_at in zip(outcomes, next_ats, strict=True):
         _log_attempt(job, result, next_at, now)
+        count_attempt(result.ok, next_at is None, result.duration_ms)

@@ -26,6 +26,8 @@ import time
 
 from gunicorn.arbiter import Arbiter
 
+from addon.process.metrics import mark_process_dead
+
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -72,6 +74,7 @@ class WorkerChild:
         self._pause_s = FIRST_PAUSE_S if healthy or not self._pause_s else min(self._pause_s * 2, LONGEST_PAUSE_S)
         self._next_start_at = time.monotonic() + self._pause_s
         self._proc = None
+        mark_process_dead(proc.pid)  # its live gauges (slots in use) leave /metrics with it
         how = f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else f"code {proc.returncode}"
         log.warning("delivery worker process pid=%s ended (%s); starting another in %.0f s", proc.pid, how,
                     self._pause_s)
@@ -90,6 +93,7 @@ class WorkerChild:
                         self._stop_timeout_s)
             proc.kill()
             proc.wait()
+        mark_process_dead(proc.pid)
 
 
 class ServeArbiter(Arbiter):
