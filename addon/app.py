@@ -45,7 +45,7 @@ def _register_optional_blueprints(app: Flask) -> None:
     """Feature blueprints (intake, admin) register here as they are built."""
     import importlib
 
-    for module_name in ("addon.changes.routes", "addon.admin.api", "addon.admin.page"):
+    for module_name in ("addon.changes.routes", "addon.admin.api", "addon.admin.delivery_log", "addon.admin.page"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:

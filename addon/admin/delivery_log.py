@@ -1,0 +1,129 @@
+"""`GET /api/webhooks/{id}/delivery-log`: the admin page's delivery log, one item per delivery (its event, project,
+state and next attempt) with its attempts nested, newest delivery first.
+
+The attempts list of CONTRACT §7 (`/deliveries`) stays as it is; this view groups the same attempts by delivery so an
+administrator sees what happened to each change ("retrying at 21:58", "gave up") and which attempts a redelivery
+made. Request bodies are left out (they are the event's, shown once per delivery, cut like the attempts list's).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from addon.admin.api import MAX_ID, _get_webhook, _int_arg, _tenant_id
+from addon.admin.serialize import iso
+from addon.connect.auth import admin_required
+from addon.db import transaction
+from addon.errors import ApiError
+from addon.models import Attempt, Delivery, DeliveryStatus, Event
+from addon.runtime import current_runtime
+
+bp = Blueprint("admin_delivery_log", __name__, url_prefix="/api")
+
+DEFAULT_PAGE, MAX_PAGE = 20, 100
+BODY_PREVIEW = 2048
+
+#: What the page shows for each delivery: the outbox's status, told apart by whether an attempt failed.
+STATE_DELIVERED, STATE_QUEUED, STATE_RETRYING, STATE_GAVE_UP, STATE_CANCELLED = (
+    "delivered", "queued", "retrying", "gave_up", "cancelled")
+
+
+def _failed_only() -> bool:
+    raw = request.args.get("failed", "")
+    if raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise ApiError(400, "invalid_parameter", "failed must be true or false")
+
+
+def _event_fields(body: str) -> tuple[str | None, dict[str, Any] | None]:
+    try:
+        data = json.loads(body).get("data") or {}
+    except (ValueError, AttributeError):
+        return None, None
+    project = data.get("project")
+    return data.get("event"), project if isinstance(project, dict) else None
+
+
+def _state(delivery: Delivery, last_attempt: Attempt | None) -> str:
+    if delivery.status == DeliveryStatus.SUCCEEDED:
+        return STATE_DELIVERED
+    if delivery.status == DeliveryStatus.FAILED:
+        return STATE_GAVE_UP
+    if delivery.status == DeliveryStatus.CANCELLED:
+        return STATE_CANCELLED
+    # Pending: a redelivery starts its count again at 0, so only attempts of the running schedule say "retrying".
+    return STATE_RETRYING if delivery.attempt_count > 0 and last_attempt is not None else STATE_QUEUED
+
+
+def _attempt_item(attempt: Attempt, redelivery: bool) -> dict[str, Any]:
+    return {"id": attempt.id, "attempt": attempt.attempt, "at": iso(attempt.at), "status": attempt.status,
+            "http_code": attempt.http_code, "duration_ms": attempt.duration_ms, "error": attempt.error,
+            "response_body_start": attempt.response_body_start, "redelivery": redelivery}
+
+
+def _delivery_item(delivery: Delivery, event: Event, attempts: list[Attempt]) -> dict[str, Any]:
+    """`attempts` oldest first. Each redelivery starts the numbering again at 1: the attempts from the second
+    run on are marked as a redelivery's, and so is the delivery while its latest run is one."""
+    items, runs = [], 0
+    for attempt in attempts:
+        if attempt.attempt == 1 or runs == 0:
+            runs += 1
+        items.append(_attempt_item(attempt, runs > 1))
+    # Queued again and not sent yet: the schedule restarted after the last attempt.
+    queued_again = bool(attempts) and delivery.schedule_started_at > attempts[-1].at
+    event_name, project = _event_fields(event.body)
+    return {
+        "delivery_id": delivery.id,
+        "webhook_id_header": delivery.message_id,
+        "event": event_name,
+        "project": project,
+        "created_at": iso(delivery.created_at),
+        "state": _state(delivery, attempts[-1] if attempts else None),
+        "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == DeliveryStatus.PENDING else None,
+        "redelivered": runs > 1 or queued_again,
+        "request_body": event.body[:BODY_PREVIEW],
+        "request_body_truncated": len(event.body) > BODY_PREVIEW,
+        "attempts": list(reversed(items)),  # newest first, as the log reads
+    }
+
+
+def delivery_log(session: Session, webhook_id: int, limit: int, before: int | None,
+                 failed_only: bool) -> dict[str, Any]:
+    query = (select(Delivery, Event).join(Event, Event.id == Delivery.event_id)
+             .where(Delivery.webhook_id == webhook_id, Delivery.tenant_id == _tenant_id())
+             .order_by(Delivery.id.desc()).limit(limit + 1))
+    if before is not None:
+        query = query.where(Delivery.id < before)
+    if failed_only:
+        query = query.where(or_(Delivery.status == DeliveryStatus.FAILED,
+                                and_(Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.CANCELLED]),
+                                     Delivery.attempt_count > 0)))
+    rows = session.execute(query).all()
+    page = rows[:limit]
+    attempts: dict[int, list[Attempt]] = {delivery.id: [] for delivery, _ in page}
+    if attempts:
+        for attempt in session.scalars(select(Attempt).where(Attempt.delivery_id.in_(list(attempts)))
+                                       .order_by(Attempt.id)):
+            attempts[attempt.delivery_id].append(attempt)
+    items = [_delivery_item(delivery, event, attempts[delivery.id]) for delivery, event in page]
+    return {"items": items, "next": page[-1][0].id if len(rows) > limit else None,
+            "now": iso(dt.datetime.now(dt.UTC))}
+
+
+@bp.get("/webhooks/<int:webhook_id>/delivery-log")
+@admin_required
+def get_delivery_log(webhook_id: int):  # type: ignore[no-untyped-def]
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    before = _int_arg("before", None, 1, MAX_ID)
+    failed_only = _failed_only()
+    with transaction(current_runtime().sessions) as session:
+        webhook = _get_webhook(session, webhook_id)
+        return jsonify(delivery_log(session, webhook.id, limit, before, failed_only))
