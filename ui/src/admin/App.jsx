@@ -4,7 +4,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import EmptyState from '@atlaskit/empty-state';
 import Flag, { FlagGroup } from '@atlaskit/flag';
 import Heading from '@atlaskit/heading';
-import SectionMessage from '@atlaskit/section-message';
+import SectionMessage, { SectionMessageAction } from '@atlaskit/section-message';
 import Spinner from '@atlaskit/spinner';
 
 import { CreateForm } from './CreateForm.jsx';
@@ -275,7 +275,9 @@ export function App({ host }) {
       {load.kind === 'error' && (
         <div data-testid="load-error" data-code={load.code}>
           <SectionMessage appearance="error" title="The webhooks could not be loaded"
-            actions={[{ key: 'retry', text: 'Try again', onClick: () => { setLoad({ kind: 'loading' }); loadList(); } }]}>
+            actions={[
+              <SectionMessageAction key="retry" onClick={() => { setLoad({ kind: 'loading' }); loadList(); }}>Try again</SectionMessageAction>,
+            ]}>
             <p>{load.message}</p>
           </SectionMessage>
         </div>

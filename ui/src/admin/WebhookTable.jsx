@@ -16,12 +16,12 @@ import { Time } from './Time.jsx';
 
 const HEAD = {
   cells: [
-    { key: 'name', content: 'Webhook', width: 30 },
-    { key: 'status', content: 'Status', width: 20 },
-    { key: 'last', content: 'Last run', width: 11 },
+    { key: 'name', content: 'Webhook', width: 28 },
+    { key: 'status', content: 'Status', width: 19 },
+    { key: 'last', content: 'Last run', width: 10 },
     { key: 'chart', content: 'Last 24 hours', width: 17 },
     { key: 'enabled', content: 'Enabled', width: 8 },
-    { key: 'actions', content: <span className="visually-hidden">Actions</span>, width: 14 },
+    { key: 'actions', content: <span className="visually-hidden">Actions</span>, width: 18 },
   ],
 };
 
