@@ -20,8 +20,8 @@ from addon.models import Attempt, Delivery, DeliveryStatus, ProjectSnapshot, Web
 from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for
-from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.admin import AdminClient
+from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.browser import AdminPage, admin_page_url, axe_violations, chromium  # noqa: F401 - a fixture
 
 expect = pytest.importorskip("playwright.sync_api").expect
