@@ -32,10 +32,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise RequestEntityTooLarge()
 
-    from addon import health
+    from addon import health, home
     from addon.connect import descriptor, lifecycle
 
-    for blueprint in (descriptor.bp, lifecycle.bp, health.bp):
+    for blueprint in (descriptor.bp, lifecycle.bp, health.bp, home.bp):
         app.register_blueprint(blueprint)
     _register_optional_blueprints(app)
     return app
@@ -65,5 +65,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logMultiprocessing = False
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from addon.log_format import EscapingFormatter
+
+    handler = logging.StreamHandler()  # as basicConfig's, with a formatter that escapes what requests put in
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of set-up on every start

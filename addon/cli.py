@@ -63,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{settings.port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            # gunicorn's threaded worker and logger, with JSON error answers and escaped log lines (serve_edge.py)
+            self.cfg.set("worker_class", "addon.serve_edge.JsonErrorWorker")
+            self.cfg.set("logger_class", "addon.serve_edge.EscapingGunicornLogger")
             self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)

@@ -136,7 +136,7 @@ def test_rotate_secret_without_keeping_the_old_one_stops_it_at_once(admin, addon
     rotated = admin.request("POST", f"/api/webhooks/{created['id']}/rotate-secret", {"keep_old": False})
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["old_secret_expires_at"] is None
-    assert admin.request("GET", f"/api/webhooks/{created['id']}").json()["old_secret_expires_at"] is None
+    assert "old_secret_expires_at" not in admin.request("GET", f"/api/webhooks/{created['id']}").json()
     with addon.sessions() as session:
         webhook = session.get(Webhook, created["id"])
         assert webhook.previous_secret is None and webhook.previous_secret_expires_at is None
@@ -465,3 +465,41 @@ def test_a_changed_url_applies_to_pending_retries(hooked, receiver):
     [retry] = receiver.wait_for(1, timeout=15, path="/new")  # the second attempt comes 5 s (±20 %) after the event
     assert retry.headers["webhook-id"] == first.headers["webhook-id"]
     assert len(receiver.requests_for("/old")) == 1
+
+
+HOSTILE_ANSWERS = {  # what a receiver sends -> the start of the body the administrator sees
+    "nul": (b"ok\x00ok", "ok\ufffdok"),
+    "invalid-utf8": (b"\xff\xfeok\xc3", "\ufffd\ufffdok\ufffd"),
+    "controls": (bytes(range(32)) + b"\x7f" + "\u0085\u009f".encode(), "\ufffd" * 9 + "\t\n" + "\ufffd" * 24),
+    "long": (b"x\x00" * 40_000, "x\ufffd" * 1024),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", sorted(HOSTILE_ANSWERS))
+def test_whatever_a_receiver_answers_is_recorded_cleaned(hooked, receiver, kind):
+    """A receiver's bytes (NUL, invalid UTF-8, control characters, any length) are recorded cleaned, on both
+    databases: the test answers 200 and the worker's delivery succeeds once, never sent again. Before, PostgreSQL
+    refused the NUL (`text fields cannot contain NUL`): "Send test" answered 500 and the delivery repeated forever."""
+    addon, admin, tenant_id = hooked
+    sent, seen = HOSTILE_ANSWERS[kind]
+    receiver.behave("/hostile", status=200, body=sent)
+    webhook_id = admin.create("hostile", receiver.url("/hostile"), enabled=True)["id"]
+
+    tested = admin.request("POST", f"/api/webhooks/{webhook_id}/test")
+    assert tested.status_code == 200, tested.text
+    assert (tested.json()["status"], tested.json()["http_code"]) == ("OK", 200)
+    assert tested.json()["response_body_start"] == seen
+
+    event_id = emit(addon, tenant_id)
+    [delivery] = wait_for(lambda: [d for d in _deliveries_of(addon, event_id) if d.status != DeliveryStatus.PENDING],
+                          message="the delivery to end")
+    assert (delivery.status, delivery.attempt_count) == (DeliveryStatus.SUCCEEDED, 1)
+    [attempt] = _attempts(addon, Attempt.delivery_id == delivery.id)
+    assert (attempt.status, attempt.http_code, attempt.response_body_start) == ("OK", 200, seen)
+    assert len(receiver.requests_for("/hostile")) == 2  # the test and the delivery, each sent once
+
+
+def _deliveries_of(addon, event_id: int) -> list[Delivery]:
+    with addon.sessions() as session:
+        return list(session.scalars(select(Delivery).where(Delivery.event_id == event_id)))

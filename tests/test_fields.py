@@ -483,3 +483,36 @@ def test_number_output_is_a_fixed_point_and_equal_in_value(raw: Any) -> None:
     assert normalize_value("number", text, FixedContext(), "p") == text
     if "." in text:
         assert not text.endswith("0")
+
+
+# Hostile sizes: refused (or read) at a cost linear in their length. Before, trailing zeros were stripped one per
+# loop with a tuple copy (a 1 and a million zeros: about twenty minutes) and `abs()` of `1e999999999` raised
+# decimal.Overflow (a 500). The timeout is a guard against a quadratic comeback, far above the linear cost.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("field_type", "raw", "expected"), [
+    ("number", "1" + "0" * 1_000_000, "the number is too long"),
+    ("number", Decimal("1" + "0" * 1_000_000), "the number is too long"),
+    ("number", Decimal("1." + "0" * 1_000_000), "1"),
+    ("number", Decimal("-5" + "0" * 500_000 + "e-500000"), "-5"),
+    ("number", Decimal("1e999999999"), "the number is too long"),
+    ("number", Decimal("1e-999999999"), "the number is too long"),
+    ("duration", "1" + "0" * 1_000_000, "the number is too long"),
+    ("duration", Decimal("1" + "0" * 1_000_000), "the number is too long"),
+    ("duration", Decimal("1e999999999"), "the number is too long"),
+    ("duration", Decimal("1e-999999999"), "milliseconds must be a whole number"),
+    ("duration", "1d" * 450_000, "a Jira duration has at most 20 parts"),
+    ("duration", "1.5h " * 200_000, "a Jira duration has at most 20 parts"),
+    ("duration", "1d " * 20, "576000000"),
+    ("date", Decimal("1e999999999"), "epoch milliseconds out of range"),
+    ("date", Decimal("-1e999999999"), "epoch milliseconds out of range"),
+    ("date", Decimal("1e-999999999"), "1970-01-01"),
+    ("date", Decimal("1" + "0" * 1_000_000), "epoch milliseconds out of range"),
+    ("project", "1" + "0" * 1_000_000, "expected a positive project id"),
+])
+def test_huge_and_long_numbers(field_type: str, raw: Any, expected: str) -> None:
+    try:
+        value = normalize_value(field_type, raw, FakeContext(), "changes[0].current")
+    except ChangeError as exc:
+        assert (exc.path, exc.message) == ("changes[0].current", expected)
+    else:
+        assert value == expected

@@ -1,5 +1,6 @@
 """Fetching install keys from a key server that misbehaves: slow, stalling, too large, cut off. Every failure is a
-failed fetch (401 for the install), within the timeout in all, and only successes are cached, in a bounded cache.
+failed fetch (401 for the install), within the timeout in all; successes are cached in a bounded cache, and a
+failure is remembered per kid for a minute, in a bounded cache of its own.
 
 The key servers are real HTTP on 127.0.0.1 (raw sockets, so that they can misbehave mid-answer).
 """
@@ -16,11 +17,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from addon.connect.install_keys import CACHE_SIZE, MAX_KEY_BYTES, InstallKeyFetcher
+from addon.connect.install_keys import CACHE_SIZE, FAILURE_TTL_S, MAX_KEY_BYTES, InstallKeyFetcher
 from addon.connect.jwt import JwtError
 from addon.models import Tenant
 from tests.conftest import make_settings
-from tests.support.addon_server import AddonServer
+from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import new_rsa_key
 
 PEM = new_rsa_key()[1]
@@ -166,9 +167,10 @@ def test_a_slow_key_server_is_cut_off_at_the_timeout_in_all(key_server, behaviou
     result, elapsed = timed_fetch(fetcher, behaviour)
     assert isinstance(result, JwtError), result
     assert elapsed < SHORT_TIMEOUT_S + 0.5, f"the fetch took {elapsed:.1f} s with a {SHORT_TIMEOUT_S} s timeout"
-    # nothing is cached: the next install asks again
-    timed_fetch(fetcher, behaviour)
-    assert key_server.requests.count(f"/keys/{behaviour}") == 2
+    # the failure is remembered (for a minute): the next install fails without asking again
+    again, _ = timed_fetch(fetcher, behaviour)
+    assert isinstance(again, JwtError) and str(again) == str(result)
+    assert key_server.requests.count(f"/keys/{behaviour}") == 1
 
 
 @pytest.mark.parametrize("behaviour", ["too-large", "endless-chunked", "cut-off", "garbage-status", "missing"])
@@ -229,4 +231,70 @@ def test_an_install_whose_key_server_misbehaves_answers_401(atlassian, sqlite_ur
         with addon.sessions() as session:
             assert session.scalar(select(Tenant).where(Tenant.client_key == site.client_key)) is None
     finally:
+        addon.stop()
+
+
+def test_a_failed_fetch_is_asked_again_once_its_minute_is_over(key_server):
+    assert FAILURE_TTL_S == 60
+    fetcher = InstallKeyFetcher(key_server.url, timeout_s=SHORT_TIMEOUT_S, failure_ttl_s=0.5)
+    for _ in range(3):
+        assert isinstance(timed_fetch(fetcher, "missing")[0], JwtError)
+    assert key_server.requests == ["/keys/missing"]
+    wait_for(lambda: isinstance(timed_fetch(fetcher, "missing")[0], JwtError) and len(key_server.requests) == 2,
+             timeout=5, message="a second fetch once the failure is forgotten")
+
+
+def test_failures_never_push_a_cached_key_out(key_server):
+    fetcher = InstallKeyFetcher(key_server.url, timeout_s=SHORT_TIMEOUT_S, cache_size=2)
+    assert fetcher("ok") == PEM
+    for n in range(20):
+        assert isinstance(timed_fetch(fetcher, f"missing~{n}")[0], JwtError)
+    assert fetcher("ok") == PEM
+    assert key_server.requests.count("/keys/ok") == 1
+
+
+def _install(atlassian, addon_url: str, kid: str) -> int:
+    site = atlassian.new_site()
+    token = atlassian.install_token(addon_url, "/lifecycle/installed", issuer=site.client_key, kid=kid)
+    return requests.post(f"{addon_url}/lifecycle/installed", json=site.lifecycle_body(),
+                         headers={"Authorization": f"JWT {token}"}, timeout=30).status_code
+
+
+def test_25_junk_installs_with_5_kids_make_5_fetches(atlassian, sqlite_url):
+    addon = AddonServer(make_settings(atlassian, sqlite_url), background=False)
+    try:
+        kids = [f"made-up-{n}" for n in range(5)]
+        assert [_install(atlassian, addon.url, kids[n % 5]) for n in range(25)] == [401] * 25
+        assert sorted(k for k in atlassian.key_fetches if k.startswith("made-up-")) == kids
+        assert _install(atlassian, addon.url, atlassian.current_kid) == 204  # a real key is fetched as ever
+    finally:
+        addon.stop()
+
+
+def test_junk_whose_key_server_hangs_never_holds_a_known_kids_install(atlassian, sqlite_url):
+    """Installs with made-up kids whose key server does not answer are waiting on their fetches; an install whose
+    key is cached goes through meanwhile, without waiting for any of them."""
+    addon = AddonServer(make_settings(atlassian, sqlite_url), background=False)
+    gate = threading.Event()
+    junk = [f"hanging-{n}" for n in range(6)]
+    for kid in junk:
+        atlassian.key_gates[kid] = gate
+    try:
+        assert _install(atlassian, addon.url, atlassian.current_kid) == 204  # its key is now cached
+        answers: list[int] = []
+        threads = [threading.Thread(target=lambda kid=kid: answers.append(_install(atlassian, addon.url, kid)))
+                   for kid in junk]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: set(junk) <= set(atlassian.key_fetches), timeout=10, message="every junk fetch started")
+        for _ in range(3):
+            assert _install(atlassian, addon.url, atlassian.current_kid) == 204
+        assert answers == [] and all(thread.is_alive() for thread in threads)  # the junk still waits
+        gate.set()
+        for thread in threads:
+            thread.join(30)
+        assert answers == [401] * len(junk)
+        assert atlassian.key_fetches.count(atlassian.current_kid) == 1
+    finally:
+        gate.set()
         addon.stop()

@@ -442,3 +442,49 @@ def test_the_tenant_is_fixed_by_the_token(addon, site, atlassian):
     assert response.json()["deliveries"] == 0  # the webhook belongs to the first site
     assert bodies(addon, other)[0]["data"]["project"]["key"] == "OTHER"
     assert bodies(addon, site) == []
+
+
+# Huge and long numbers: 422 naming them, at a cost linear in their length. Before, `1e999999999` as epoch ms
+# raised decimal.Overflow (a 500), an integer past 4,300 digits was a 400 as if the JSON were malformed, and a 1
+# followed by 100,000 zeros cost 13 s of CPU.
+LONG = "1" + "0" * 100_000
+HUGE_NUMBERS = [
+    ('"timestamp": 1' + "0" * 5000, "timestamp", "expected an integer number of epoch milliseconds"),
+    ('"timestamp": 1e999999999', "timestamp", "expected an integer number of epoch milliseconds"),
+    ('"changes": [{"field": {"id": 1' + "0" * 5000 + ', "name": "N", "type": "number"}, "current": 1}]',
+     "changes[0].field.id", "expected an integer, got a number"),
+    ('"changes": [{"field": {"id": 1, "name": "D", "type": "date"}, "current": 1e999999999}]',
+     "changes[0].current", "epoch milliseconds out of range"),
+    ('"changes": [{"field": {"id": 1, "name": "D", "type": "date"}, "current": -1e999999999}]',
+     "changes[0].current", "epoch milliseconds out of range"),
+    ('"changes": [{"field": {"id": 1, "name": "N", "type": "number"}, "current": "' + LONG + '"}]',
+     "changes[0].current", "the number is too long"),
+    ('"changes": [{"field": {"id": 1, "name": "N", "type": "number"}, "current": ' + LONG + "}]",
+     "changes[0].current", "the number is too long"),
+    ('"changes": [{"field": {"id": 1, "name": "N", "type": "number"}, "current": 1e-999999999}]',
+     "changes[0].current", "the number is too long"),
+    ('"changes": [{"field": {"id": 1, "name": "T", "type": "duration"}, "current": "' + "1d" * 450_000 + '"}]',
+     "changes[0].current", "a Jira duration has at most 20 parts"),
+    ('"changes": [{"field": {"id": 1, "name": "P", "type": "project"}, "current": ' + LONG + "}]",
+     "changes[0].current", "expected a project id, key or object, got a number"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("part", "where", "message"), HUGE_NUMBERS, ids=[w + "-" + m[:20] for _, w, m in HUGE_NUMBERS])
+def test_huge_and_long_numbers_are_422_naming_them(db_addon, demo_site, part, where, message):
+    body = '{"project": {"id": 13647}, ' + part + (', "changes": []' if '"changes"' not in part else "") + "}"
+    response = post_changes(demo_site, db_addon, None, data=body.encode(),
+                            headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["error"] == {"code": "invalid_body", "message": f"{where}: {message}"}
+    assert nothing_stored(db_addon)
+
+
+def test_a_huge_project_id_is_422(db_addon, demo_site):
+    for project_id in ("1e999999999", "1" + "0" * 5000, '"' + "1" * 25 + '"'):
+        body = '{"project": {"id": ' + project_id + '}, "changes": []}'
+        response = post_changes(demo_site, db_addon, None, data=body.encode(),
+                                headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text[:300]
+        assert response.json()["error"]["message"].startswith("project.id: expected a positive project id")

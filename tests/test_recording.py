@@ -124,3 +124,28 @@ def test_the_recorders_largest_batch_is_written_whole(addon):
         attempts = session.scalars(select(Attempt.delivery_id)).all()
     assert statuses == [DeliveryStatus.SUCCEEDED] * MAX_RECORD_BATCH
     assert sorted(attempts) == sorted(job.delivery_id for job in jobs)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one", "batch"])
+def test_what_a_receiver_sent_is_stored_cleaned_and_cut(addon, batch):
+    """An error text quoting a receiver (a reason phrase, a redirect's Location, an exception) and a body's start
+    hold whatever it sent: stored with control characters and lone surrogates replaced, cut at 500 and 2,048
+    characters, and the webhook's last error likewise, on both databases."""
+    server, tenant_id = addon
+    webhook_id, _ = add_webhook(server, tenant_id, "https://example.com/odd")
+    with transaction(server.sessions) as session:
+        enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=BODY, webhook_ids=[webhook_id])
+    [job] = claim(server.runtime, 1)
+    error = "HTTP 302, redirect to /\x00\x1b[2J\r\ud800\t\n" + "e" * 600
+    result = SendResult(ok=False, http_code=302, error=error, duration_ms=4, response_body_start="b\x00\udfff" * 1000)
+    if batch:
+        record_many(server.runtime, [(job, result)])
+    else:
+        record(server.runtime, job, result)
+
+    stored_error = ("HTTP 302, redirect to /\ufffd\ufffd[2J\ufffd\ufffd\t\n" + "e" * 600)[:500]
+    with server.sessions() as session:
+        [attempt] = session.scalars(select(Attempt).where(Attempt.delivery_id == job.delivery_id)).all()
+        assert (attempt.error, attempt.response_body_start) == (stored_error, ("b\ufffd\ufffd" * 1000)[:2048])
+        assert session.get(Webhook, webhook_id).last_error == stored_error
+        assert session.get(Delivery, job.delivery_id).status == DeliveryStatus.FAILED  # a 3xx is final

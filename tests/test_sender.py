@@ -381,7 +381,7 @@ def test_an_answer_cut_in_its_head_is_an_error(scripted, sender: Sender) -> None
     assert (result.http_code, result.error) == (None, "invalid HTTP response (closed in the middle of its head)")
 
 
-@pytest.mark.parametrize("url_path, headers", [("/a b", {}), ("/a\r\nX-Injected: 1", {}),
+@pytest.mark.parametrize("url_path, headers", [("/a\r\nX-Injected: 1", {}),
                                                 ("/ok", {"webhook-id": "msg_1\r\nX-Injected: 1"}),
                                                 ("/ok", {"bad name": "1"})])
 def test_nothing_from_a_url_or_a_header_can_split_the_request(receiver: Receiver, sender: Sender, url_path: str,

@@ -96,10 +96,9 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
             raise unprocessable("url", "is required: an https:// URL")
         url = url.strip()
         try:
-            check_url_for_saving(url, current_runtime().settings.allow_private_networks)
+            fields["url"] = check_url_for_saving(url, current_runtime().settings.allow_private_networks)
         except UrlRejected as err:
             raise ApiError(400, err.code, f"url: {err.message}") from None
-        fields["url"] = url
     if "enabled" in body:
         if not isinstance(body["enabled"], bool):
             raise unprocessable("enabled", "must be true or false")

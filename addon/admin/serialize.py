@@ -16,7 +16,7 @@ def iso(value: dt.datetime | None) -> str | None:
 
 
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
-    return {
+    shape = {
         "id": webhook.id,
         "name": webhook.name,
         "url": webhook.url,
@@ -27,9 +27,13 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status": webhook.last_status,
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
-        # While a rotation's grace lasts, receivers may still verify with the old secret; the page says until when.
-        "old_secret_expires_at": iso(_live(webhook.previous_secret_expires_at)),
     }
+    # While a rotation's grace lasts, receivers may still verify with the old secret: the page says until when.
+    # Outside it the key is absent, so the shape is the contract's own.
+    old_secret_expires_at = _live(webhook.previous_secret_expires_at)
+    if old_secret_expires_at is not None:
+        shape["old_secret_expires_at"] = iso(old_secret_expires_at)
+    return shape
 
 
 def _live(expires_at: dt.datetime | None) -> dt.datetime | None:

@@ -57,7 +57,7 @@ from addon.changes.jira_attributes import (
 from addon.changes.jira_events import FORGETTING_EVENTS, PROJECT_UPDATED, RECORDING_EVENTS, SEEN_FOR
 from addon.changes.outgoing import event_body
 from addon.changes.projects import ProjectDirectory, ProjectInfo, directory, project_info
-from addon.connect.jira import JiraError, JiraNotFound, JiraUnavailable
+from addon.connect.jira import JiraError, JiraNotFound, JiraUnavailable, JiraUnstorable
 from addon.connect.tenants import TenantView, get_view
 from addon.db import transaction
 from addon.delivery.outbox import enqueue_event
@@ -238,7 +238,8 @@ class InboxProcessor:
                 log.exception("jira inbox event failed tenant=%s inbox=%s", claim.tenant_id, claim.id)
             error = str(err) if isinstance(err, JiraError) else f"{type(err).__name__}: {err}"
             retry_after = parse_retry_after(err.retry_after) if isinstance(err, JiraError) else None
-            self._fail(claim, error, give_up=not waiting and claim.attempts >= MAX_ATTEMPTS, retry_after_s=retry_after)
+            final = isinstance(err, JiraUnstorable) or (not waiting and claim.attempts >= MAX_ATTEMPTS)
+            self._fail(claim, error, give_up=final, retry_after_s=retry_after)  # Jira would answer the same
         return True
 
     def _fail(self, claim: Claim, error: str, *, give_up: bool, retry_after_s: float | None = None) -> None:

@@ -37,8 +37,8 @@ def project_info(project: Mapping[str, Any]) -> ProjectInfo | None:
     project_id, key, name = project.get("id"), project.get("key"), project.get("name")
     if isinstance(project_id, int) and not isinstance(project_id, bool):
         project_id = str(project_id)
-    if not (isinstance(project_id, str) and project_id.isascii() and project_id.isdigit()):
-        return None
+    if not (isinstance(project_id, str) and project_id.isascii() and project_id.isdigit() and len(project_id) <= 19):
+        return None  # at most 19 digits: a longer id is not one (and int() of thousands of them raises)
     if not (isinstance(key, str) and key and isinstance(name, str)):
         return None
     return ProjectInfo(str(int(project_id)), key, name)

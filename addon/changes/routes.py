@@ -24,7 +24,7 @@ from addon.changes.outgoing import event_body, now_ms
 from addon.changes.projectrak import parse_request
 from addon.changes.projects import JiraValueContext, ProjectInfo, directory
 from addon.connect.auth import JIRA_RETRY_AFTER_S, AuthContext, jwt_required, unauthorized
-from addon.connect.jira import JiraError, JiraNotFound
+from addon.connect.jira import JiraError, JiraNotFound, JiraUnstorable
 from addon.delivery.outbox import store_event
 from addon.errors import ApiError
 from addon.request_json import read_json, unprocessable
@@ -63,6 +63,8 @@ def _resolve(runtime: Runtime, auth: AuthContext, changes: Any, project_ref: tup
         raise unprocessable(err.path, err.message) from None
     except JiraNotFound:
         raise unprocessable(path, "Jira knows no such project") from None
+    except JiraUnstorable as err:  # asking again gets the same answer: a 503 would be retried for ever
+        raise unprocessable(path, str(err)) from None
     except JiraError as err:
         log.warning("jira unavailable during intake tenant=%s: %s", auth.tenant.id, err)
         raise _jira_unavailable() from None

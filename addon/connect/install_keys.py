@@ -1,12 +1,13 @@
-"""Fetching the public keys that sign installs: `GET {ADDON_INSTALL_KEYS_URL}/{kid}`, successes cached."""
+"""Fetching the public keys that sign installs: `GET {ADDON_INSTALL_KEYS_URL}/{kid}`, successes cached, failures
+remembered for a minute."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 
 import requests
+from cachetools import LRUCache, TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -15,6 +16,10 @@ from addon.connect.jwt import JwtError
 FETCH_TIMEOUT_S = 5.0
 MAX_KEY_BYTES = 10 * 1024
 CACHE_SIZE = 64
+#: A failed fetch is remembered per kid this long, so a flood of made-up kids costs one fetch per kid a minute.
+FAILURE_TTL_S = 60.0
+#: Failed kids remembered at most; a flood of more distinct kids forgets the oldest first (still one fetch each).
+FAILURE_CACHE_SIZE = 4096
 #: Fetches running at once. A fetch given up at its deadline may still be reading in its thread for a while
 #: (until its socket's timeout); past this many, a new fetch fails at once rather than start another thread.
 MAX_CONCURRENT_FETCHES = 8
@@ -35,15 +40,18 @@ class InstallKeyFetcher:
 
     A fetch takes at most `timeout_s` in all (connecting, the headers and the body together, however slowly the
     server sends them) and at most `MAX_KEY_BYTES`; any failure is a `JwtError` (so the install answers 401).
-    Requests for a kid being fetched wait for that fetch. Only successes are cached, at most `cache_size` of them
-    (the least recently used goes first).
+    Requests for a kid being fetched wait for that fetch. Successes are cached, at most `cache_size` of them (the
+    least recently used goes first); a failure is remembered for `failure_ttl_s` in a cache of its own, so that
+    made-up kids neither cost a fetch each time nor push a real key out.
     """
 
     def __init__(self, base_url: str, cache_size: int = CACHE_SIZE, *, timeout_s: float = FETCH_TIMEOUT_S,
-                 max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES) -> None:
+                 max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES, failure_ttl_s: float = FAILURE_TTL_S,
+                 failure_cache_size: int = FAILURE_CACHE_SIZE) -> None:
         self._base_url = base_url.rstrip("/")
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[str, bytes] = LRUCache(maxsize=cache_size)
+        self._failures: TTLCache[str, str] = TTLCache(maxsize=failure_cache_size, ttl=failure_ttl_s,
+                                                      timer=time.monotonic)
         self._timeout_s = timeout_s
         self._max_concurrent_fetches = max_concurrent_fetches
         self._fetching: dict[str, _Fetch] = {}
@@ -54,14 +62,20 @@ class InstallKeyFetcher:
 
     def __call__(self, kid: str) -> bytes:
         with self._lock:
-            if kid in self._cache:
-                self._cache.move_to_end(kid)
-                return self._cache[kid]
+            pem = self._cache.get(kid)  # (a get marks it as recently used)
+            if pem is not None:
+                return pem
+            failure = self._failures.get(kid)
+            if failure is not None:
+                raise JwtError(failure)
             fetch = self._fetching.get(kid)
             if fetch is None or fetch.deadline <= time.monotonic():  # (one given up may still be reading)
                 fetch = self._start(kid)
         if not fetch.done.wait(max(0.0, fetch.deadline - time.monotonic())):
-            raise JwtError(f"the install key could not be fetched within {self._timeout_s:g} s")
+            message = f"the install key could not be fetched within {self._timeout_s:g} s"
+            with self._lock:  # a failure from now on, though its thread may go on reading for a while
+                self._failures.setdefault(kid, message)
+            raise JwtError(message)
         if fetch.pem is None:  # (a new error each time: the fetch's may be raised in other requests at once)
             raise JwtError(str(fetch.error or "the install key could not be fetched"))
         return fetch.pem
@@ -97,10 +111,11 @@ class InstallKeyFetcher:
                 del self._fetching[kid]
             if fetch.pem is not None and time.monotonic() < fetch.deadline:
                 self._cache[kid] = fetch.pem
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
             else:
-                fetch.pem = None  # too late: whoever waited has given up, and nobody else may use it
+                if fetch.pem is not None:  # too late: whoever waited has given up, and nobody else may use it
+                    fetch.pem = None
+                    fetch.error = JwtError(f"the install key could not be fetched within {self._timeout_s:g} s")
+                self._failures[kid] = str(fetch.error or "the install key could not be fetched")
         fetch.done.set()
 
     def _download(self, kid: str, deadline: float) -> bytes:

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -147,15 +147,35 @@ class Target:
 
     host: str  # lower-case ASCII host name (IDNA A-labels) or IP literal without brackets; no trailing dot
     port: int
-    request_target: str  # path and query, as sent on the request line
+    request_target: str  # path and query, percent-encoded ASCII, as sent on the request line
     ip: IPAddress | None  # set when the host is an IP literal
+
+    @property
+    def url(self) -> str:
+        """The URL in the form that is sent, which is the form saved (no fragment, no default port)."""
+        host = f"[{self.host}]" if isinstance(self.ip, ipaddress.IPv6Address) else self.host
+        port = "" if self.port == 443 else f":{self.port}"
+        return f"https://{host}{port}{self.request_target}"
 
 
 # Forms that getaddrinfo/inet_aton read as IPv4 (2130706433, 127.1, 0x7f.1, 0177.0.0.1) but which are not
 # the canonical dotted quad: a DNS name never ends in an all-numeric label, so these are refused.
 _NUMERIC_LAST_LABEL = re.compile(r"(^|\.)(0x[0-9a-f]*|[0-9]+)$")
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+_FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: Characters RFC 3986 allows as they are in a path (besides letters, digits and `-._~`), and `%` of an escape.
+_PATH_SAFE = "/:@!$&'()*+,;=%"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _percent_encode(text: str, safe: str) -> str:
+    """`text` with what may not stand in a request line percent-encoded (UTF-8), `%XX` escapes kept as they are.
+    Encoding it again changes nothing, so a saved URL parses to the same request."""
+    try:
+        return quote(_STRAY_PERCENT.sub("%25", text), safe=safe)
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form
+        raise UrlRejected("invalid_url", "URL contains characters that cannot be encoded") from None
 
 
 def parse_target(url: str) -> Target:
@@ -165,8 +185,8 @@ def parse_target(url: str) -> Target:
     if len(url) > MAX_URL_LENGTH:
         raise UrlRejected("invalid_url", f"URL is longer than {MAX_URL_LENGTH} characters")
     if _FORBIDDEN_CHARS.search(url):
-        # urlsplit silently drops tabs and newlines; refuse them (and spaces, backslashes) instead.
-        raise UrlRejected("invalid_url", "URL contains spaces, control characters or backslashes")
+        # urlsplit silently drops tabs and newlines; refuse them (and backslashes, which some clients read as `/`).
+        raise UrlRejected("invalid_url", "URL contains control characters or backslashes")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -184,8 +204,14 @@ def parse_target(url: str) -> Target:
     elif not 1 <= port <= 65535:
         raise UrlRejected("invalid_url", "port must be between 1 and 65535")
     host, ip = _normalise_host(raw_host, bracketed=parts.netloc.startswith("["))
-    request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(host=host, port=port, request_target=request_target, ip=ip)
+    # Sent as the request line needs them: non-ASCII and other characters percent-encoded; the fragment dropped,
+    # as no HTTP client sends it.
+    path = _percent_encode(parts.path or "/", _PATH_SAFE)
+    query = _percent_encode(parts.query, _QUERY_SAFE)
+    target = Target(host=host, port=port, request_target=path + (f"?{query}" if query else ""), ip=ip)
+    if len(target.url) > MAX_URL_LENGTH:
+        raise UrlRejected("invalid_url", f"URL is longer than {MAX_URL_LENGTH} characters once percent-encoded")
+    return target
 
 
 def _normalise_host(raw: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
@@ -239,8 +265,8 @@ _save_time_dns = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_nam
 
 
 def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = socket.getaddrinfo,
-                         dns_timeout_s: float = SAVE_TIME_DNS_TIMEOUT_S) -> None:
-    """Refuse a webhook URL that may not be saved, with `UrlRejected`.
+                         dns_timeout_s: float = SAVE_TIME_DNS_TIMEOUT_S) -> str:
+    """The webhook URL in the form to save (the form that is sent: `Target.url`), or `UrlRejected`.
 
     `invalid_url`: not `https://`, no host, user info, bad port, too long, malformed host.
     `private_address`: an IP literal or a name resolving to any non-public address (unless `allow_private`).
@@ -249,7 +275,7 @@ def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = sock
     """
     target = parse_target(url)
     if allow_private:
-        return
+        return target.url
     if target.ip is not None:
         addresses: list[IPAddress] = [target.ip]
     else:
@@ -257,8 +283,9 @@ def check_url_for_saving(url: str, allow_private: bool, resolve: Resolver = sock
         try:
             addresses = lookup.result(timeout=dns_timeout_s)
         except (OSError, UnicodeError, ValueError, concurrent.futures.TimeoutError):
-            return
+            return target.url
     blocked = first_blocked(addresses)
     if blocked is not None:
         what = "is" if target.ip is not None else "resolves to"
         raise UrlRejected("private_address", f"{target.host} {what} {blocked}, which is not a public internet address")
+    return target.url

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from sqlalchemy import (
@@ -44,6 +45,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
+MAX_BODY_CHARS = 2048
+
+_UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Control characters but tab and newline (C0, DEL, C1), and lone surrogates: PostgreSQL refuses NUL in text and
+neither database can encode a surrogate, so one of them in what a receiver sent failed the attempt's recording
+(and the delivery, never recorded, was sent again when its lease ran out)."""
+
+
+def cleaned(text: str | None, limit: int) -> str | None:
+    """What a receiver sent (a body's start, an error text quoting it), in a form any database stores: at most
+    `limit` characters, unstorable characters replaced by U+FFFD."""
+    return None if text is None else _UNSTORABLE.sub("\ufffd", text[:limit])
 
 _deliveries = Delivery.__table__
 _webhooks = Webhook.__table__
@@ -82,7 +95,7 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
             tenant_id=job.tenant_id, delivery_id=job.delivery_id, webhook_id=job.webhook_id, attempt=job.attempt,
             at=now, status="OK" if result.ok else "ERROR", http_code=result.http_code,
             duration_ms=result.duration_ms, error=_error_text(result),
-            response_body_start=result.response_body_start,
+            response_body_start=cleaned(result.response_body_start, MAX_BODY_CHARS),
         )
         session.add(attempt)
         delivery = session.get(Delivery, job.delivery_id)
@@ -105,7 +118,7 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
 
 
 def _error_text(result: SendResult) -> str | None:
-    return (result.error or None) and result.error[:MAX_ERROR_CHARS]
+    return cleaned(result.error or None, MAX_ERROR_CHARS)
 
 
 def _webhook_saw(session: Session, webhook: Webhook, result: SendResult, error: str | None,
@@ -190,7 +203,7 @@ def _attempt_rows(outcomes: list[tuple[Job, SendResult]], now: dt.datetime) -> l
     return [{"tenant_id": job.tenant_id, "delivery_id": job.delivery_id, "webhook_id": job.webhook_id,
              "attempt": job.attempt, "at": now, "status": "OK" if result.ok else "ERROR",
              "http_code": result.http_code, "duration_ms": result.duration_ms, "error": _error_text(result),
-             "response_body_start": result.response_body_start}
+             "response_body_start": cleaned(result.response_body_start, MAX_BODY_CHARS)}
             for job, result in outcomes]
 
 

@@ -26,6 +26,7 @@ extra CAs of `ca_bundle`. Nothing is read from `REQUESTS_CA_BUNDLE` or proxy var
 from __future__ import annotations
 
 import asyncio
+import codecs
 import concurrent.futures
 import errno
 import functools
@@ -620,7 +621,7 @@ class Sender:
             http_code=status,
             error=None if ok else _status_message(status, location),
             duration_ms=_ms_since(started),
-            response_body_start=kept.decode("utf-8", errors="replace"),
+            response_body_start=_body_start(kept),
             retry_after_s=None if retry_after is None else parse_retry_after(retry_after.decode("latin-1")),
             gone=status == 410,
         )
@@ -730,6 +731,13 @@ class Sender:
     @staticmethod
     def _failed(started: float, error: str) -> SendResult:
         return SendResult(ok=False, http_code=None, error=error, duration_ms=_ms_since(started))
+
+
+def _body_start(kept: bytearray) -> str:
+    """The kept start of an answer's body, decoded leniently; a character cut by the limit is left out, not
+    shown as U+FFFD (recording cleans the control characters: `recording.cleaned`)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(bytes(kept), final=len(kept) < BODY_KEEP_BYTES)
 
 
 def _check_body(body: object) -> None:

@@ -9,7 +9,9 @@
 - forged and replayed JWTs get `401` on every route;
 - SSRF URLs in every form get `400` (`private_address` or `invalid_url`) at save time, and a name whose DNS answer
   changes to a private address after saving is blocked at send time (nothing reaches the receiver);
-- one tenant reaching for another's webhooks and deliveries gets `404`, and changes nothing.
+- one tenant reaching for another's webhooks and deliveries gets `404`, and changes nothing;
+- generated families, on both databases: control characters and lone surrogates in every string, huge and long
+  numbers in every numeric field (`422` naming the place), and hostile receivers' bytes (recorded, cleaned, once).
 
 All traffic stays on 127.0.0.1: names resolve through a fake DNS table (`FakeDNS`, also patched over
 `socket.getaddrinfo`), and a connection to any address that is not loopback fails in this process (a guard on
@@ -44,6 +46,7 @@ from addon.changes.jira_events import JIRA_EVENTS
 from addon.delivery.addresses import check_url_for_saving
 from addon.delivery.sender import Sender
 from addon.models import (
+    Attempt,
     Delivery,
     Event,
     JiraInboxEvent,
@@ -54,7 +57,7 @@ from addon.models import (
     Webhook,
 )
 from tests.conftest import make_settings
-from tests.receivers import Receiver
+from tests.receivers import Receiver, ScriptedServer
 from tests.reliability.harness import COLLECTOR, env_float, record_figures, wait_until
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite, new_rsa_key
@@ -874,3 +877,256 @@ def test_hostile_totals(env: Env) -> None:
     assert figures["status_5xx"] == 0
     if all(family in fuzz for family in FAMILIES):  # every family ran in this session
         assert generated >= FUZZ_TOTAL, f"only {generated} generated requests"
+
+
+# -- generated families: control characters, huge numbers, hostile receivers, on both databases ---------------------
+#
+# Each family enumerates a class (every C0 character, DEL, every C1 character, lone surrogates; long digit strings,
+# trailing zeros, huge and tiny exponents; receivers' bytes) over every place that takes it, so a new route, field
+# or type that mishandles the class fails here. `send` checks what every answer must be (never a 5xx, the JSON
+# error shape, nothing stored for a refused request); the families add where the answer must point.
+
+UNSTORABLE = ("\x00", "\ud800", "\udbff", "\udc00", "\udfff")
+"""A NUL and lone surrogates (high and low, at both ends of each range): CONTRACT §5, 422 where they stand."""
+OTHER_CONTROLS = "".join(chr(c) for c in (*range(1, 0x20), 0x7F, *range(0x80, 0xA0)))
+"""Every other C0 character, DEL and every C1 character: stored as given, or refused as a 4xx, never a 5xx."""
+UNSTORABLE_MESSAGE = "a string cannot hold a NUL or a lone surrogate"
+
+
+@dataclass
+class Stage:
+    """One tenant on the add-on (no background work) over one database; quacks like `Env` for `send`."""
+
+    addon: AddonServer
+    site: FakeSite
+    session: requests.Session = field(default_factory=requests.Session)
+    last_fingerprint: tuple = ()
+    fingerprint = Env.fingerprint
+
+
+@pytest.fixture
+def stage(atlassian: FakeAtlassian, database_url: str, fernet_key: str) -> Iterator[Stage]:
+    addon = AddonServer(make_settings(atlassian, database_url, secret_key=fernet_key), background=False)
+    try:
+        stage = Stage(addon, _site(atlassian, addon))
+        stage.last_fingerprint = stage.fingerprint()
+        yield stage
+    finally:
+        addon.stop()
+
+
+def _change(field_type: str, current: Any, name: str = "Field") -> dict:
+    return {"field": {"id": 1, "name": name, "type": field_type}, "previous": None, "current": current}
+
+
+def _changes(*changes: dict, **top: Any) -> dict:
+    return {"project": {"id": 10000}, "changes": list(changes), **top}
+
+
+def _jira(**project: Any) -> dict:
+    return {"timestamp": 1675182117615, "webhookEvent": "project_updated",
+            "project": {"id": 10000, "key": "DEMO", "name": "Demo project", **project}}
+
+
+JIRA_UPDATED = "/events/jira/project_updated"
+# (route, where the string stands, the body with the string `s` there)
+STRING_PLACES: list[tuple[str, str, Any]] = [
+    (FIELD_CHANGES, "project.key", lambda s: {"project": {"key": "DE" + s}, "changes": []}),
+    (FIELD_CHANGES, "project.id", lambda s: {"project": {"id": "100" + s}, "changes": []}),
+    (FIELD_CHANGES, "timestamp", lambda s: _changes(timestamp="1" + s)),
+    (FIELD_CHANGES, "changes[0].field.name", lambda s: _changes(_change("text", "x", name="F" + s))),
+    (FIELD_CHANGES, "changes[0].field.type", lambda s: _changes({"field": {"id": 1, "name": "F", "type": "te" + s}})),
+    *[(FIELD_CHANGES, "changes[0].current", lambda s, t=t: _changes(_change(t, "a" + s + "b")))
+      for t in sorted(FIELD_TYPES)],
+    (FIELD_CHANGES, "changes[1].previous",
+     lambda s: _changes(_change("text", "x"), {**_change("text", "y"), "previous": s})),
+    (FIELD_CHANGES, "changes[0].current.content[0].text",
+     lambda s: _changes(_change("multiline_text", {"type": "doc", "content": [{"text": s}]}))),
+    *[(FIELD_CHANGES, f"changes[0].current.{k}", lambda s, t=t, k=k: _changes(_change(t, {k: "a" + s})))
+      for t, k in (("status", "name"), ("list", "value"), ("priority", "text"), ("user", "accountId"),
+                   ("project", "key"))],
+    *[(FIELD_CHANGES, "changes[0].current[1]", lambda s, t=t: _changes(_change(t, ["OPS", "a" + s])))
+      for t in ("multi_list", "multi_user", "multi_project")],
+    (JIRA_UPDATED, "project.name", lambda s: _jira(name="Demo" + s)),
+    (JIRA_UPDATED, "project.key", lambda s: _jira(key="DE" + s)),
+    (JIRA_UPDATED, "project.id", lambda s: _jira(id="1000" + s)),
+    (JIRA_UPDATED, "project.description", lambda s: _jira(description=s)),
+    (JIRA_UPDATED, "project.projectLead.accountId", lambda s: _jira(projectLead={"accountId": "a" + s})),
+    (JIRA_UPDATED, "webhookEvent", lambda s: {**_jira(), "webhookEvent": "project_updated" + s}),
+    ("/api/webhooks", "name", lambda s: {"name": "n" + s, "url": "https://example.com/in"}),
+    ("/api/webhooks", "url", lambda s: {"name": "n", "url": "https://example.com/in" + s}),
+    ("/api/webhooks", "enabled", lambda s: {"name": "n", "url": "https://example.com/in", "enabled": s}),
+    ("PATCH", "name", lambda s: {"name": "n" + s}),
+    ("PATCH", "url", lambda s: {"url": "https://example.com/" + s}),
+]
+
+
+def _post(stage: Stage, route: str, body: bytes, family: str) -> requests.Response:
+    """Send `body` to `route` (`PATCH`: the tenant's webhook) as the tenant would, checked by `send`; a webhook
+    the admin API created is deleted again, so the tenant never reaches its limit of 50."""
+    site, method, path = stage.site, "POST", route
+    headers = {"Content-Type": "application/json"}
+    if route in ("/api/webhooks", "PATCH"):
+        headers["Authorization"] = f"JWT {site.context_token()}"
+        if route == "PATCH":
+            method, path = "PATCH", f"/api/webhooks/{_patched_webhook(stage)}"
+    else:
+        headers["Authorization"] = f"JWT {site.token('POST', route, '')}"
+        headers["X-Atlassian-Webhook-Identifier"] = str(time.monotonic_ns())
+    answer = send(stage, family, method, path, "", headers, body)  # type: ignore[arg-type]
+    if method == "POST" and route == "/api/webhooks" and answer.status_code == 201:
+        COLLECTOR.add_secret(answer.json()["secret"], "webhook secret")
+        send(stage, family, "DELETE", f"/api/webhooks/{answer.json()['id']}", "",  # type: ignore[arg-type]
+             {"Authorization": f"JWT {site.context_token()}"}, None)
+    return answer
+
+
+def _patched_webhook(stage: Stage) -> int:
+    if not hasattr(stage, "webhook_id"):
+        stage.webhook_id = _create(stage.addon, stage.site, "patched", "https://example.com/in")  # type: ignore
+        stage.last_fingerprint = stage.fingerprint()
+    return stage.webhook_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(180)
+def test_family_control_characters_and_lone_surrogates_in_every_string(stage: Stage) -> None:
+    """A NUL or a lone surrogate anywhere is 422 naming the place, on both databases; every other control
+    character (C0, DEL, C1), alone at one place and all together at every place, is accepted or a 4xx."""
+    for route, where, body_with in STRING_PLACES:
+        for char in UNSTORABLE:
+            answer = _post(stage, route, json.dumps(body_with(char)).encode(), "strings")
+            assert answer.status_code == 422, (route, where, repr(char), answer.text[:300])
+            assert answer.json()["error"]["message"] == f"{where}: {UNSTORABLE_MESSAGE}", (route, repr(char))
+        _post(stage, route, json.dumps(body_with(OTHER_CONTROLS)).encode(), "strings")
+        _post(stage, route, json.dumps(body_with(OTHER_CONTROLS), ensure_ascii=False).encode(), "strings")
+    for char in OTHER_CONTROLS:
+        for route, _, body_with in (STRING_PLACES[6], STRING_PLACES[-6], STRING_PLACES[-5]):  # text, Jira, name
+            _post(stage, route, json.dumps(body_with(char)).encode(), "strings")
+    # keys of objects are strings too
+    answer = _post(stage, FIELD_CHANGES, json.dumps({**_changes(), "\ud800": 1}).encode(), "strings")
+    assert answer.json()["error"]["message"] == f'["\\ud800"]: {UNSTORABLE_MESSAGE}'
+
+
+LONG_NUMBERS = [
+    "1" + "0" * 19, "1" + "0" * 400, "1" + "0" * 4300, "1" + "0" * 100_000, "9" * 4001, "-" + "9" * 100_000,
+    "1." + "0" * 100_000, "0." + "0" * 100_000 + "1", "1" + "0" * 100_000 + "e-100000",
+    "1e999999999", "-1e999999999", "1e-999999999", "1E+400", "9.99e-400", "-0", "0.0",
+]
+"""Long digit strings, trailing zeros, huge and tiny exponents: each as a JSON number and as a string."""
+# (route, where the number stands, the raw JSON body with `@` for it)
+NUMBER_PLACES: list[tuple[str, str, str]] = [
+    (FIELD_CHANGES, "project.id", '{"project": {"id": @}, "changes": []}'),
+    (FIELD_CHANGES, "timestamp", '{"project": {"id": 10000}, "timestamp": @, "changes": []}'),
+    (FIELD_CHANGES, "changes[0].field.id",
+     '{"project": {"id": 10000}, "changes": [{"field": {"id": @, "name": "F", "type": "text"}, "current": "x"}]}'),
+    *[(FIELD_CHANGES, "changes[0].current",
+       '{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "F", "type": "TYPE"}, "current": @}]}'
+       .replace("TYPE", t))
+      for t in ("number", "date", "duration", "project", "text", "status")],
+    (FIELD_CHANGES, "changes[0].current[0]",
+     '{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "F", "type": "multi_project"}, '
+     '"current": [@]}]}'),
+    (FIELD_CHANGES, "changes[0].current.id",
+     '{"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "F", "type": "project"}, '
+     '"current": {"id": @}}]}'),
+    (JIRA_UPDATED, "timestamp", '{"timestamp": @, "webhookEvent": "project_updated", "project": {"id": 10000}}'),
+    (JIRA_UPDATED, "project.id", '{"timestamp": 1, "webhookEvent": "project_updated", "project": {"id": @}}'),
+    ("/api/webhooks", "enabled", '{"name": "n", "url": "https://example.com/in", "enabled": @}'),
+]
+
+
+@pytest.mark.timeout(240)
+def test_family_huge_and_long_numbers_in_every_numeric_field(stage: Stage) -> None:
+    """Every numeric place takes every long or extreme literal, as a number and as a string: accepted, or a 422
+    naming the place; never a 400 for well-formed JSON, never a 5xx. A cost that grows faster than the body
+    (stripping zeros one by one took 13 s for 100,000 of them) runs this family out of its timeout."""
+    literals = [*LONG_NUMBERS, *(json.dumps(n) for n in LONG_NUMBERS)]
+    for route, where, template in NUMBER_PLACES:
+        for literal in literals:
+            answer = _post(stage, route, template.replace("@", literal).encode(), "numbers")
+            if answer.status_code >= 400:
+                assert answer.status_code == 422, (route, where, literal[:30], answer.text[:300])
+                assert answer.json()["error"]["message"].startswith(where), (where, literal[:30], answer.text[:300])
+    for duration in ("1d" * 450_000, "1.5h " * 200_000, "1" * 15 + "w" * 900_000, "1d" + " " * 1_000_000 + "x"):
+        body = json.dumps(_changes(_change("duration", duration)))
+        answer = _post(stage, FIELD_CHANGES, body.encode(), "numbers")
+        assert answer.status_code == 422 and answer.json()["error"]["message"].startswith("changes[0].current")
+
+
+HOSTILE_ANSWERS = {  # a receiver's raw answer -> (attempt status, HTTP code, body start recorded)
+    "nul": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok\x00ok", ("OK", 200, "ok\ufffdok")),
+    "invalid-utf8": (b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n\xff\xfe\xc3(ok",
+                     ("OK", 200, "\ufffd\ufffd\ufffd(ok")),
+    "controls": (b"HTTP/1.1 200 OK\r\nContent-Length: 70\r\n\r\n" + bytes(range(32)) + b"\x7f" + "\u0085".encode()
+                 + b"\x00" * 35, ("OK", 200, "\ufffd" * 9 + "\t\n" + "\ufffd" * 58)),
+    "huge": (b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n" + "\x00é".encode() * 100_000,
+             ("OK", 200, ("\ufffdé" * 683)[:-1])),  # 2,048 bytes kept, the é they cut left out
+    "chunked-nul": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na\x00b\r\n0\r\n\r\n",
+                    ("OK", 200, "a\ufffdb")),
+    "odd-headers": (b"HTTP/1.1 200 \x01\x7f\r\nX-Odd: \xff\xfe obs-text\r\nRetry-After: \xff\xfe\r\n"
+                    b"Content-Length: 2\r\n\r\nok", ("OK", 200, "ok")),
+    # not HTTP (a control character in a header's value): a network error, its next attempt scheduled
+    "invalid-header": (b"HTTP/1.1 200 OK\r\nX-Odd: \x01\x00\r\nContent-Length: 2\r\n\r\nok", ("ERROR", None, None)),
+    "reason-phrase": (b"HTTP/1.1 400 Bad\x1b[2J\xff Request\r\nContent-Length: 3\r\n\r\n\x00\x00\x00",
+                      ("ERROR", 400, "\ufffd\ufffd\ufffd")),
+    # C1 bytes (obs-text) in a Location that the error text quotes
+    "location": (b"HTTP/1.1 301 Moved\r\nLocation: /\x85\x9b[2J\xff\xfe" + b"\x80" * 600 + b"\r\nContent-Length: 0"
+                 b"\r\n\r\n", ("ERROR", 301, "")),
+}
+
+
+@pytest.fixture
+def sending_stage(atlassian: FakeAtlassian, database_url: str, fernet_key: str) -> Iterator[tuple[Stage, Receiver]]:
+    """The add-on with its worker over one database, trusting a receiver CA."""
+    with Receiver() as receiver:
+        addon = AddonServer(make_settings(atlassian, database_url, secret_key=fernet_key,
+                                          ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
+        try:
+            yield Stage(addon, _site(atlassian, addon)), receiver
+        finally:
+            addon.stop()
+
+
+@pytest.mark.timeout(120)
+def test_family_hostile_receiver_answers_are_recorded_cleaned(sending_stage: tuple[Stage, Receiver]) -> None:
+    """Whatever bytes a receiver answers (NUL, invalid UTF-8, control characters, a huge body, odd status lines and
+    headers) are recorded, cleaned, on both databases: the attempt is written once, with no control character but
+    tab and newline and at most 2,048 characters of body, and the delivery ends or waits for its next scheduled
+    attempt; it is never sent again at once because its recording failed."""
+    stage, receiver = sending_stage
+    servers = {kind: ScriptedServer(receiver.ca, [raw]) for kind, (raw, _) in HOSTILE_ANSWERS.items()}
+    try:
+        for kind, server in servers.items():
+            _create(stage.addon, stage.site, kind, server.url(f"/{kind}"))
+        started = time.monotonic()
+        response = stage.site.call(stage.addon.url, "POST", FIELD_CHANGES, sub="someone", json_body=_changes(
+            _change("number", 2)))
+        assert response.status_code == 202 and response.json()["deliveries"] == len(servers), response.text
+        event_id = response.json()["event_id"]
+        with stage.addon.sessions() as session:
+            names = {row.id: row.name for row in session.execute(select(Webhook.id, Webhook.name))}
+
+        def recorded() -> list[tuple[Delivery, list[Any]]] | None:
+            with stage.addon.sessions() as session:
+                deliveries = session.scalars(select(Delivery).where(Delivery.event_id == event_id)).all()
+                rows = [(d, session.scalars(select(Attempt).where(Attempt.delivery_id == d.id)).all())
+                        for d in deliveries]
+            return rows if all(attempts for _, attempts in rows) else None
+
+        rows = wait_until(recorded, 30, "every hostile answer's attempt to be recorded")
+        time.sleep(max(0.0, started + 2.0 - time.monotonic()))  # a failed recording would be retried by now
+        rows = recorded()
+        assert rows is not None
+        for delivery, attempts in rows:
+            kind = names[delivery.webhook_id]
+            status, code, body = HOSTILE_ANSWERS[kind][1]
+            assert delivery.attempt_count == 1 and delivery.lease_until is None and len(attempts) == 1, kind
+            [attempt] = attempts
+            assert (attempt.status, attempt.http_code, attempt.response_body_start) == (status, code, body), kind
+            for text in (attempt.error or "", attempt.response_body_start or ""):
+                assert not any(c < " " and c not in "\t\n" or "\x7f" <= c <= "\x9f" for c in text), (kind, text)
+            assert len(attempt.error or "") <= 500, kind
+            assert servers[kind].connections == 1, kind
+    finally:
+        for server in servers.values():
+            server.close()

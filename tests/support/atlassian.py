@@ -243,6 +243,8 @@ class FakeAtlassian:
         self.app_key = app_key
         self.keys: dict[str, tuple[rsa.RSAPrivateKey, bytes]] = {}
         self.key_fetches: list[str] = []
+        #: kid → gate: a fetch of that kid waits until the gate opens (at most 30 s), then answers as usual
+        self.key_gates: dict[str, threading.Event] = {}
         self.sites: dict[str, FakeSite] = {}
         self._lock = threading.Lock()
         self.current_kid = self.add_key()
@@ -323,6 +325,9 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
             if parts.path.startswith("/keys/"):
                 kid = parts.path[len("/keys/"):]
                 fake.key_fetches.append(kid)
+                gate = fake.key_gates.get(kid)
+                if gate is not None:
+                    gate.wait(30)
                 if kid in fake.keys:
                     self.send_bytes(200, fake.keys[kid][1], "application/x-pem-file")
                 else:
