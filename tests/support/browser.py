@@ -66,7 +66,11 @@ document.addEventListener('securitypolicyviolation', function (e) {
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """One headless Chromium for the test module."""
+    """One headless Chromium for the test module (and the page's bundle, which `make ui` builds, in place)."""
+    from addon.paths import STATIC_DIR
+
+    if not (STATIC_DIR / "admin.js").is_file():
+        pytest.fail(f"the admin page's bundle is not in {STATIC_DIR}: run `make ui`, which `make test` does")
     if not os.path.exists(CHROMIUM):
         print(f"{CHROMIUM} is missing: admin page browser tests skipped (.ci/run installs Debian's chromium)")
         pytest.skip(f"{CHROMIUM} is missing (Debian's chromium package; .ci/run installs it)")
