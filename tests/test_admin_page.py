@@ -437,8 +437,10 @@ def test_a_webhook_the_add_on_disabled_says_why_and_can_be_re_enabled(world, adm
     ("Plain HTTP", "http://hooks.example.com/in", "url", "Use an address that starts with https://."),
     ("", "https://hooks.example.com/in", "name", "Give the webhook a name."),
     ("No address", "", "url", "Enter the address your receiver listens on, starting with https://."),
-    ("Spaces", "https://hooks.example.com/a b", "url",
+    ("Bad host", "https://hooks..example.com/in", "url",
      "This is not a web address we can send to. Check it, e.g. https://example.com/webhook."),
+    ("With password", "https://me:secret@hooks.example.com/in", "url",
+     "Leave the user name and password out of the address."),
 ])
 def test_a_refused_field_is_explained_in_plain_words_beside_it(world, admin_page, name, url, field, message):
     page = admin_page.page
