@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from addon.admin.test_slots import DEFAULT_WEB_THREADS, WEB_THREADS_KEY
 from addon.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("addon")
@@ -77,7 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self):  # type: ignore[no-untyped-def]
             runtime = Runtime.build(settings)
             state["runtime"] = runtime  # type: ignore[assignment]
-            return create_app(runtime=runtime)
+            app = create_app(runtime=runtime)
+            app.config[WEB_THREADS_KEY] = args.threads  # tests may hold at most a quarter of them
+            return app
 
         def run(self) -> None:
             try:
@@ -168,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, default=1, help="web processes (PostgreSQL only)")
-    serve.add_argument("--threads", type=int, default=8, help="threads per web process")
+    serve.add_argument("--threads", type=int, default=DEFAULT_WEB_THREADS, help="threads per web process")
     serve.add_argument("--no-worker", action="store_true",
                        help="run no delivery worker (by default a child `addon worker` process)")
     serve.set_defaults(func=cmd_serve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -273,7 +274,8 @@ def _attempts(addon, *conditions) -> list[Attempt]:
 @pytest.mark.timeout(120)
 def test_test_deliveries_are_sent_once_by_the_request_while_the_worker_is_busy(hooked, receiver):
     """Each test request sends its delivery itself, once, and answers its attempt; the running worker (kept busy
-    claiming other events meanwhile) never takes one, so none is sent twice or retried."""
+    claiming other events meanwhile) never takes one, so none is sent twice or retried. Two at a time: the most a
+    tenant may have in progress."""
     addon, admin, tenant_id = hooked
     receiver.behave("/busy", status=200)
     busy = admin.create("busy", receiver.url("/busy"))["id"]
@@ -295,7 +297,7 @@ def test_test_deliveries_are_sent_once_by_the_request_while_the_worker_is_busy(h
     emitter = threading.Thread(target=keep_the_worker_claiming, daemon=True)
     emitter.start()
     try:
-        with ThreadPoolExecutor(max_workers=6) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             answers = list(pool.map(lambda webhook_id: admin.request("POST", f"/api/webhooks/{webhook_id}/test"),
                                     [w for w in targets for _ in range(10)]))
     finally:
@@ -325,11 +327,13 @@ def test_at_most_10_test_deliveries_a_minute_per_webhook(hooked, receiver):
     assert eleventh.headers["Retry-After"] == "60"
     assert len(receiver.requests_for("/one")) == 10
 
-    # Fifteen at once on another webhook (its own limit): still ten sent, the others refused.
+    # Fifteen on another webhook (its own limit), two at a time (the tenant's most at once): still ten sent, the
+    # others refused for the rate.
     other = admin.create("other", receiver.url("/other"))["id"]
-    with ThreadPoolExecutor(max_workers=15) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda _: admin.request("POST", f"/api/webhooks/{other}/test"), range(15)))
     assert sorted(a.status_code for a in answers) == [200] * 10 + [429] * 5
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 429} == {"rate_limited"}
     assert len(receiver.requests_for("/other")) == 10
     assert len(_test_deliveries(addon)) == 20
 
@@ -503,3 +507,138 @@ def test_whatever_a_receiver_answers_is_recorded_cleaned(hooked, receiver, kind)
 def _deliveries_of(addon, event_id: int) -> list[Delivery]:
     with addon.sessions() as session:
         return list(session.scalars(select(Delivery).where(Delivery.event_id == event_id)))
+
+
+def _other_admin(atlassian, addon) -> AdminClient:  # type: ignore[no-untyped-def]
+    other_site = atlassian.new_site()
+    other_site.admins.add("admin-account")
+    assert other_site.install(addon.url).status_code == 204
+    return AdminClient(addon.url, other_site)
+
+
+@pytest.mark.timeout(60)
+def test_listed_request_bodies_are_cut_and_the_attempt_gives_the_whole_one(hooked, receiver, atlassian):
+    """A page of the log stays small however big the events (CONTRACT §7): each item's `request_body` is its first
+    2,048 characters (`request_body_truncated` says so); `GET /api/attempts/{id}` gives the whole body, to its own
+    tenant only."""
+    addon, admin, tenant_id = hooked
+    receiver.behave("/big", status=503)
+    hook = admin.create("big", receiver.url("/big"))["id"]
+    big = {"data": {"event": "updated", "note": "é" * 450_000}}  # 0.9 MB of UTF-8, 450,000 characters
+    with transaction(addon.sessions) as session:
+        enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=big)
+    addon.runtime.deliveries_committed.notify()
+    small = admin.request("POST", f"/api/webhooks/{hook}/test").json()
+    wait_for(lambda: len(_attempts(addon, Attempt.webhook_id == hook)) == 2, message="both attempts recorded")
+
+    page = admin.request("GET", f"/api/webhooks/{hook}/deliveries?limit=200")
+    assert page.status_code == 200, page.text
+    assert len(page.content) < 20_000
+    items = {item["id"]: item for item in page.json()["items"]}
+    [big_item] = [item for item_id, item in items.items() if item_id != small["id"]]
+    with addon.sessions() as session:
+        whole = session.scalar(select(Event.body).join(Delivery, Delivery.event_id == Event.id)
+                               .where(Delivery.id == big_item["delivery_id"]))
+    assert len(whole) > 450_000
+    assert big_item["request_body"] == whole[:2048] and big_item["request_body_truncated"] is True
+    assert list(big_item) == ["id", "delivery_id", "webhook_id_header", "attempt", "at", "status", "http_code",
+                              "duration_ms", "error", "request_body", "request_body_truncated", "response_body_start"]
+    small_item = items[small["id"]]
+    assert small_item["request_body_truncated"] is False and small_item["request_body"] == small["request_body"]
+
+    one = admin.request("GET", f"/api/attempts/{big_item['id']}")
+    assert one.status_code == 200, one.text
+    assert one.json() == big_item | {"request_body": whole, "request_body_truncated": False}
+
+    other = _other_admin(atlassian, addon)
+    for attempt_id in (big_item["id"], 2**63 - 1, 2**64):
+        refused = other.request("GET", f"/api/attempts/{attempt_id}")
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found", refused.text
+
+
+def test_the_chart_lists_attempts_without_bodies(hooked, receiver):
+    """`?bodies=0`: the same items, their body fields null (the page's chart needs no bodies)."""
+    _, admin, _ = hooked
+    hook = admin.create("chart", receiver.url("/chart"))["id"]
+    sent = admin.request("POST", f"/api/webhooks/{hook}/test").json()
+    [item] = admin.request("GET", f"/api/webhooks/{hook}/deliveries?bodies=0").json()["items"]
+    assert item == sent | {"request_body": None, "request_body_truncated": None, "response_body_start": None}
+    refused = admin.request("GET", f"/api/webhooks/{hook}/deliveries?bodies=maybe")
+    assert refused.status_code == 400 and "bodies" in refused.json()["error"]["message"]
+
+
+class Tarpit:
+    """A receiver that accepts TCP connections and never answers (a TLS handshake that never ends)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self._server.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self._held.append(connection)
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def close(self) -> None:
+        self._server.close()
+        with self._lock:
+            for connection in self._held:
+                connection.close()
+
+
+@pytest.mark.timeout(60)
+def test_tests_to_a_tarpit_are_bounded_per_tenant_and_per_process(hooked, atlassian, receiver):
+    """CONTRACT §7: 2 tests at once per tenant (a third: 429), and tests hold at most a quarter of the web process's
+    threads (the in-thread server counts as the default 8: 2), so another tenant's intake is served while they hang
+    and its own test is told to come back (503 with Retry-After) rather than take a thread for the timeout."""
+    addon, admin, _ = hooked  # OUTGOING_TIMEOUT_S=5
+    tarpit = Tarpit()
+    try:
+        hooks = [admin.create(f"tarpit {n}", f"https://127.0.0.1:{tarpit.port}/t{n}")["id"] for n in range(3)]
+        other_site = atlassian.new_site()
+        other_site.admins.add("admin-account")
+        other_site.add_project(10000, "DEMO", "Demo project")
+        assert other_site.install(addon.url).status_code == 204
+        other = AdminClient(addon.url, other_site)
+        other_hook = other.create("other", receiver.url("/other"))["id"]
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            hanging = [pool.submit(admin.request, "POST", f"/api/webhooks/{h}/test") for h in hooks[:2]]
+            wait_for(lambda: tarpit.accepted >= 2, message="both tests connected to the tarpit")
+
+            third = admin.request("POST", f"/api/webhooks/{hooks[2]}/test")
+            assert third.status_code == 429, third.text
+            assert third.json()["error"]["code"] == "tests_in_progress" and third.headers["Retry-After"]
+
+            refused = other.request("POST", f"/api/webhooks/{other_hook}/test")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "tests_busy" and refused.headers["Retry-After"]
+            change = {"project": {"key": "DEMO"}, "timestamp": 1675182117615,
+                      "changes": [{"field": {"id": 12345, "name": "Budget", "type": "number"},
+                                   "previous": 1, "current": 2}]}
+            accepted = other_site.call(addon.url, "POST", "/events/projectrak/field-changes", json_body=change)
+            assert accepted.status_code == 202, accepted.text
+            assert other.request("GET", "/api/webhooks").status_code == 200
+            assert not any(f.done() for f in hanging), "the hanging tests ended before the other tenant was served"
+            answers = [f.result() for f in hanging]
+        assert [(a.status_code, a.json()["status"], a.json()["error"]) for a in answers] == [
+            (200, "ERROR", "timeout after 5.0 s")] * 2
+        assert tarpit.accepted == 2  # the refused tests never connected
+
+        # Once they ended, both kinds of test go through again.
+        assert other.request("POST", f"/api/webhooks/{other_hook}/test").json()["http_code"] == 200
+        receiver.wait_for(2, path="/other")  # the intake's event and the test
+    finally:
+        tarpit.close()

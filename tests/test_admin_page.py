@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, update
 
+from addon.db import transaction
+from addon.delivery.outbox import enqueue_event
 from addon.models import Attempt, Delivery, DeliveryStatus, ProjectSnapshot, Webhook
 from tests.conftest import make_settings
 from tests.receivers import Receiver
@@ -558,3 +560,40 @@ def test_the_page_shows_in_the_sites_iframe_and_nowhere_else(world, admin_page):
     assert not frame.url.startswith(world.addon.url), frame.url  # Chromium's error page instead
     assert any("frame-ancestors" in m for m in admin_page.console_errors + admin_page.csp_violations), \
         admin_page.console_errors
+
+
+def test_a_long_request_body_is_cut_in_the_log_and_shown_whole_on_demand(world, admin_page):
+    """The log lists a body's first 2,048 characters; "View full body" fetches the attempt's whole body. The chart
+    lists the attempts without bodies."""
+    addon, receiver, page = world.addon, world.receiver, admin_page.page
+    listed: list[str] = []
+    page.on("request", lambda request: listed.append(request.url) if "/deliveries" in request.url else None)
+    admin_page.open()
+    expect(page.get_by_test_id("webhook-row")).to_have_count(_live_webhooks(addon))  # the earlier tests' webhooks
+    hook_id, _ = _create(page, "Long bodies", receiver.url("/long"))
+    tenant_id = _webhook(addon, hook_id).tenant_id
+    body = {"data": {"event": "updated", "note": "a" * 5000 + "END-OF-BODY"}}
+    with transaction(addon.sessions) as session:
+        enqueue_event(session, tenant_id=tenant_id, source="projectrak", body=body, webhook_ids=[hook_id])
+    addon.runtime.deliveries_committed.notify()
+    wait_for(lambda: _attempts(addon, hook_id) == 1, message="the attempt recorded")
+
+    admin_page.open()  # the charts load again, with the attempt
+    row = _row(page, hook_id)
+    expect(row.get_by_test_id("webhook-chart")).to_have_attribute("data-ok", "1")
+    row.get_by_test_id("action-deliveries").click()
+    entry = page.get_by_test_id("delivery-log").get_by_test_id("delivery-row").first
+    entry.get_by_test_id("attempts-toggle").click()
+    entry.get_by_test_id("delivery-details").locator("summary").click()
+    shown = entry.get_by_test_id("delivery-request-body")
+    expect(entry.get_by_test_id("delivery-request-body-cut")).to_be_visible()
+    assert "END-OF-BODY" not in shown.text_content()
+    entry.get_by_test_id("delivery-request-body-full").click()
+    expect(shown).to_contain_text("END-OF-BODY")
+    expect(shown).to_contain_text('"event": "updated"')  # whole, it is JSON again, shown indented
+    expect(entry.get_by_test_id("delivery-request-body-cut")).to_have_count(0)
+    _no_serious_violations(page, "a whole request body")
+
+    charts = [url for url in listed if "limit=200" in url or "bodies=0" in url]
+    assert charts and all("bodies=0" in url for url in charts), listed
+    assert admin_page.problems() == {}

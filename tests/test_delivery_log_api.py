@@ -101,3 +101,19 @@ def test_bad_parameters_and_another_tenants_webhook(hooked, atlassian):
     answer = AdminClient(addon.url, other).request("GET", f"/api/webhooks/{webhook_id}/delivery-log")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
     assert _log(admin, webhook_id)["items"] == []
+
+
+def test_a_long_body_is_cut_and_its_event_and_project_still_read(hooked, receiver):
+    addon, admin, tenant_id, _ = hooked
+    webhook_id = admin.create("Long", receiver.url("/long-log"))["id"]
+    project = {"id": 10000, "key": "DEMO", "name": 'A "quoted" \u00e9 name'}
+    emit(addon, tenant_id, {"data": {"event": "updated", "user": "u-1", "timestamp": 1, "project": project,
+                                     "fields": [{"id": 1, "name": "Note", "type": "text",
+                                                 "value": {"current": "x" * 5000, "previous": None}}]}})
+    receiver.wait_for(1, path="/long-log")
+    wait_for(lambda: _attempts(addon, webhook_id), message="the attempt recorded")
+    [item] = _log(admin, webhook_id)["items"]
+    assert (item["event"], item["project"]) == ("updated", project)
+    assert item["request_body_truncated"] is True and len(item["request_body"]) == 2048
+    whole = admin.request("GET", f"/api/attempts/{item['attempts'][0]['id']}").json()["request_body"]
+    assert whole.startswith(item["request_body"]) and len(whole) > 5000

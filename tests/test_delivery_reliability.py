@@ -4,7 +4,7 @@
   only the deliveries that were in flight at the kill;
 - two `addon worker` processes on one database (PostgreSQL or a SQLite file): every delivery exactly once, both
   do some of the work;
-- one hanging receiver beside fast ones holds up none of them;
+- one hanging receiver beside fast ones holds up none of them; one tenant's hanging backlog holds up no other tenant;
 - DNS rebinding at send time is never connected to;
 - the retry policy through the worker (Retry-After, retryable and final answers, 410, the 5-day rule, rotation);
 - a disabled tenant's deliveries pause and resume; an uninstall cancels them.
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from standardwebhooks import WebhookVerificationError
 
 from addon.config import Settings
@@ -37,7 +37,14 @@ from addon.db import transaction
 from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.sender import Sender
-from addon.delivery.worker import DEFAULT_CONCURRENCY, claim, lease_duration, per_webhook_bound, release
+from addon.delivery.worker import (
+    DEFAULT_CONCURRENCY,
+    claim,
+    lease_duration,
+    per_tenant_bound,
+    per_webhook_bound,
+    release,
+)
 from addon.housekeeping import cancel_abandoned_test_deliveries, disable_failing_webhooks
 from addon.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from tests.conftest import make_settings
@@ -45,7 +52,7 @@ from tests.receivers import ReceivedRequest, Receiver, _Server
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
-from tests.support.delivery import add_webhook, tenant_id_of
+from tests.support.delivery import add_webhook, emit, tenant_id_of
 from tests.support.http import free_port
 from tests.support.processes import AddonProcess, addon_env
 
@@ -412,6 +419,90 @@ def test_a_webhook_whose_attempts_went_unanswered_gets_one_at_a_time(atlassian, 
     wait_for(lambda: count_deliveries(addon, *done) == 40, timeout=30, message="every delivery to succeed")
     print(f"\nFIGURES unanswered[{addon.runtime.engine.dialect.name}]: first wave {first_wave}, then {later} "
           f"attempts in 2.5 s")
+
+
+# -- 3b. one tenant's backlog holds up no other tenant (CONTRACT §6.3) --------------------------------------------
+# The in-process worker has 64 slots: 16 per webhook, 32 per tenant. Tenant C's four webhooks hang (they would take
+# all 64 slots with the per-webhook bound alone); tenant B's one delivery must still go out while C's requests are
+# held open and C still has due deliveries waiting.
+
+HANG_S = 60  # far beyond the test; cut short when the receiver stops
+
+
+def _due_waiting(addon, tenant_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Deliveries of the tenant that are due and not leased: waiting for a slot."""
+    now = utcnow()
+    with addon.sessions() as session:
+        return session.scalar(select(func.count(Delivery.id)).where(
+            Delivery.tenant_id == tenant_id, Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at <= now, or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)))
+
+
+@pytest.mark.timeout(90)
+def test_a_tenants_hanging_backlog_does_not_hold_back_another_tenant(atlassian, database_url, receiver, make_addon):
+    addon = make_addon(database_url, outgoing_timeout_s=30.0)  # the in-process worker, DEFAULT_CONCURRENCY slots
+    _, tenant_c = install(atlassian, addon)
+    _, tenant_b = install(atlassian, addon)
+    c_paths = [f"/c{i}" for i in range(4)]
+    for path in c_paths:
+        add_webhook(addon, tenant_c, receiver.url(path), name=path)
+        receiver.behave(path, delay_s=HANG_S)
+    add_webhook(addon, tenant_b, receiver.url("/b"), name="b")
+
+    for _ in range(32):  # 128 deliveries, four times the tenant's share
+        emit(addon, tenant_c)
+
+    def c_requests() -> int:
+        return sum(len(receiver.requests_for(path)) for path in c_paths)
+
+    share = per_tenant_bound(DEFAULT_CONCURRENCY)
+    wait_for(lambda: c_requests() >= share, timeout=30, message="tenant C's receivers to hold its share")
+    emit(addon, tenant_b)
+    [b_request] = receiver.wait_for(1, timeout=10, path="/b")
+
+    # B's request arrived while every one of C's requests was still held open, and C still had due deliveries.
+    assert all(r.received_at < b_request.received_at for path in c_paths for r in receiver.requests_for(path))
+    assert _attempts(addon, tenant_c) == [], "one of C's hanging requests ended before the check"
+    assert c_requests() == share, f"tenant C holds {c_requests()} of {DEFAULT_CONCURRENCY} slots"
+    assert _due_waiting(addon, tenant_c) == 128 - share
+    [b_attempt] = wait_for(lambda: _attempts(addon, tenant_b), timeout=10, message="B's attempt recorded")
+    assert (b_attempt.status, b_attempt.http_code) == ("OK", 200)
+    receiver.stop()  # ends C's hanging requests, so that the worker stops without waiting for their timeout
+
+
+def _attempts(addon, tenant_id: int) -> list[Attempt]:  # type: ignore[no-untyped-def]
+    with addon.sessions() as session:
+        return list(session.scalars(select(Attempt).where(Attempt.tenant_id == tenant_id)))
+
+
+def test_a_claim_takes_at_most_the_tenant_share_of_one_tenant(atlassian, database_url, make_addon, receiver):
+    """The claim itself: at most `per_tenant` of one tenant per batch (oldest first), none of a busy tenant, and
+    another tenant's due deliveries come in the same batch however much the first has waiting."""
+    addon = make_addon(database_url, background=False)
+    _, tenant_c = install(atlassian, addon)
+    _, tenant_b = install(atlassian, addon)
+    for i in range(4):
+        add_webhook(addon, tenant_c, receiver.url(f"/c{i}"))
+    add_webhook(addon, tenant_b, receiver.url("/b"))
+    for _ in range(10):
+        emit(addon, tenant_c)  # 40 deliveries, the oldest
+    emit(addon, tenant_b)
+
+    jobs = claim(addon.runtime, 20, per_webhook=5, per_tenant=8)
+    by_tenant = {t: [j for j in jobs if j.tenant_id == t] for t in (tenant_b, tenant_c)}
+    assert len(by_tenant[tenant_c]) == 8 and len(by_tenant[tenant_b]) == 1
+    release(addon.runtime, [j.delivery_id for j in jobs])
+
+    jobs = claim(addon.runtime, 20, per_webhook=5, per_tenant=8, busy_tenants={tenant_c})
+    assert [j.tenant_id for j in jobs] == [tenant_b]
+    release(addon.runtime, [j.delivery_id for j in jobs])
+
+    # Alone, a tenant's batch is still cut at its share; what is not due is not taken.
+    with addon.sessions.begin() as session:
+        session.execute(Delivery.__table__.update().where(Delivery.tenant_id == tenant_b)
+                        .values(next_attempt_at=utcnow() + dt.timedelta(hours=1)))
+    jobs = claim(addon.runtime, 40, per_webhook=5, per_tenant=8)
+    assert {j.tenant_id for j in jobs} == {tenant_c} and len(jobs) == 8
 
 
 # -- 4. DNS rebinding at send time -------------------------------------------------------------------------------

@@ -59,10 +59,13 @@ def test_post_and_patch_save_the_form_that_is_sent(addon, site) -> None:
         assert session.scalars(select(Webhook.url)).one() == "https://xn--bcher-kva.example/%C3%A4?q=%C3%BC"
 
     for method, path in (("POST", "/api/webhooks"), ("PATCH", f"/api/webhooks/{created['id']}")):
-        refused = admin.request(method, path, {"name": "Bad", "url": "https://example.com/\ud800"})
+        refused = admin.request(method, path, {"name": "Bad", "url": "https://example.com/a\tb"})
         assert refused.status_code == 400, refused.text
         error = refused.json()["error"]
         assert error["code"] == "invalid_url" and error["message"].startswith("url: ")
+        # A lone surrogate is refused before any URL rule, as in every string of every route (CONTRACT §5).
+        refused = admin.request(method, path, {"name": "Bad", "url": "https://example.com/\ud800"})
+        assert refused.status_code == 422 and refused.json()["error"]["message"].startswith("url: ")
 
 
 def test_a_non_ascii_path_or_a_space_is_delivered_percent_encoded(hooked_receiver) -> None:

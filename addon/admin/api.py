@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
-from sqlalchemy import func, select, update
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
-from addon.admin.serialize import attempt_json, iso, webhook_json
+from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
+from addon.admin.test_slots import test_slots
 from addon.changes.jira_attributes import KEY, NAME, load_snapshot
 from addon.connect.auth import admin_required
 from addon.db import transaction
 from addon.delivery.addresses import UrlRejected, check_url_for_saving
 from addon.delivery.outbox import enqueue_event, notify_workers
 from addon.delivery.signing import generate_secret
-from addon.delivery.worker import send_now
+from addon.delivery.worker import lease_duration, send_now
 from addon.errors import ApiError
 from addon.models import (
     MAX_WEBHOOKS_PER_TENANT,
@@ -37,6 +39,10 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
 MAX_NAME_LENGTH = 255
 TESTS_PER_MINUTE = 10
+#: Tests of one tenant in progress at once (CONTRACT §7), over every web process.
+TESTS_AT_ONCE_PER_TENANT = 2
+#: Seconds a test refused for want of a free thread is told to wait.
+TESTS_BUSY_RETRY_AFTER_S = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
 DEFAULT_PAGE, MAX_PAGE = 20, 200
 _FIELDS = {"name", "url", "enabled"}
@@ -229,13 +235,49 @@ def _first_project(session: Session) -> dict[str, Any] | None:
     return {"id": int(first.project_id), "key": attributes.get(KEY), "name": attributes.get(NAME)}
 
 
+def _tests_in_progress(session: Session, now: dt.datetime) -> int:
+    """The tenant's test deliveries being sent now, by any web process: pending and never due (a test's
+    delivery, see `test_webhook`), made within a lease (a test whose process died stops counting after it).
+    Read through the per-webhook index (webhook_id, status, next_attempt_at) of the tenant's webhooks."""
+    return session.scalar(
+        select(func.count()).select_from(Delivery)
+        .join(Webhook, Webhook.id == Delivery.webhook_id).join(Event, Event.id == Delivery.event_id)
+        .where(Webhook.tenant_id == _tenant_id(), Delivery.status == DeliveryStatus.PENDING,
+               Delivery.next_attempt_at.is_(None), Event.source == "test",
+               Delivery.created_at >= now - lease_duration(current_runtime()))
+    )
+
+
 @bp.post("/webhooks/<int:webhook_id>/test")
 @admin_required
 def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+    """Send a test delivery in this request. At most 10 a minute per webhook and 2 at once per tenant (429), and
+    at most a quarter of this process's threads (`test_slots`; 503 with Retry-After when none is free)."""
+    slots = test_slots(current_app)
+    taken: list[bool] = []
+
+    def take_slot() -> None:
+        if not slots.try_take():
+            raise ApiError(503, "tests_busy", "this server is sending as many test deliveries as it may at once; "
+                           "try again shortly", {"Retry-After": str(TESTS_BUSY_RETRY_AFTER_S)})
+        taken.append(True)
+
+    try:
+        return _test_webhook(webhook_id, take_slot)
+    finally:
+        if taken:
+            slots.give_back()
+
+
+def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):  # type: ignore[no-untyped-def]
     runtime = current_runtime()
-    since = utcnow() - dt.timedelta(minutes=1)
+    now = utcnow()
+    since = now - dt.timedelta(minutes=1)
     with transaction(runtime.sessions) as session:
-        webhook = _get_webhook(session, webhook_id, lock=True)  # concurrent tests of it count one after another
+        # The tenant's row first (the order the lifecycle takes them in), then the webhook's: concurrent tests of
+        # a tenant count one after another, across processes (SQLite's BEGIN IMMEDIATE serialises anyway).
+        session.execute(select(Tenant.id).where(Tenant.id == _tenant_id()).with_for_update(key_share=True))
+        webhook = _get_webhook(session, webhook_id, lock=True)
         recent = session.scalar(
             select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
             .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
@@ -243,6 +285,11 @@ def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
         if recent >= TESTS_PER_MINUTE:
             raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
                            {"Retry-After": "60"})
+        if _tests_in_progress(session, now) >= TESTS_AT_ONCE_PER_TENANT:
+            raise ApiError(429, "tests_in_progress",
+                           f"at most {TESTS_AT_ONCE_PER_TENANT} test deliveries at once per site; try again when one "
+                           "has answered", {"Retry-After": str(int(runtime.settings.outgoing_timeout_s) + 1)})
+        take_slot()  # last: a refused test holds no place
         body = {"data": {"event": "test", "user": g.auth.account_id, "timestamp": int(time.time() * 1000),
                          "project": _first_project(session), "fields": []}}
         event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
@@ -274,15 +321,33 @@ def _int_arg(name: str, default: int | None, low: int, high: int | None = None) 
     return value
 
 
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true"):
+        return True
+    if raw.lower() in ("0", "false"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be 1 or 0 (true or false)")
+
+
+#: A listed body's first characters and one more, cut by the database (`substr` counts characters on both), so
+#: that a big body is never read into the web process for a list: the extra character tells it was cut.
+_LISTED_BODY = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
+
+
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
 @admin_required
 def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
     limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
     before = _int_arg("before", None, 1, MAX_ID)
+    bodies = _bool_arg("bodies", True)  # the page's chart asks without: it needs none
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
+        body = _LISTED_BODY if bodies else null()
         query = (
-            select(Attempt, Delivery.message_id, Event.body)
+            select(Attempt, Delivery.message_id, body)
             .join(Delivery, Delivery.id == Attempt.delivery_id)
             .join(Event, Event.id == Delivery.event_id)
             .where(Attempt.webhook_id == webhook.id, Attempt.tenant_id == _tenant_id())
@@ -292,9 +357,34 @@ def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
         if before is not None:
             query = query.where(Attempt.id < before)
         rows = session.execute(query).all()
-        items = [attempt_json(a, message_id, body) for a, message_id, body in rows[:limit]]
+        items = [_listed(a, message_id, start, bodies) for a, message_id, start in rows[:limit]]
         next_cursor = items[-1]["id"] if len(rows) > limit else None
         return jsonify({"items": items, "next": next_cursor})
+
+
+def _listed(attempt: Attempt, message_id: str, start: str | None, bodies: bool) -> dict[str, Any]:
+    if not bodies:
+        return attempt_json(attempt, message_id, None, None, response_body=False)
+    return attempt_json(attempt, message_id, start[:LISTED_BODY_CHARS], len(start) > LISTED_BODY_CHARS)
+
+
+@bp.get("/attempts/<int:attempt_id>")
+@admin_required
+def get_attempt(attempt_id: int):  # type: ignore[no-untyped-def]
+    """One attempt with its whole request body: what a list item cut."""
+    with transaction(current_runtime().sessions) as session:
+        row = None
+        if attempt_id <= MAX_ID:
+            row = session.execute(
+                select(Attempt, Delivery.message_id, Event.body)
+                .join(Delivery, Delivery.id == Attempt.delivery_id)
+                .join(Event, Event.id == Delivery.event_id)
+                .where(Attempt.id == attempt_id, Attempt.tenant_id == _tenant_id())
+            ).first()
+        if row is None:
+            raise ApiError(404, "not_found", f"attempt {attempt_id} does not exist")
+        attempt, message_id, body = row
+        return jsonify(attempt_json(attempt, message_id, body))
 
 
 @bp.post("/deliveries/<int:delivery_id>/redeliver")

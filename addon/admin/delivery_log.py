@@ -3,7 +3,8 @@ state and next attempt) with its attempts nested, newest delivery first.
 
 The attempts list of CONTRACT §7 (`/deliveries`) stays as it is; this view groups the same attempts by delivery so an
 administrator sees what happened to each change ("retrying at 21:58", "gave up") and which attempts a redelivery
-made. Request bodies are left out (they are the event's, shown once per delivery, cut like the attempts list's).
+made. The request body (the event's) is given once per delivery and, as in the attempts list, only its first
+2,048 characters, cut by the database: `GET /api/attempts/{id}` has it whole.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import json
 from typing import Any
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from addon.admin.api import MAX_ID, _get_webhook, _int_arg, _tenant_id
-from addon.admin.serialize import iso
+from addon.admin.serialize import LISTED_BODY_CHARS, iso
 from addon.connect.auth import admin_required
 from addon.db import transaction
 from addon.errors import ApiError
@@ -27,7 +28,9 @@ from addon.runtime import current_runtime
 bp = Blueprint("admin_delivery_log", __name__, url_prefix="/api")
 
 DEFAULT_PAGE, MAX_PAGE = 20, 100
-BODY_PREVIEW = 2048
+#: The body's first characters and one more (which tells it was cut), never the whole of a big body.
+_BODY_START = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
+_DECODER = json.JSONDecoder()
 
 #: What the page shows for each delivery: the outbox's status, told apart by whether an attempt failed.
 STATE_DELIVERED, STATE_QUEUED, STATE_RETRYING, STATE_GAVE_UP, STATE_CANCELLED = (
@@ -43,13 +46,23 @@ def _failed_only() -> bool:
     raise ApiError(400, "invalid_parameter", "failed must be true or false")
 
 
-def _event_fields(body: str) -> tuple[str | None, dict[str, Any] | None]:
+def _leading_value(body_start: str, key: str) -> Any:
+    """The value of the first `"key":` in a body's start. An event body (CONTRACT §6.1) begins with `event`, `user`,
+    `timestamp` and `project`, so a cut body still holds them whole; inside a JSON string a quote is always escaped,
+    so the first match is the key itself."""
+    at = body_start.find(f'"{key}":')
+    if at < 0:
+        return None
+    rest = body_start[at + len(key) + 3:].lstrip()
     try:
-        data = json.loads(body).get("data") or {}
-    except (ValueError, AttributeError):
-        return None, None
-    project = data.get("project")
-    return data.get("event"), project if isinstance(project, dict) else None
+        return _DECODER.raw_decode(rest)[0]
+    except ValueError:
+        return None
+
+
+def _event_fields(body_start: str) -> tuple[str | None, dict[str, Any] | None]:
+    event, project = _leading_value(body_start, "event"), _leading_value(body_start, "project")
+    return event if isinstance(event, str) else None, project if isinstance(project, dict) else None
 
 
 def _state(delivery: Delivery, last_attempt: Attempt | None) -> str:
@@ -69,7 +82,7 @@ def _attempt_item(attempt: Attempt, redelivery: bool) -> dict[str, Any]:
             "response_body_start": attempt.response_body_start, "redelivery": redelivery}
 
 
-def _delivery_item(delivery: Delivery, event: Event, attempts: list[Attempt]) -> dict[str, Any]:
+def _delivery_item(delivery: Delivery, body_start: str, attempts: list[Attempt]) -> dict[str, Any]:
     """`attempts` oldest first. Each redelivery starts the numbering again at 1: the attempts from the second
     run on are marked as a redelivery's, and so is the delivery while its latest run is one."""
     items, runs = [], 0
@@ -79,7 +92,7 @@ def _delivery_item(delivery: Delivery, event: Event, attempts: list[Attempt]) ->
         items.append(_attempt_item(attempt, runs > 1))
     # Queued again and not sent yet: the schedule restarted after the last attempt.
     queued_again = bool(attempts) and delivery.schedule_started_at > attempts[-1].at
-    event_name, project = _event_fields(event.body)
+    event_name, project = _event_fields(body_start)
     return {
         "delivery_id": delivery.id,
         "webhook_id_header": delivery.message_id,
@@ -89,15 +102,15 @@ def _delivery_item(delivery: Delivery, event: Event, attempts: list[Attempt]) ->
         "state": _state(delivery, attempts[-1] if attempts else None),
         "next_attempt_at": iso(delivery.next_attempt_at) if delivery.status == DeliveryStatus.PENDING else None,
         "redelivered": runs > 1 or queued_again,
-        "request_body": event.body[:BODY_PREVIEW],
-        "request_body_truncated": len(event.body) > BODY_PREVIEW,
+        "request_body": body_start[:LISTED_BODY_CHARS],
+        "request_body_truncated": len(body_start) > LISTED_BODY_CHARS,
         "attempts": list(reversed(items)),  # newest first, as the log reads
     }
 
 
 def delivery_log(session: Session, webhook_id: int, limit: int, before: int | None,
                  failed_only: bool) -> dict[str, Any]:
-    query = (select(Delivery, Event).join(Event, Event.id == Delivery.event_id)
+    query = (select(Delivery, _BODY_START).join(Event, Event.id == Delivery.event_id)
              .where(Delivery.webhook_id == webhook_id, Delivery.tenant_id == _tenant_id())
              .order_by(Delivery.id.desc()).limit(limit + 1))
     if before is not None:
@@ -113,7 +126,7 @@ def delivery_log(session: Session, webhook_id: int, limit: int, before: int | No
         for attempt in session.scalars(select(Attempt).where(Attempt.delivery_id.in_(list(attempts)))
                                        .order_by(Attempt.id)):
             attempts[attempt.delivery_id].append(attempt)
-    items = [_delivery_item(delivery, event, attempts[delivery.id]) for delivery, event in page]
+    items = [_delivery_item(delivery, body_start, attempts[delivery.id]) for delivery, body_start in page]
     return {"items": items, "next": page[-1][0].id if len(rows) > limit else None,
             "now": iso(dt.datetime.now(dt.UTC))}
 

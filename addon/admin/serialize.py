@@ -40,7 +40,15 @@ def _live(expires_at: dt.datetime | None) -> dt.datetime | None:
     return expires_at if expires_at is not None and expires_at > dt.datetime.now(dt.UTC) else None
 
 
-def attempt_json(attempt: Attempt, message_id: str, request_body: str) -> dict[str, Any]:
+#: Characters of a request body in a list item (CONTRACT §7): a page of 200 items stays small however big the
+#: events; `GET /api/attempts/{id}` gives the whole body.
+LISTED_BODY_CHARS = 2048
+
+
+def attempt_json(attempt: Attempt, message_id: str, request_body: str | None,
+                 truncated: bool | None = False, *, response_body: bool = True) -> dict[str, Any]:
+    """An attempt as the API shows it. `request_body` is the whole body or its start (`truncated` says which; both
+    None when the list was asked without bodies, as is the response's start without `response_body`)."""
     return {
         "id": attempt.id,
         "delivery_id": attempt.delivery_id,
@@ -52,5 +60,6 @@ def attempt_json(attempt: Attempt, message_id: str, request_body: str) -> dict[s
         "duration_ms": attempt.duration_ms,
         "error": attempt.error,
         "request_body": request_body,
-        "response_body_start": attempt.response_body_start,
+        "request_body_truncated": truncated,
+        "response_body_start": attempt.response_body_start if response_body else None,
     }

@@ -1,9 +1,10 @@
 """The delivery worker: claims due deliveries under a lease, sends them, records each attempt, schedules retries.
 
 One dispatcher thread claims work and hands each batch to the process's `Sender`, whose event loop keeps
-up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook are in
-flight in a process, so one hanging receiver holds up no other webhook (and once its attempts went
-unanswered, only one at a time until it answers again). The sender only sends: one recorder
+up to `concurrency` attempts in flight (the slots); at most `per_webhook` deliveries of one webhook (a quarter)
+and `per_tenant` of one tenant (half) are in flight in a process, so one hanging receiver holds up no other
+webhook (and once its attempts went unanswered, only one at a time until it answers again), and one tenant's
+backlog of slow receivers leaves half the slots free for the others' deliveries. The sender only sends: one recorder
 thread writes the outcomes of all the attempts that finished meanwhile in one transaction (`recording.record_many`), so
 the database sees one short write per batch rather than one per delivery, and sending never queues for the
 database. A slot is free again as soon as its send ends, so sending goes on while outcomes are written; at
@@ -117,14 +118,28 @@ _tenants = Tenant.__table__
 _events = Event.__table__
 
 
-def _candidate_webhooks(query: Select, *, busy: bool) -> Select:
-    """`query` over the webhooks whose deliveries the claim may take: enabled, of an active tenant, and not at
-    their in-flight bound (`busy`, an expanding bound parameter)."""
+#: Which of the claim's exclusion lists a statement takes: (busy webhooks, busy tenants).
+Busy = tuple[bool, bool]
+_BUSY_VARIANTS: tuple[Busy, ...] = ((False, False), (True, False), (False, True), (True, True))
+
+
+def _candidate_webhooks(query: Select, *, busy: Busy) -> Select:
+    """`query` over the webhooks whose deliveries the claim may take: enabled, of an active tenant, and neither
+    the webhook nor its tenant at its in-flight bound (`busy` and `busy_tenants`, expanding bound parameters)."""
     query = (query.select_from(_webhooks.join(_tenants, _tenants.c.id == _webhooks.c.tenant_id))
              .where(_webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES)))
-    if busy:
+    if busy[0]:
         query = query.where(_webhooks.c.id.not_in(bindparam("busy", expanding=True)))
+    if busy[1]:
+        query = query.where(_webhooks.c.tenant_id.not_in(bindparam("busy_tenants", expanding=True)))
     return query
+
+
+def _tenant_rank(next_attempt_at, delivery_id):  # type: ignore[no-untyped-def]
+    """A candidate's place among its tenant's candidates, oldest first: the claim keeps the first `per_tenant` of
+    each tenant. It ranks only the candidates (at most `per_webhook` per webhook), never a tenant's whole backlog."""
+    return func.row_number().over(partition_by=_webhooks.c.tenant_id,
+                                  order_by=(next_attempt_at, delivery_id)).label("tenant_rank")
 
 
 def _oldest_sendable(deliveries, *columns, due: bool) -> Select:  # type: ignore[no-untyped-def]
@@ -142,23 +157,26 @@ def _oldest_sendable(deliveries, *columns, due: bool) -> Select:  # type: ignore
     return query.where(deliveries.c.next_attempt_at.is_not(None))
 
 
-def _due_ids(busy: bool) -> Select:
+def _due_ids(busy: Busy) -> Select:
     """SQLite: the claim's choice, the oldest due deliveries of each candidate webhook (at most `per_webhook`
-    each), then the oldest `limit` of those. SQLite has no LATERAL; it runs the correlated `IN` once per webhook.
-    Ties (an event's deliveries are due at the same moment) go by id, i.e. by event: ordered by time alone, a
-    batch could be one webhook's share and the next's, most of it then surplus to the dispatcher's bound."""
+    each), of those at most `per_tenant` of each tenant, then the oldest `limit`. SQLite has no LATERAL; it runs
+    the correlated `IN` once per webhook. Ties (an event's deliveries are due at the same moment) go by id, i.e. by
+    event: ordered by time alone, a batch could be one webhook's share and the next's, most of it then surplus to
+    the dispatcher's bound."""
     inner = _deliveries.alias("candidate")
     oldest = _oldest_sendable(inner, inner.c.id, due=True).limit(bindparam("per_webhook"))
-    return (_candidate_webhooks(select(_deliveries.c.id), busy=busy)
-            .join(_deliveries, _deliveries.c.id.in_(oldest))
-            .order_by(_deliveries.c.next_attempt_at, _deliveries.c.id).limit(bindparam("limit")))
+    ranked = (_candidate_webhooks(select(_deliveries.c.id, _deliveries.c.next_attempt_at,
+                                         _tenant_rank(_deliveries.c.next_attempt_at, _deliveries.c.id)), busy=busy)
+              .join(_deliveries, _deliveries.c.id.in_(oldest)).subquery("ranked"))
+    return (select(ranked.c.id).where(ranked.c.tenant_rank <= bindparam("per_tenant"))
+            .order_by(ranked.c.next_attempt_at, ranked.c.id).limit(bindparam("limit")))
 
 
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
                 _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _deliveries.c.schedule_started_at,
                 _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
                 _webhooks.c.previous_secret_expires_at, _events.c.body)
-_DUE_IDS = {busy: _due_ids(busy) for busy in (False, True)}
+_DUE_IDS = {busy: _due_ids(busy) for busy in _BUSY_VARIANTS}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))
 _JOB_ROWS = (select(*_JOB_COLUMNS)
@@ -167,14 +185,17 @@ _JOB_ROWS = (select(*_JOB_COLUMNS)
              .where(_deliveries.c.id.in_(bindparam("ids", expanding=True))))
 
 
-def _claim_in_one_statement(busy: bool) -> Update:
-    """PostgreSQL: choose (a LATERAL pick per candidate webhook, FOR UPDATE SKIP LOCKED), lease and read the jobs
-    in one round trip (under `_index_order_only`). Rows a webhook's pick locked beyond the batch stay locked only
-    until this commit."""
+def _claim_in_one_statement(busy: Busy) -> Update:
+    """PostgreSQL: choose (a LATERAL pick per candidate webhook, FOR UPDATE SKIP LOCKED, then at most `per_tenant`
+    of each tenant), lease and read the jobs in one round trip (under `_index_order_only`). Rows a webhook's pick
+    locked beyond the batch stay locked only until this commit."""
     oldest = (_oldest_sendable(_deliveries, _deliveries.c.id, _deliveries.c.next_attempt_at, due=True)
               .limit(bindparam("per_webhook")).with_for_update(skip_locked=True).lateral("candidate"))
-    picked = (_candidate_webhooks(select(oldest.c.id), busy=busy).join(oldest, true())
-              .order_by(oldest.c.next_attempt_at, oldest.c.id).limit(bindparam("limit")).subquery("picked"))
+    ranked = (_candidate_webhooks(select(oldest.c.id, oldest.c.next_attempt_at,
+                                         _tenant_rank(oldest.c.next_attempt_at, oldest.c.id)), busy=busy)
+              .join(oldest, true()).subquery("ranked"))
+    picked = (select(ranked.c.id).where(ranked.c.tenant_rank <= bindparam("per_tenant"))
+              .order_by(ranked.c.next_attempt_at, ranked.c.id).limit(bindparam("limit")).subquery("picked"))
     return (update(_deliveries)
             .where(_deliveries.c.id == picked.c.id, _webhooks.c.id == _deliveries.c.webhook_id,
                    _events.c.id == _deliveries.c.event_id)
@@ -182,7 +203,7 @@ def _claim_in_one_statement(busy: bool) -> Update:
             .returning(*_JOB_COLUMNS))
 
 
-_CLAIM_PG = {busy: _claim_in_one_statement(busy) for busy in (False, True)}
+_CLAIM_PG = {busy: _claim_in_one_statement(busy) for busy in _BUSY_VARIANTS}
 
 
 class DispatcherConnection:
@@ -235,20 +256,29 @@ class DispatcherConnection:
             log.debug("closing the dispatcher's connection failed", exc_info=True)
 
 
+def _busy_params(params: dict, busy_webhooks: set[int] | None, busy_tenants: set[int] | None) -> Busy:
+    busy = (bool(busy_webhooks), bool(busy_tenants))
+    if busy[0]:
+        params["busy"] = sorted(busy_webhooks or ())
+    if busy[1]:
+        params["busy_tenants"] = sorted(busy_tenants or ())
+    return busy
+
+
 def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
           delivery_id: int | None = None, per_webhook: int | None = None,
-          connection: Connection | None = None) -> list[Job]:
-    """Lease up to `limit` due deliveries, oldest first and at most `per_webhook` of one webhook, none of
-    `busy_webhooks` (or exactly `delivery_id`), and read what sending them needs. `connection`: the dispatcher's
-    own (`DispatcherConnection`) on PostgreSQL; otherwise a pooled one in a transaction of its own."""
+          connection: Connection | None = None, *, per_tenant: int | None = None,
+          busy_tenants: set[int] | None = None) -> list[Job]:
+    """Lease up to `limit` due deliveries, oldest first, at most `per_webhook` of one webhook and `per_tenant` of
+    one tenant, none of `busy_webhooks` or `busy_tenants` (or exactly `delivery_id`), and read what sending them
+    needs. `connection`: the dispatcher's own (`DispatcherConnection`) on PostgreSQL; otherwise a pooled one in a
+    transaction of its own."""
     if delivery_id is not None:
         return _claim_one(runtime, delivery_id)
     now = utcnow()
-    busy = bool(busy_webhooks)
     params: dict = {"now": now, "limit": limit, "lease": now + lease_duration(runtime),
-                    "per_webhook": min(limit, per_webhook or limit)}
-    if busy:
-        params["busy"] = sorted(busy_webhooks or ())
+                    "per_webhook": min(limit, per_webhook or limit), "per_tenant": min(limit, per_tenant or limit)}
+    busy = _busy_params(params, busy_webhooks, busy_tenants)
     if connection is not None:  # autocommit, guard set: the statement alone
         rows = connection.execute(_CLAIM_PG[busy], params).all()
     else:
@@ -257,7 +287,7 @@ def claim(runtime: Runtime, limit: int, busy_webhooks: set[int] | None = None,
     return [_job(runtime, r, now) for r in rows]
 
 
-def _claim_in_a_transaction(runtime: Runtime, busy: bool, params: dict) -> list:
+def _claim_in_a_transaction(runtime: Runtime, busy: Busy, params: dict) -> list:
     """The claim's rows on a pooled connection. A Core transaction, not a Session: the dispatcher claims for every
     event at a low rate, and the Session's own bookkeeping cost more than its three statements."""
     with runtime.engine.begin() as connection:
@@ -323,17 +353,18 @@ def release(runtime: Runtime, delivery_ids: list[int]) -> None:
         connection.execute(update(_deliveries).where(_deliveries.c.id.in_(delivery_ids)).values(lease_until=None))
 
 
-def _next_due(busy: bool) -> Select:
+def _next_due(busy: Busy) -> Select:
     """The earliest `next_attempt_at` of a delivery the claim could take, due or not: the earliest of each
     candidate webhook's (see `_oldest_sendable`)."""
     earliest = _oldest_sendable(_deliveries, _deliveries.c.next_attempt_at, due=False).limit(1).scalar_subquery()
     return _candidate_webhooks(select(func.min(earliest)), busy=busy)
 
 
-_NEXT_DUE = {busy: _next_due(busy) for busy in (False, True)}
+_NEXT_DUE = {busy: _next_due(busy) for busy in _BUSY_VARIANTS}
 
 
-def next_due_in(runtime: Runtime, busy_webhooks: set[int], connection: Connection | None = None) -> float | None:
+def next_due_in(runtime: Runtime, busy_webhooks: set[int], connection: Connection | None = None,
+                busy_tenants: set[int] | None = None) -> float | None:
     """Seconds until the earliest sendable delivery is due; None when there is none. `connection` as in `claim`.
 
     One ordered index read per candidate webhook (`ORDER BY next_attempt_at LIMIT 1`), not an aggregate over
@@ -341,10 +372,8 @@ def next_due_in(runtime: Runtime, busy_webhooks: set[int], connection: Connectio
     the dispatcher's next wake-up, at most `MAX_IDLE_SLEEP_S` later.
     """
     now = utcnow()
-    busy = bool(busy_webhooks)
     params: dict = {"now": now}
-    if busy:
-        params["busy"] = sorted(busy_webhooks)
+    busy = _busy_params(params, busy_webhooks, busy_tenants)
     if connection is not None:
         due = connection.execute(_NEXT_DUE[busy], params).scalar()
     else:
@@ -380,6 +409,14 @@ def per_webhook_bound(concurrency: int) -> int:
     return max(1, concurrency // 4)
 
 
+def per_tenant_bound(concurrency: int) -> int:
+    """Most deliveries of one tenant in flight in a process: half the slots, always. The contract allows more to a
+    tenant while no other has due deliveries, but a slot lent to it then is not free when another tenant's
+    delivery arrives: that one would wait for one of the first tenant's sends to end (a slow receiver's whole
+    timeout). Keeping the other half free is what lets it go out at the next claim."""
+    return max(1, concurrency // 2)
+
+
 class DeliveryWorker:
     """Dispatcher thread + the sender's loop (at most `concurrency` attempts) + recorder thread; `start()` then
     `stop()`."""
@@ -389,7 +426,9 @@ class DeliveryWorker:
         self.runtime = runtime
         self.concurrency = max(1, concurrency)
         self.per_webhook = max(1, per_webhook if per_webhook is not None else per_webhook_bound(self.concurrency))
+        self.per_tenant = per_tenant_bound(self.concurrency)
         self._in_flight: Counter[int] = Counter()
+        self._in_flight_tenants: Counter[int] = Counter()
         self._in_flight_total = 0
         self._unanswered: set[int] = set()  # webhooks whose last attempt got no answer (see `_bound`)
         self._lock = threading.Lock()
@@ -406,6 +445,7 @@ class DeliveryWorker:
         # sends ends.
         self._more_due = True
         self._held_back: frozenset[int] = frozenset()
+        self._held_back_tenants: frozenset[int] = frozenset()  # likewise, the tenants at their bound
         # When the earliest delivery not yet due becomes due (monotonic; None: none waits), as `next_due_in` last
         # read it; not read yet while `_next_due_known` is False.
         self._next_due_at: float | None = None
@@ -439,6 +479,10 @@ class DeliveryWorker:
     def _busy_webhooks(self) -> set[int]:
         with self._lock:
             return {w for w, n in self._in_flight.items() if n >= self._bound(w)}
+
+    def _busy_tenants(self) -> set[int]:
+        with self._lock:
+            return {t for t, n in self._in_flight_tenants.items() if n >= self.per_tenant}
 
     def _free_slots(self) -> int:
         with self._outcomes_ready:
@@ -478,7 +522,8 @@ class DeliveryWorker:
                     signal.wait(MAX_IDLE_SLEEP_S, seen_generation=generation)  # a finished send wakes us
                     continue
                 try:
-                    due_in = self._claims.run(functools.partial(next_due_in, self.runtime, self._busy_webhooks()))
+                    due_in = self._claims.run(functools.partial(next_due_in, self.runtime, self._busy_webhooks(),
+                                                                busy_tenants=self._busy_tenants()))
                 except Exception:  # noqa: BLE001
                     log.exception("reading the next due delivery failed")
                     self._claims.drop()
@@ -510,23 +555,28 @@ class DeliveryWorker:
         slots = self._free_slots()
         if slots <= 0:
             return 0
-        busy = self._busy_webhooks()
-        jobs = self._claims.run(lambda connection: claim(self.runtime, slots, busy, per_webhook=self.per_webhook,
-                                                          connection=connection))
+        busy, busy_tenants = self._busy_webhooks(), self._busy_tenants()
+        jobs = self._claims.run(lambda connection: claim(
+            self.runtime, slots, busy, per_webhook=self.per_webhook, connection=connection,
+            per_tenant=self.per_tenant, busy_tenants=busy_tenants))
         claimed_per_webhook = Counter(job.webhook_id for job in jobs)
-        # Less than asked, from webhooks that were not cut to their bound by the claim: nothing else was due but
-        # the deliveries of the webhooks left out (`busy`). Then only a finished send of one of those wakes the
-        # dispatcher (see `_release_slots`), which at a low rate saved one empty claim and one `next_due_in` per
-        # finished send, also while a hanging receiver's webhook stays at its bound.
-        self._more_due = len(jobs) >= slots or any(n >= self.per_webhook for n in claimed_per_webhook.values())
-        self._held_back = frozenset(busy)
+        claimed_per_tenant = Counter(job.tenant_id for job in jobs)
+        # Less than asked, from webhooks and tenants that were not cut to their bound by the claim: nothing else
+        # was due but the deliveries of those left out (`busy`, `busy_tenants`). Then only a finished send of one
+        # of those wakes the dispatcher (see `_release_slots`), which at a low rate saved one empty claim and one
+        # `next_due_in` per finished send, also while a hanging receiver's webhook stays at its bound.
+        self._more_due = (len(jobs) >= slots or any(n >= self.per_webhook for n in claimed_per_webhook.values())
+                          or any(n >= self.per_tenant for n in claimed_per_tenant.values()))
+        self._held_back, self._held_back_tenants = frozenset(busy), frozenset(busy_tenants)
         admitted, surplus = [], []
         with self._lock:
             for job in jobs:
-                if self._in_flight[job.webhook_id] >= self._bound(job.webhook_id):
+                if (self._in_flight[job.webhook_id] >= self._bound(job.webhook_id)
+                        or self._in_flight_tenants[job.tenant_id] >= self.per_tenant):
                     surplus.append(job.delivery_id)
                     continue
                 self._in_flight[job.webhook_id] += 1
+                self._in_flight_tenants[job.tenant_id] += 1
                 self._in_flight_total += 1
                 admitted.append(job)
         if surplus:
@@ -577,12 +627,16 @@ class DeliveryWorker:
                 self._in_flight[job.webhook_id] -= 1
                 if self._in_flight[job.webhook_id] <= 0:
                     del self._in_flight[job.webhook_id]
+                self._in_flight_tenants[job.tenant_id] -= 1
+                if self._in_flight_tenants[job.tenant_id] <= 0:
+                    del self._in_flight_tenants[job.tenant_id]
                 self._in_flight_total -= 1
             # Wake the dispatcher only when it would claim (see `_gather_slots`) and may find something (see
             # `_claim_batch`): a wake-up per finished send costs the busy process a thread switch each time for
             # nothing.
             idle = self._in_flight_total == 0
-            more = self._more_due or any(job.webhook_id in self._held_back for job in jobs)
+            more = self._more_due or any(job.webhook_id in self._held_back or job.tenant_id in self._held_back_tenants
+                                         for job in jobs)
             claimable = more and (idle or self.concurrency - self._in_flight_total >= self._half_slots)
             if idle:
                 self._all_sent.notify_all()

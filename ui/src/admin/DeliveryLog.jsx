@@ -139,7 +139,7 @@ function LogBody({ host, webhook, now, onClose, onRedeliver, announce }) {
               </tr>
             </thead>
             {items.map((item) => (
-              <DeliveryRows key={item.delivery_id} item={item} now={now} webhook={webhook}
+              <DeliveryRows key={item.delivery_id} host={host} item={item} now={now} webhook={webhook}
                 expanded={expanded.has(item.delivery_id)} onToggle={() => toggle(item.delivery_id)}
                 onRedeliver={(returnFocus) => onRedeliver(webhook, item, returnFocus, refresh)} />
             ))}
@@ -158,7 +158,43 @@ function LogBody({ host, webhook, now, onClose, onRedeliver, announce }) {
   );
 }
 
-function DeliveryRows({ item, now, webhook, expanded, onToggle, onRedeliver }) {
+// The request body: its first 2,048 characters as listed, the whole of it on demand (the attempt's endpoint).
+function RequestBody({ host, item, label }) {
+  const [whole, setWhole] = useState(null);
+  const [state, setState] = useState('');
+  const cut = item.request_body_truncated && whole == null;
+  async function loadWhole() {
+    setState('loading');
+    try {
+      const attempt = await call(host, 'GET', `/attempts/${item.attempts[0].id}`);
+      setWhole(attempt.request_body);
+      setState('Whole request body shown.');
+    } catch (err) {
+      setState(`The whole body could not be loaded: ${plainMessage(err)}`);
+    }
+  }
+  return (
+    <details data-testid="delivery-details">
+      <summary>Request body</summary>
+      <pre className="code-block" tabIndex={0} aria-label={`Request body of the ${label}`} data-testid="delivery-request-body">
+        {whole != null ? prettyBody(whole) : cut ? item.request_body : prettyBody(item.request_body)}
+      </pre>
+      {cut && (
+        <p className="subtle">
+          <span data-testid="delivery-request-body-cut">First 2,048 characters. </span>
+          {item.attempts.length > 0 && (
+            <Button spacing="compact" onClick={loadWhole} isLoading={state === 'loading'} testId="delivery-request-body-full">
+              View full body
+            </Button>
+          )}
+        </p>
+      )}
+      <span className="visually-hidden" role="status">{state === 'loading' ? '' : state}</span>
+    </details>
+  );
+}
+
+function DeliveryRows({ host, item, now, webhook, expanded, onToggle, onRedeliver }) {
   const redeliverRef = useRef(null);
   const state = STATES[item.state] || { text: String(item.state).toUpperCase(), appearance: 'default' };
   const project = item.project ? [item.project.key, item.project.name].filter(Boolean).join(' · ') : '—';
@@ -195,10 +231,7 @@ function DeliveryRows({ item, now, webhook, expanded, onToggle, onRedeliver }) {
           <td colSpan={5}>
             <AttemptTable item={item} now={now} />
             <p className="mono subtle">webhook-id: <span data-testid="delivery-webhook-id">{item.webhook_id_header}</span></p>
-            <details data-testid="delivery-details">
-              <summary>Request body{item.request_body_truncated ? ' (first 2,048 characters)' : ''}</summary>
-              <pre className="code-block" tabIndex={0} aria-label={`Request body of the ${label}`} data-testid="delivery-request-body">{prettyBody(item.request_body)}</pre>
-            </details>
+            <RequestBody host={host} item={item} label={label} />
           </td>
         </tr>
       )}
