@@ -500,6 +500,8 @@ def test_jira_unavailable_is_a_retrying_warning_that_clears_by_itself(chromium, 
             admin_page.open()
             warning = page.get_by_test_id("retrying")
             expect(warning).to_contain_text("Jira is not answering: retrying")
+            expect(page.get_by_test_id("load-state")).to_have_attribute("aria-live", "polite")  # announced
+            expect(page.get_by_test_id("load-state").get_by_test_id("retrying")).to_have_count(1)
             expect(page.get_by_test_id("load-error")).to_have_count(0)
             _no_serious_violations(page, "Jira unavailable")
             admin_page.screenshot("admin-page-retrying.png")

@@ -176,7 +176,7 @@ export function App({ host }) {
     test: async (webhook) => {
       if (busyRef.current[webhook.id]) return;
       setRowBusy(webhook.id, 'test');
-      setRowFeedback(webhook.id, { kind: 'error', message: `Sending a test to “${webhook.name}”…`, code: 'sending' });
+      setRowFeedback(webhook.id, { kind: 'pending', message: `Sending a test to “${webhook.name}”…` });
       try {
         const attempt = await call(host, 'POST', `/webhooks/${webhook.id}/test`);
         setRowFeedback(webhook.id, { kind: 'test', attempt });
@@ -266,23 +266,26 @@ export function App({ host }) {
             description="Ask a Jira administrator of this site to set up webhooks, or to give you the Administer Jira permission." />
         </div>
       )}
-      {load.kind === 'retrying' && (
-        <div data-testid="retrying">
-          <SectionMessage appearance="warning" title="Jira is not answering: retrying">
-            <p>{load.message} The page tries again every few seconds and updates by itself; nothing you entered is lost.</p>
-          </SectionMessage>
-        </div>
-      )}
-      {load.kind === 'error' && (
-        <div data-testid="load-error" data-code={load.code}>
-          <SectionMessage appearance="error" title="The webhooks could not be loaded"
-            actions={[
-              <SectionMessageAction key="retry" onClick={() => { setLoad({ kind: 'loading' }); loadList(); }}>Try again</SectionMessageAction>,
-            ]}>
-            <p>{load.message}</p>
-          </SectionMessage>
-        </div>
-      )}
+      {/* The list's own state (retrying, failed), in a live region that is always there, so it is announced. */}
+      <div aria-live="polite" data-testid="load-state">
+        {load.kind === 'retrying' && (
+          <div data-testid="retrying">
+            <SectionMessage appearance="warning" title="Jira is not answering: retrying">
+              <p>{load.message} The page tries again every few seconds and updates by itself; nothing you entered is lost.</p>
+            </SectionMessage>
+          </div>
+        )}
+        {load.kind === 'error' && (
+          <div data-testid="load-error" data-code={load.code}>
+            <SectionMessage appearance="error" title="The webhooks could not be loaded"
+              actions={[
+                <SectionMessageAction key="retry" onClick={() => { setLoad({ kind: 'loading' }); loadList(); }}>Try again</SectionMessageAction>,
+              ]}>
+              <p>{load.message}</p>
+            </SectionMessage>
+          </div>
+        )}
+      </div>
 
       {!forbidden && (
         <section className="card" aria-labelledby="create-title">

@@ -69,6 +69,7 @@ function Feedback({ feedback }) {
       </div>
     );
   }
+  if (feedback.kind === 'pending') return <div className="row-feedback subtle" data-testid="row-pending">{feedback.message}</div>;
   return <div className="row-feedback row-error" data-testid="row-error" data-code={feedback.code}>{feedback.message}</div>;
 }
 
