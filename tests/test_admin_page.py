@@ -475,6 +475,26 @@ def test_a_refused_field_is_explained_in_plain_words_beside_it(world, admin_page
     assert admin_page.problems(expected_api_failures=(f"POST /api/webhooks -> {status}",)) == {}
 
 
+def test_a_refused_row_action_is_explained_once_in_its_row(world, admin_page, api):
+    page, receiver = admin_page.page, world.receiver
+    webhook = api.create("Tested a lot", receiver.url("/tested-a-lot"))
+    for _ in range(10):  # the most a minute
+        assert api.request("POST", f"/api/webhooks/{webhook['id']}/test").status_code == 200
+    admin_page.open()
+    row = _row(page, webhook["id"])
+    _menu(page, webhook["id"], "action-test")
+    error = row.get_by_test_id("row-error")
+    message = "The test of “Tested a lot” did not work: Too many tests in a minute. Wait a minute, then try again."
+    expect(error).to_have_text(message)
+    expect(error).to_have_attribute("data-code", "rate_limited")
+    expect(page.get_by_test_id("announcer")).to_have_text(message)
+    expect(page.get_by_text("Too many tests in a minute")).to_have_count(2)  # the row, and its announcement only
+    expect(row.get_by_test_id("row-menu--trigger")).to_be_focused()
+    _no_serious_violations(page, "a refused test")
+    admin_page.screenshot("admin-page-row-error.png")
+    assert admin_page.problems(expected_api_failures=(f"POST /api/webhooks/{webhook['id']}/test -> 429",)) == {}
+
+
 def test_a_non_administrator_sees_why_and_no_form(chromium, world):  # noqa: F811
     world.site.admins.discard("viewer-account")
     for admin_page in _open_page(chromium, world, account_id="viewer-account"):
