@@ -52,14 +52,14 @@ export function CreateForm({ host, onCreated }) {
   return (
     <form className="create-form" onSubmit={submit} noValidate autoComplete="off" aria-labelledby="create-title">
       <div className="field field-name">
-        <label htmlFor="create-name">Name</label>
+        <label className="field-label" htmlFor="create-name">Name</label>
         <Textfield id="create-name" ref={nameRef} value={name} maxLength={255} placeholder="e.g. Finance sync"
           testId="create-name" isInvalid={!!errorOf('name')} aria-describedby={describedBy('name')}
           onChange={(e) => { setName(e.target.value); if (errorOf('name')) setError(null); }} />
         {errorOf('name') && <FieldError id="create-name-error" field="name">{error.message}</FieldError>}
       </div>
       <div className="field field-url">
-        <label htmlFor="create-url">URL</label>
+        <label className="field-label" htmlFor="create-url">URL</label>
         <Textfield id="create-url" ref={urlRef} value={url} type="url" inputMode="url" spellCheck={false}
           placeholder="https://example.com/projectrak-webhook" testId="create-url" isInvalid={!!errorOf('url')}
           aria-describedby={describedBy('url')}

@@ -157,13 +157,13 @@ function EditForm({ host, webhook, onClose, onSaved }) {
       <ModalHeader><ModalTitle>Edit “{webhook.name}”</ModalTitle></ModalHeader>
       <ModalBody>
         <div className="field">
-          <label htmlFor="edit-name">Name</label>
+          <label className="field-label" htmlFor="edit-name">Name</label>
           <Textfield id="edit-name" value={name} maxLength={255} testId="edit-name" autoFocus isInvalid={!!errorOf('name')}
             aria-describedby={errorOf('name') ? 'edit-name-error' : undefined} onChange={(e) => setName(e.target.value)} />
           {errorOf('name') && <FieldError id="edit-name-error" field="name">{error.message}</FieldError>}
         </div>
         <div className="field">
-          <label htmlFor="edit-url">URL</label>
+          <label className="field-label" htmlFor="edit-url">URL</label>
           <Textfield id="edit-url" value={url} type="url" spellCheck={false} testId="edit-url" isInvalid={!!errorOf('url')}
             aria-describedby={errorOf('url') ? 'edit-url-error' : undefined} onChange={(e) => setUrl(e.target.value)} />
           {errorOf('url') && <FieldError id="edit-url-error" field="url">{error.message}</FieldError>}
