@@ -9,9 +9,9 @@ import Textfield from '@atlaskit/textfield';
 import { call } from './host.js';
 import { errorField, plainMessage } from './messages.js';
 
-export function FieldError({ id, field, children }) {
+export function FieldError({ id, field, testId = 'field-error', children }) {
   return (
-    <p className="field-error" id={id} data-testid="field-error" data-field={field} role="alert">{children}</p>
+    <p className="field-error" id={id} data-testid={testId} data-field={field} role="alert">{children}</p>
   );
 }
 
@@ -51,20 +51,20 @@ export function CreateForm({ host, onCreated }) {
 
   return (
     <form className="create-form" onSubmit={submit} noValidate autoComplete="off" aria-labelledby="create-title">
-      <div className="field field-name">
+      <div className="field field-name" id="create-name-field">
         <label className="field-label" htmlFor="create-name">Name</label>
         <Textfield id="create-name" ref={nameRef} value={name} maxLength={255} placeholder="e.g. Finance sync"
           testId="create-name" isInvalid={!!errorOf('name')} aria-describedby={describedBy('name')}
           onChange={(e) => { setName(e.target.value); if (errorOf('name')) setError(null); }} />
-        {errorOf('name') && <FieldError id="create-name-error" field="name">{error.message}</FieldError>}
+        {errorOf('name') && <FieldError id="create-name-error" field="name" testId="create-error">{error.message}</FieldError>}
       </div>
-      <div className="field field-url">
+      <div className="field field-url" id="create-url-field">
         <label className="field-label" htmlFor="create-url">URL</label>
         <Textfield id="create-url" ref={urlRef} value={url} type="url" inputMode="url" spellCheck={false}
           placeholder="https://example.com/projectrak-webhook" testId="create-url" isInvalid={!!errorOf('url')}
           aria-describedby={describedBy('url')}
           onChange={(e) => { setUrl(e.target.value); if (errorOf('url')) setError(null); }} />
-        {errorOf('url') && <FieldError id="create-url-error" field="url">{error.message}</FieldError>}
+        {errorOf('url') && <FieldError id="create-url-error" field="url" testId="create-error">{error.message}</FieldError>}
       </div>
       <div className="field field-enabled">
         <Checkbox label="Enabled" isChecked={enabled} onChange={(e) => setEnabled(e.target.checked)} testId="create-enabled" />
@@ -72,7 +72,7 @@ export function CreateForm({ host, onCreated }) {
       <div className="field field-submit">
         <Button type="submit" appearance="primary" ref={submitRef} isLoading={busy} testId="create-submit">Create webhook</Button>
       </div>
-      {errorOf('form') && <FieldError id="create-form-error" field="form">{error.message}</FieldError>}
+      {errorOf('form') && <FieldError id="create-form-error" field="form" testId="create-error">{error.message}</FieldError>}
     </form>
   );
 }
