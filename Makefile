@@ -58,6 +58,8 @@ test: $(VENV)/.installed-test ui
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -7,66 +7,65 @@ import logging
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from addon.admin import api as admin_api
+from addon.admin import delivery_log as admin_delivery_log
+from addon.admin import page as admin_page
 from addon.config import Settings, load_settings
-from addon.errors import register_error_handlers
-from addon.paths import STATIC_DIR, TEMPLATES_DIR
-from addon.runtime import Runtime
+from addon.connect.door import ConnectDoor
+from addon.intake import routes as intake_routes
+from addon.process.runtime import Runtime
+from addon.web import health, home
+from addon.web.errors import register_error_handlers
+from addon.web.log_format import EscapingFormatter
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
+def build_runtime(settings: Settings) -> Runtime:
+    """The process's runtime with its front doors open (Connect)."""
+    return open_doors(Runtime.build(settings))
+
+
+def open_doors(runtime: Runtime) -> Runtime:
+    """Add the front doors to a runtime that has none yet (the core never builds a door itself)."""
+    if not runtime.doors:
+        runtime.doors.append(ConnectDoor(runtime))
+    return runtime
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the Flask app. Background work (delivery worker, housekeeping) is started by the caller."""
-    if runtime is None:
-        runtime = Runtime.build(settings or load_settings())
-    app = Flask(__name__, template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
+    runtime = open_doors(runtime if runtime is not None else Runtime.build(settings or load_settings()))
+    # The admin page's files are package data under addon/admin/, served at /static/ as before.
+    app = Flask(__name__, template_folder="admin/templates", static_folder="admin/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider has it; the base class does not
     app.extensions["addon"] = runtime
     register_error_handlers(app)
 
     @app.before_request
     def _refuse_oversized_bodies() -> None:
         # Flask refuses a body over the limit only when a handler reads it; refuse a declared one on every route
-        # (`/lifecycle/enabled` ignores its body). A chunked body is checked when read (`request_json.read_json`).
+        # (`/lifecycle/enabled` ignores its body). A chunked body is checked when read (`json_body.read_json`).
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise RequestEntityTooLarge()
 
-    from addon import health, home
-    from addon.connect import descriptor, lifecycle
-
-    for blueprint in (descriptor.bp, lifecycle.bp, health.bp, home.bp):
+    for door in runtime.doors:
+        for blueprint in door.blueprints():
+            app.register_blueprint(blueprint)
+    for blueprint in (health.bp, home.bp, intake_routes.bp, admin_api.bp, admin_delivery_log.bp, admin_page.bp):
         app.register_blueprint(blueprint)
-    _register_optional_blueprints(app)
+    intake_routes.init_runtime(runtime)
     return app
-
-
-def _register_optional_blueprints(app: Flask) -> None:
-    """Feature blueprints (intake, admin) register here as they are built."""
-    import importlib
-
-    for module_name in ("addon.changes.routes", "addon.admin.api", "addon.admin.delivery_log", "addon.admin.page"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
-        app.register_blueprint(module.bp)
-        init = getattr(module, "init_runtime", None)
-        if init is not None:
-            init(app.extensions["addon"])
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     # The intake and the worker log a line per event and per attempt. The format uses no caller or thread fields,
     # so their collection is turned off, as the logging HOWTO's "Optimization" section describes. The process id
     # stays: gunicorn's own lines print it.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
-    from addon.log_format import EscapingFormatter
-
     handler = logging.StreamHandler()  # as basicConfig's, with a formatter that escapes what requests put in
     handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])

@@ -26,8 +26,8 @@ def _settings_or_exit(port: int | None = None) -> Settings:
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
-    from addon.db import make_engine
-    from addon.migrate import upgrade
+    from addon.storage.engine import make_engine
+    from addon.storage.migrate import upgrade
 
     settings = _settings_or_exit()
     engine = make_engine(settings.database_url)
@@ -40,12 +40,11 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from addon.app import create_app
-    from addon.background import Background
-    from addon.db import is_sqlite, make_engine
-    from addon.migrate import upgrade
-    from addon.runtime import Runtime
-    from addon.worker_child import ServeArbiter, WorkerChild
+    from addon.app import build_runtime, create_app
+    from addon.process.background import Background
+    from addon.process.children import ServeArbiter, WorkerChild
+    from addon.storage.engine import is_sqlite, make_engine
+    from addon.storage.migrate import upgrade
 
     settings = _settings_or_exit(port=args.port)  # --port wins over PORT; the default ADDON_BASE_URL follows it
     engine = make_engine(settings.database_url)
@@ -60,13 +59,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     worker_child = None if args.no_worker else WorkerChild(stop_timeout_s=settings.outgoing_timeout_s + 20)
     state: dict[str, Background] = {}
 
-    class AddonServer(BaseApplication):  # type: ignore[misc]
+    class AddonServer(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{settings.port}")
             self.cfg.set("workers", workers)
             # gunicorn's threaded worker and logger, with JSON error answers and escaped log lines (serve_edge.py)
-            self.cfg.set("worker_class", "addon.serve_edge.JsonErrorWorker")
-            self.cfg.set("logger_class", "addon.serve_edge.EscapingGunicornLogger")
+            self.cfg.set("worker_class", "addon.process.serve_edge.JsonErrorWorker")
+            self.cfg.set("logger_class", "addon.process.serve_edge.EscapingGunicornLogger")
             self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
@@ -75,9 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("post_worker_init", _post_worker_init)
             self.cfg.set("worker_exit", _worker_exit)
 
-        def load(self):  # type: ignore[no-untyped-def]
-            runtime = Runtime.build(settings)
-            state["runtime"] = runtime  # type: ignore[assignment]
+        def load(self):
+            runtime = build_runtime(settings)
+            state["runtime"] = runtime
             app = create_app(runtime=runtime)
             app.config[WEB_THREADS_KEY] = args.threads  # tests may hold at most a quarter of them
             return app
@@ -89,11 +88,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"\nError: {err}\n", file=sys.stderr)
                 raise SystemExit(1) from None
 
-    def _post_worker_init(_worker) -> None:  # type: ignore[no-untyped-def]
-        runtime = state["runtime"]  # type: ignore[assignment]
+    def _post_worker_init(_worker) -> None:
+        runtime = state["runtime"]
         state["background"] = Background.start(runtime, deliveries=False)  # type: ignore[arg-type]
 
-    def _worker_exit(_server, _worker) -> None:  # type: ignore[no-untyped-def]
+    def _worker_exit(_server, _worker) -> None:
         background = state.get("background")
         if background is not None:
             background.stop()
@@ -104,15 +103,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from addon.background import Background
-    from addon.migrate import wait_until_current
-    from addon.runtime import Runtime
-    from addon.worker_child import die_with_parent
+    from addon.app import build_runtime
+    from addon.process.background import Background
+    from addon.process.children import die_with_parent
+    from addon.storage.migrate import wait_until_current
 
     if args.parent_pid is not None:  # started by `addon serve`: never outlive it
         die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
-    runtime = Runtime.build(settings)
+    runtime = build_runtime(settings)
     wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
     # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
     # takes them. A Python handler setting an Event that the main thread waits on can deadlock: the handler runs
@@ -133,11 +132,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_tenants(args: argparse.Namespace) -> int:
     import json
 
-    from addon.migrate import wait_until_current
-    from addon.runtime import Runtime
-    from addon.tenants_admin import copy_webhooks, list_tenants
+    from addon.admin.tenants import copy_webhooks, list_tenants
+    from addon.app import build_runtime
+    from addon.storage.migrate import wait_until_current
 
-    runtime = Runtime.build(_settings_or_exit())
+    runtime = build_runtime(_settings_or_exit())
     wait_until_current(runtime.engine, timeout_s=10)
     try:
         if args.tenants_command == "list":

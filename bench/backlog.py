@@ -57,7 +57,7 @@ def _fill(engine, kind: str, tenant_id: int, webhook_ids: list[int], start: int,
     # Measure the claim, not the aftermath of writing a million rows at once: on PostgreSQL, vacuum them (as
     # autovacuum soon would; VACUUM does not ANALYZE, so the planner still has no statistics on the burst) and
     # write them out with a checkpoint; on SQLite, copy the WAL into the database file, as the add-on's checkpoint
-    # thread does after so many commits, not after one big one (`addon.db.WalCheckpointer`).
+    # thread does after so many commits, not after one big one (`addon.storage.engine.WalCheckpointer`).
     if kind == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM events"))
@@ -89,7 +89,7 @@ def _time(call) -> float:  # type: ignore[no-untyped-def]
 
 def _claim_and_release(runtime, busy: set[int] | None) -> float:  # type: ignore[no-untyped-def]
     """Time one `claim()`; its leases are then released (untimed) so that the next claim sees the same backlog."""
-    from addon.delivery.worker import claim, release
+    from addon.outbox.claim import claim, release
 
     started = time.perf_counter()
     jobs = claim(runtime, BATCH, busy)
@@ -105,7 +105,7 @@ class _Backlog:
 
     def __init__(self, ctx: Context, kind: str, deliveries: int, busy_ahead: int = 0) -> None:
         from addon.config import Settings
-        from addon.runtime import Runtime
+        from addon.process.runtime import Runtime
 
         self.database = ctx.new_database(kind)
         secret_key = new_secret_key()
@@ -156,7 +156,7 @@ def _alternating(backlogs: list[_Backlog], measurements: dict[str, Any],
 def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[str, Any]:
     """Both backlogs side by side, in two databases of the same server, and every timed call alternating between
     them: the machine's drift (other work, autovacuum after the big insert) falls on both sizes alike."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlogs: list[_Backlog] = []
     try:
@@ -191,7 +191,7 @@ def measure_busy_ahead(ctx: Context, kind: str, aheads: tuple[int, int], reps: i
     """A webhook at its bound whose due deliveries are older than everyone else's (a receiver that hangs: the
     dispatcher sends it one at a time while its deliveries pile up), with `aheads` of them in front of 1,000 due
     deliveries of the other webhooks: the claim and `next_due_in` must not pass over them one by one."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlogs: list[_Backlog] = []
     try:
@@ -235,7 +235,7 @@ def measure_idle_webhooks(ctx: Context, kind: str, counts: tuple[int, ...], reps
     """What the per-webhook claim costs instead: one index probe per enabled webhook of an active tenant, whether
     it has anything waiting or not. 1,000 due deliveries of 5 webhooks, one of them busy, plus `counts` enabled
     webhooks with nothing waiting (added between the series)."""
-    from addon.delivery.worker import next_due_in
+    from addon.outbox.claim import next_due_in
 
     backlog = _Backlog(ctx, kind, 1_000)
     per_count = []

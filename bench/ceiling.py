@@ -1,4 +1,4 @@
-"""The raw ceiling: the add-on's own webhook client (`addon.delivery.sender.Sender`) posting the same bodies,
+"""The raw ceiling: the add-on's own webhook client (`addon.sending.client.Sender`) posting the same bodies,
 with headers of the same shape, in a tight keep-alive loop to the same receiver, from a process of its own
 (like `addon worker`). No database, no signing: the most the client and the receiver can do.
 
@@ -22,8 +22,8 @@ import statistics
 import threading
 import time
 
-from addon.delivery.sender import Sender
-from addon.delivery.signing import generate_secret, new_message_id, signature_headers
+from addon.sending.client import Sender
+from addon.sending.signing import generate_secret, new_message_id, signature_headers
 
 
 def run(url: str, ca: str, body: bytes, seconds: float, max_requests: int, threads: int = 1) -> dict:

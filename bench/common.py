@@ -219,7 +219,7 @@ class Database:
     _drop: Callable[[], None] | None = None
 
     def engine(self) -> Engine:
-        from addon.db import make_engine
+        from addon.storage.engine import make_engine
 
         return make_engine(self.url)
 
@@ -266,7 +266,7 @@ def pg_database(bench_url: str) -> Database:
 
 
 def migrate(database: Database) -> None:
-    from addon.migrate import upgrade
+    from addon.storage.migrate import upgrade
 
     engine = database.engine()
     upgrade(engine)
@@ -285,8 +285,8 @@ class Seeded:
 
 def seed_tenant(database: Database, secret_key: str, *, client_key: str | None = None,
                 shared_secret: str = "bench-shared-secret", base_url: str = "http://127.0.0.1:1/site") -> int:
-    from addon.models import Tenant, TenantState
-    from addon.secrets_box import SecretBox
+    from addon.storage.models import Tenant, TenantState
+    from addon.storage.secrets import SecretBox
 
     engine = database.engine()
     box = SecretBox(secret_key)
@@ -299,9 +299,9 @@ def seed_tenant(database: Database, secret_key: str, *, client_key: str | None =
 
 
 def add_webhooks(database: Database, secret_key: str, tenant_id: int, urls: Sequence[str]) -> Seeded:
-    from addon.delivery.signing import generate_secret
-    from addon.models import Webhook
-    from addon.secrets_box import SecretBox
+    from addon.sending.signing import generate_secret
+    from addon.storage.models import Webhook
+    from addon.storage.secrets import SecretBox
 
     engine = database.engine()
     box = SecretBox(secret_key)
@@ -319,7 +319,7 @@ def add_webhooks(database: Database, secret_key: str, tenant_id: int, urls: Sequ
 
 def event_body(seq: int) -> str:
     """The outgoing body of a typical change (two fields), as the outbox stores it."""
-    from addon.delivery.outbox import encode_body
+    from addon.outbox.store import encode_body
 
     return encode_body({"data": {
         "event": "updated", "user": "bench-user", "timestamp": BASE_TIMESTAMP_MS + seq,
@@ -334,7 +334,7 @@ def bulk_enqueue(database: Database, seeded: Seeded, events: int, *, first_seq: 
                  due: dt.datetime | None = None, batch: int = 2000) -> None:
     """`events` events and one pending delivery per webhook each, due at `due` (now), in big INSERTs: what
     the intake would have left in the outbox, written fast."""
-    from addon.models import Delivery, DeliveryStatus, Event, utcnow
+    from addon.storage.models import Delivery, DeliveryStatus, Event, utcnow
 
     due = due or utcnow()
     engine = database.engine()
@@ -355,7 +355,7 @@ def bulk_enqueue(database: Database, seeded: Seeded, events: int, *, first_seq: 
 
 
 def count_pending(database: Database) -> int:
-    from addon.models import Delivery, DeliveryStatus
+    from addon.storage.models import Delivery, DeliveryStatus
 
     engine = database.engine()
     with engine.connect() as conn:

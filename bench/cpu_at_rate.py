@@ -4,8 +4,8 @@
 
 Runs the latency benchmark's layout (`addon serve` with its delivery worker, 5 webhooks on the bench receiver),
 puts an open-loop load of `--rate` events/s on the intake for `--seconds`, and prints the CPU time per accepted
-event (`/proc/<pid>/stat`) of the web process and of `addon serve`'s worker child (since item 29 on PostgreSQL and
-item 34 on SQLite; before, the worker was a thread of the web process) beside the intake's answer time and the
+event (`/proc/<pid>/stat`) of the web process and of `addon serve`'s worker child (a process of its own, so it does
+not share the intake's GIL) beside the intake's answer time and the
 deliveries' latency. On a machine whose latencies swing between runs, the CPU per event is the steadier figure for a
 before/after comparison (alternate the two copies with `--addon-src`).
 """

@@ -51,7 +51,7 @@ def _loadavg() -> str:
 
 def _layout(run: dict[str, Any]) -> str:
     """Where the delivery worker ran: a separate `addon worker`, a thread of `addon serve`'s web process, or a
-    child process of `addon serve` (on PostgreSQL since the seventh round, on SQLite since the tenth)."""
+    child process of `addon serve` (older result files may record the thread layout)."""
     if run["topology"] != "serve":
         return "separate worker"
     return "worker child of serve" if "server_worker_child0" in run.get("memory_peak_kb", {}) else "worker in serve"

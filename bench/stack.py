@@ -92,8 +92,8 @@ def is_worker_child(pid: int) -> bool:
 
 def start(ctx: Context, kind: str, *, topology: str = "serve", trivial_route: bool = False,
           timeout_s: float | None = None) -> Stack:
-    """`topology`: `serve` (`addon serve` with its delivery worker: a child process; on SQLite before item 34 a
-    thread of the web process), `separate` (`addon serve --no-worker` and one `addon worker`), or `intake`
+    """`topology`: `serve` (`addon serve` with its delivery worker as a child process), `separate`
+    (`addon serve --no-worker` and one `addon worker`), or `intake`
     (`addon serve --no-worker` alone)."""
     from tests.support.atlassian import FakeAtlassian
     from tests.support.http import free_port
@@ -120,7 +120,7 @@ def start(ctx: Context, kind: str, *, topology: str = "serve", trivial_route: bo
         answer = site.install(url)
         if answer.status_code != 204:
             raise RuntimeError(f"signed install answered {answer.status_code}: {answer.text}")
-        from addon.models import Tenant
+        from addon.storage.models import Tenant
 
         engine = database.engine()
         with engine.connect() as conn:

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from addon.config import Settings
-from addon.db import make_engine
-from addon.migrate import upgrade
+from addon.storage.engine import make_engine
+from addon.storage.migrate import upgrade
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite

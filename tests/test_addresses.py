@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from addon.delivery.addresses import (
+from addon.sending.addresses import (
     MAX_URL_LENGTH,
     UrlRejected,
     check_url_for_saving,
@@ -272,7 +272,7 @@ def test_resolve_addresses_dedupes_and_keeps_order() -> None:
 def test_save_time_dns_that_hangs_is_accepted_and_left_to_send_time():
     import threading
 
-    from addon.delivery.addresses import check_url_for_saving
+    from addon.sending.addresses import check_url_for_saving
 
     release = threading.Event()
 

@@ -11,9 +11,9 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from addon.db import transaction
-from addon.delivery.outbox import enqueue_event
-from addon.models import Attempt, Delivery, DeliveryStatus, Event, Webhook, utcnow
+from addon.outbox.store import enqueue_event
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Event, Webhook, utcnow
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient

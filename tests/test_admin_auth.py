@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from addon.connect import auth
-from addon.connect.auth import ADMIN_CACHE_TTL_S, AdminCache
+from addon.admin import permissions as auth
+from addon.admin.permissions import ADMIN_CACHE_TTL_S, AdminCache
 from tests.support.admin import AdminClient
 from tests.support.http import BackgroundServer, QuietHandler, free_port
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, update
 
-from addon.db import transaction
-from addon.delivery.outbox import enqueue_event
-from addon.models import Attempt, Delivery, DeliveryStatus, ProjectSnapshot, Webhook
+from addon.outbox.store import enqueue_event
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, ProjectSnapshot, Webhook
 from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for

@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect
 
 from addon.config import load_settings
-from addon.db import make_engine
+from addon.storage.engine import make_engine
 from tests.support.http import free_port
 from tests.support.processes import ADDON, AddonProcess, addon_env
 
@@ -146,7 +146,7 @@ def test_site_import_carries_webhooks_over_with_their_secrets(tmp_path, atlassia
         assert "copied 1 webhook(s)" in result.stdout
         from sqlalchemy import func, select
 
-        from addon.models import Webhook
+        from addon.storage.models import Webhook
         with server.sessions() as session:
             hooks = session.scalars(select(Webhook).order_by(Webhook.id)).all()
         assert [h.tenant_id for h in hooks] == [tenant_id_of(server, old.client_key),

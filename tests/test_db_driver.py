@@ -1,4 +1,4 @@
-"""The intake's hot path on the DBAPI connection (`addon.db_driver`, `outbox.store_event`): it must write exactly
+"""The intake's hot path on the DBAPI connection (`addon.storage.driver`, `outbox.store_event`): it must write exactly
 what the SQLAlchemy-executed code writes, on both databases, fail as SQLAlchemy fails, and leave the pool and the
 SQLite write lock as it found them."""
 
@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import bindparam, exc, insert, select, update
 
 from addon.config import Settings
-from addon.connect.tenants import TenantChanged, TenantView, find_installed
-from addon.db_driver import DriverStatement, driver_one_statement, driver_sqlite_statement
-from addon.delivery import outbox
-from addon.delivery.outbox import store_event
-from addon.delivery.signing import generate_secret
-from addon.delivery.worker import claim
-from addon.migrate import upgrade
-from addon.models import Delivery, DeliveryStatus, Event, Tenant, TenantState, UTCDateTime, Webhook, utcnow
-from addon.runtime import Runtime
+from addon.outbox import store as outbox
+from addon.outbox.claim import claim
+from addon.outbox.store import store_event
+from addon.process.runtime import Runtime
+from addon.sending.signing import generate_secret
+from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
+from addon.storage.migrate import upgrade
+from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, TenantState, UTCDateTime, Webhook, utcnow
+from addon.storage.tenants import TenantChanged, TenantView, find_installed
 
 BODY = {"data": {"event": "updated", "user": "u", "timestamp": 1, "project": {"id": 1, "key": "D", "name": "D"},
                  "fields": []}}

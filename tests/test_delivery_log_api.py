@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from addon.db import transaction
-from addon.models import Attempt, Delivery, DeliveryStatus, utcnow
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, utcnow
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient

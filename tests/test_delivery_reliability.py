@@ -33,20 +33,14 @@ from sqlalchemy import func, or_, select, update
 from standardwebhooks import WebhookVerificationError
 
 from addon.config import Settings
-from addon.db import transaction
-from addon.delivery.addresses import UrlRejected, check_url_for_saving
-from addon.delivery.outbox import enqueue_event, notify_workers
-from addon.delivery.sender import Sender
-from addon.delivery.worker import (
-    DEFAULT_CONCURRENCY,
-    claim,
-    lease_duration,
-    per_tenant_bound,
-    per_webhook_bound,
-    release,
-)
-from addon.housekeeping import cancel_abandoned_test_deliveries, disable_failing_webhooks
-from addon.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
+from addon.delivery.housekeeping import cancel_abandoned_test_deliveries, disable_failing_webhooks
+from addon.delivery.worker import DEFAULT_CONCURRENCY, per_tenant_bound, per_webhook_bound
+from addon.outbox.claim import claim, lease_duration, release
+from addon.outbox.store import enqueue_event, notify_workers
+from addon.sending.addresses import UrlRejected, check_url_for_saving
+from addon.sending.client import Sender
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
 from tests.conftest import make_settings
 from tests.receivers import ReceivedRequest, Receiver, _Server
 from tests.support.addon_server import AddonServer, wait_for

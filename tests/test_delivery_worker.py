@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import event, select
 
-from addon.models import Attempt, Delivery, DeliveryStatus, Webhook
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook
 from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for
@@ -254,7 +254,7 @@ def test_the_dispatcher_reconnects_after_postgresql_drops_its_connection(deliver
 def test_the_dispatchers_planner_setting_stays_on_its_own_connection(delivering_on_postgresql):
     """Its claims read each webhook's deliveries in index order (`_index_order_only`, set once for its session);
     no pooled connection, which the web requests use, may come back with that setting."""
-    from addon.delivery.worker import DispatcherConnection
+    from addon.outbox.claim import DispatcherConnection
 
     addon, _tenant_id = delivering_on_postgresql
     own = DispatcherConnection(addon.runtime)

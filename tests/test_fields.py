@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from addon.changes.fields import (
+from addon.intake.fields import (
     FIELD_TYPES,
     MAX_CHANGES,
     ChangeError,

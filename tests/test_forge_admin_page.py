@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select
 
-from addon.models import ProjectSnapshot, Webhook
+from addon.storage.models import ProjectSnapshot, Webhook
 from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for

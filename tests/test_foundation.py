@@ -9,9 +9,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from addon.config import ConfigError, load_settings
-from addon.db import make_engine
-from addon.migrate import is_current, upgrade
-from addon.models import Base
+from addon.storage.engine import make_engine
+from addon.storage.migrate import is_current, upgrade
+from addon.storage.models import Base
 
 
 def test_descriptor_is_rendered_with_base_url_and_key(addon):

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from addon.connect.install_keys import CACHE_SIZE, FAILURE_TTL_S, MAX_KEY_BYTES, InstallKeyFetcher
 from addon.connect.jwt import JwtError
-from addon.models import Tenant
+from addon.storage.models import Tenant
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import new_rsa_key

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from addon.changes.fields import FIELD_TYPES
-from addon.changes.jira_events import JIRA_EVENTS
-from addon.models import Event, JiraInboxEvent, SeenJiraWebhook
+from addon.intake.fields import FIELD_TYPES
+from addon.intake.jira_events import JIRA_EVENTS
+from addon.storage.models import Event, JiraInboxEvent, SeenJiraWebhook
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite

@@ -12,7 +12,8 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from addon.changes.inbox import (
+from addon.app import build_runtime
+from addon.intake.inbox import (
     MAX_ATTEMPTS,
     InboxProcessor,
     LeaseLost,
@@ -21,7 +22,7 @@ from addon.changes.inbox import (
     fence,
     prune,
 )
-from addon.changes.jira_attributes import (
+from addon.intake.jira_attributes import (
     CATEGORY,
     DEFAULT_ASSIGNEE,
     DESCRIPTION,
@@ -31,9 +32,8 @@ from addon.changes.jira_attributes import (
     TYPE,
     URL,
 )
-from addon.db import transaction
-from addon.models import Event, JiraInboxEvent, ProjectSnapshot, SeenJiraWebhook, utcnow
-from addon.runtime import Runtime
+from addon.storage.engine import transaction
+from addon.storage.models import Event, JiraInboxEvent, ProjectSnapshot, SeenJiraWebhook, utcnow
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import FakeAtlassian, FakeSite
@@ -223,7 +223,7 @@ def test_updates_of_one_project_are_compared_in_arrival_order(addon, site):
 def test_strict_per_project_order_across_processors(atlassian, database_url):
     """Two runtimes on one database (as two processes), three threads each, events of three projects."""
     server = AddonServer(make_settings(atlassian, database_url), background=False)
-    second = Runtime.build(server.settings)
+    second = build_runtime(server.settings)
     processors: list[InboxProcessor] = []
     try:
         site = atlassian.new_site()

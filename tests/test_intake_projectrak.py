@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from addon.models import Delivery, Event
+from addon.storage.models import Delivery, Event
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from addon.changes.jira_attributes import (
+from addon.intake.jira_attributes import (
     ATTRIBUTE_IDS,
     ATTRIBUTES,
     CATEGORY,

@@ -11,7 +11,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from addon.models import Tenant, TenantState
+from addon.storage.models import Tenant, TenantState
 from tests.support.atlassian import new_rsa_key, qsh
 
 

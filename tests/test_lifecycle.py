@@ -10,8 +10,8 @@ import pytest
 import requests
 from sqlalchemy import func, select, text, update
 
-from addon.housekeeping import forget_uninstalled_tenants, prune_used_install_tokens
-from addon.models import Tenant, TenantState
+from addon.delivery.housekeeping import forget_uninstalled_tenants, prune_used_install_tokens
+from addon.storage.models import Tenant, TenantState
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import qsh
@@ -98,8 +98,8 @@ def test_uninstalled_data_is_kept_30_days_for_a_reinstall_then_deleted(addon, at
     tenant with everything it owns (a later install starts afresh)."""
     import datetime as dt
 
-    from addon.db import transaction
-    from addon.models import Delivery, Event, Webhook, utcnow
+    from addon.storage.engine import transaction
+    from addon.storage.models import Delivery, Event, Webhook, utcnow
     from tests.support.delivery import add_webhook, emit, tenant_id_of
 
     kept, gone = atlassian.new_site(), atlassian.new_site()

@@ -9,9 +9,9 @@ import uuid
 import psycopg
 import pytest
 
-import addon.delivery.listener as listener_module
-from addon.delivery.listener import NotifyListener, libpq_url
-from addon.signals import Wakeup
+import addon.outbox.postgres as listener_module
+from addon.outbox.postgres import NotifyListener, libpq_url
+from addon.outbox.wakeup import Wakeup
 from tests.support.addon_server import wait_for
 
 

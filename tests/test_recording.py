@@ -7,12 +7,13 @@ import pytest
 from sqlalchemy import select, update
 
 import addon.delivery.retry as retry
-from addon.db import transaction
-from addon.delivery.outbox import enqueue_event
-from addon.delivery.recording import record, record_many
-from addon.delivery.sender import SendResult
-from addon.delivery.worker import MAX_RECORD_BATCH, Job, claim
-from addon.models import Attempt, Delivery, DeliveryStatus, Webhook
+from addon.delivery.outcomes import record, record_many
+from addon.delivery.worker import MAX_RECORD_BATCH
+from addon.outbox.claim import Job, claim
+from addon.outbox.store import enqueue_event
+from addon.sending.client import SendResult
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.delivery import add_webhook, tenant_id_of

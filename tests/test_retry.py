@@ -16,7 +16,7 @@ from addon.delivery.retry import (
     is_retryable,
     next_attempt_at,
 )
-from addon.delivery.sender import SendResult
+from addon.sending.client import SendResult
 
 
 @dataclass

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from addon.delivery import sender as sender_module
 from addon.delivery.retry import is_retryable
-from addon.delivery.sender import BODY_KEEP_BYTES, Sender, parse_retry_after
-from addon.delivery.signing import generate_secret, new_message_id, signature_headers
+from addon.sending import client as sender_module
+from addon.sending.client import BODY_KEEP_BYTES, Sender, parse_retry_after
+from addon.sending.signing import generate_secret, new_message_id, signature_headers
 from tests.receivers import Receiver, ScriptedServer
 
 BODY = b'{"data":{"event":"test","user":null,"timestamp":1,"project":{"id":1,"key":"K","name":"N"},"fields":[]}}'

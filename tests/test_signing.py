@@ -11,7 +11,7 @@ import time
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from addon.delivery.signing import generate_secret, new_message_id, secret_key, signature_headers
+from addon.sending.signing import generate_secret, new_message_id, secret_key, signature_headers
 
 BODY = b'{"data":{"event":"updated","user":null,"timestamp":1675182117615,"project":{"id":1}}}'
 

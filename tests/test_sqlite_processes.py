@@ -1,6 +1,6 @@
 """Several processes on one SQLite file (`addon serve` and its worker child, or `addon worker`s): they take turns
-at writing on a file lock (`addon.db.SQLiteWriteLock`), and committed deliveries wake the workers of other
-processes through the doorbell (`addon.doorbell`)."""
+at writing on a file lock (`addon.storage.engine.SQLiteWriteLock`), and committed deliveries wake the workers of other
+processes through the doorbell (`addon.outbox.sqlite`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import sys
 import threading
 from pathlib import Path
 
-from addon.db import sqlite_write_lock
-from addon.doorbell import Doorbell
-from addon.signals import Wakeup
+from addon.outbox.sqlite import Doorbell
+from addon.outbox.wakeup import Wakeup
+from addon.storage.engine import sqlite_write_lock
 
 HOLD_THE_LOCK = """
 import sys
-from addon.db import sqlite_write_lock
+from addon.storage.engine import sqlite_write_lock
 lock = sqlite_write_lock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

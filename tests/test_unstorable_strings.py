@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from addon.models import Delivery, Event, JiraInboxEvent, ProjectSnapshot, Webhook
+from addon.storage.models import Delivery, Event, JiraInboxEvent, ProjectSnapshot, Webhook
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.admin import AdminClient

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from addon.delivery.addresses import UrlRejected, check_url_for_saving, parse_target
-from addon.models import Webhook
+from addon.sending.addresses import UrlRejected, check_url_for_saving, parse_target
+from addon.storage.models import Webhook
 from tests.support.admin import AdminClient
 
 

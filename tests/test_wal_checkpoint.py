@@ -1,4 +1,5 @@
-"""The WAL of a SQLite database is checkpointed by a thread of its own (`addon.db.WalCheckpointer`), never inside
+"""The WAL of a SQLite database is checkpointed by a thread of its own (`addon.storage.engine.WalCheckpointer`), never
+inside
 a commit: a commit that did it would copy the WAL into the database file, and sync both, in the middle of a
 request."""
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from addon.db import CHECKPOINT_EVERY_COMMITS, make_engine
+from addon.storage.engine import CHECKPOINT_EVERY_COMMITS, make_engine
 
 ROW_BYTES = 48_000  # a dozen pages of 4 KiB: SQLite's own threshold (1,000 pages) is crossed within 90 commits
 

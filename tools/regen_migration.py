@@ -1,13 +1,13 @@
-"""Regenerate the initial migration from addon/models.py (only while no release has shipped it)."""
+"""Regenerate the initial migration from addon/storage/models.py (only while no release has shipped it)."""
 
 import pathlib
 import tempfile
 
 from alembic import command
 
-from addon.migrate import alembic_config
+from addon.storage.migrate import alembic_config
 
-versions = pathlib.Path(__file__).resolve().parent.parent / "addon" / "migrations" / "versions"
+versions = pathlib.Path(__file__).resolve().parent.parent / "addon" / "storage" / "migrations" / "versions"
 for old in versions.glob("0001_*.py"):
     old.unlink()
 with tempfile.TemporaryDirectory() as tmp:

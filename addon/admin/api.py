@@ -7,33 +7,35 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
+from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
 from addon.admin.test_slots import test_slots
-from addon.changes.jira_attributes import KEY, NAME, load_snapshot
-from addon.connect.auth import admin_required
-from addon.db import transaction
-from addon.delivery.addresses import UrlRejected, check_url_for_saving
-from addon.delivery.outbox import enqueue_event, notify_workers
-from addon.delivery.signing import generate_secret
-from addon.delivery.worker import lease_duration, send_now
-from addon.errors import ApiError
-from addon.models import (
+from addon.delivery import outcomes
+from addon.delivery.worker import send_now
+from addon.doors import current_caller
+from addon.intake import snapshots
+from addon.outbox.claim import lease_duration
+from addon.outbox.store import enqueue_event, notify_workers
+from addon.process.runtime import current_runtime
+from addon.sending.addresses import UrlRejected, check_url_for_saving
+from addon.sending.signing import generate_secret
+from addon.storage.engine import transaction
+from addon.storage.models import (
     MAX_WEBHOOKS_PER_TENANT,
     Attempt,
     Delivery,
     DeliveryStatus,
     Event,
-    ProjectSnapshot,
     Tenant,
     Webhook,
     utcnow,
 )
-from addon.request_json import read_json, unprocessable
-from addon.runtime import current_runtime
+from addon.web.errors import ApiError
+from addon.web.json_body import read_json, unprocessable
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api")
 
@@ -52,13 +54,13 @@ MAX_ID = 2**63 - 1
 
 
 @bp.after_request
-def _no_store(response):  # type: ignore[no-untyped-def]
+def _no_store(response):
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 def _tenant_id() -> int:
-    return g.auth.tenant.id
+    return current_caller().tenant_id
 
 
 def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> Webhook:
@@ -71,14 +73,6 @@ def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> We
     if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
         raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
     return webhook
-
-
-def _cancel_pending(session: Session, webhook_id: int) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
-    )
 
 
 def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
@@ -114,7 +108,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
 
 @bp.get("/webhooks")
 @admin_required
-def list_webhooks():  # type: ignore[no-untyped-def]
+def list_webhooks():
     with transaction(current_runtime().sessions) as session:
         webhooks = session.scalars(
             select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None)).order_by(Webhook.id)
@@ -124,7 +118,7 @@ def list_webhooks():  # type: ignore[no-untyped-def]
 
 @bp.post("/webhooks")
 @admin_required
-def create_webhook():  # type: ignore[no-untyped-def]
+def create_webhook():
     fields = _validated_fields(read_json(), creating=True)
     runtime = current_runtime()
     secret = generate_secret()
@@ -149,14 +143,14 @@ def create_webhook():  # type: ignore[no-untyped-def]
 
 @bp.get("/webhooks/<int:webhook_id>")
 @admin_required
-def get_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def get_webhook(webhook_id: int):
     with transaction(current_runtime().sessions) as session:
         return jsonify(webhook_json(_get_webhook(session, webhook_id)))
 
 
 @bp.patch("/webhooks/<int:webhook_id>")
 @admin_required
-def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def update_webhook(webhook_id: int):
     body = read_json()
     with transaction(current_runtime().sessions) as session:
         _get_webhook(session, webhook_id)  # 404 before validating (and resolving) anything
@@ -168,30 +162,25 @@ def update_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
         if "url" in fields:
             webhook.url = fields["url"]  # pending retries read the URL at send time
         if "enabled" in fields and fields["enabled"] != webhook.enabled:
-            webhook.enabled = fields["enabled"]
-            if webhook.enabled:
-                webhook.disabled_reason = None
-                webhook.failing_since = None
+            if fields["enabled"]:
+                outcomes.enable_webhook(webhook)
             else:
-                webhook.disabled_reason = "manual"
-                _cancel_pending(session, webhook.id)
+                outcomes.disable_webhook(session, webhook, "manual")
         return jsonify(webhook_json(webhook))
 
 
 @bp.delete("/webhooks/<int:webhook_id>")
 @admin_required
-def delete_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def delete_webhook(webhook_id: int):
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
-        webhook.deleted_at = utcnow()
-        webhook.enabled = False
-        _cancel_pending(session, webhook.id)
+        outcomes.delete_webhook(session, webhook)
     return "", 204
 
 
 @bp.post("/webhooks/<int:webhook_id>/rotate-secret")
 @admin_required
-def rotate_secret(webhook_id: int):  # type: ignore[no-untyped-def]
+def rotate_secret(webhook_id: int):
     """A new signing secret. The old one keeps signing beside it for 24 h, so receivers can switch over, unless the
     body says `{"keep_old": false}` (a leaked secret stops signing at once)."""
     keep_old = _rotation_keeps_old_secret()
@@ -225,32 +214,22 @@ def _rotation_keeps_old_secret() -> bool:
     return keep_old
 
 
-def _first_project(session: Session) -> dict[str, Any] | None:
-    """The tenant's first project (lowest id) as recorded by the install snapshot."""
-    snapshots = session.scalars(select(ProjectSnapshot).where(ProjectSnapshot.tenant_id == _tenant_id())).all()
-    if not snapshots:
-        return None
-    first = min(snapshots, key=lambda s: (len(s.project_id), s.project_id))
-    attributes = load_snapshot(first.attributes)
-    return {"id": int(first.project_id), "key": attributes.get(KEY), "name": attributes.get(NAME)}
-
-
 def _tests_in_progress(session: Session, now: dt.datetime) -> int:
     """The tenant's test deliveries being sent now, by any web process: pending and never due (a test's
     delivery, see `test_webhook`), made within a lease (a test whose process died stops counting after it).
     Read through the per-webhook index (webhook_id, status, next_attempt_at) of the tenant's webhooks."""
-    return session.scalar(
+    return session.scalars(
         select(func.count()).select_from(Delivery)
         .join(Webhook, Webhook.id == Delivery.webhook_id).join(Event, Event.id == Delivery.event_id)
         .where(Webhook.tenant_id == _tenant_id(), Delivery.status == DeliveryStatus.PENDING,
                Delivery.next_attempt_at.is_(None), Event.source == "test",
                Delivery.created_at >= now - lease_duration(current_runtime()))
-    )
+    ).one()
 
 
 @bp.post("/webhooks/<int:webhook_id>/test")
 @admin_required
-def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
+def test_webhook(webhook_id: int):  # a view: Flask types its answer loosely
     """Send a test delivery in this request. At most 10 a minute per webhook and 2 at once per tenant (429), and
     at most a quarter of this process's threads (`test_slots`; 503 with Retry-After when none is free)."""
     slots = test_slots(current_app)
@@ -269,7 +248,7 @@ def test_webhook(webhook_id: int):  # type: ignore[no-untyped-def]
             slots.give_back()
 
 
-def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):  # type: ignore[no-untyped-def]
+def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):
     runtime = current_runtime()
     now = utcnow()
     since = now - dt.timedelta(minutes=1)
@@ -278,10 +257,10 @@ def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):  # type: igno
         # a tenant count one after another, across processes (SQLite's BEGIN IMMEDIATE serialises anyway).
         session.execute(select(Tenant.id).where(Tenant.id == _tenant_id()).with_for_update(key_share=True))
         webhook = _get_webhook(session, webhook_id, lock=True)
-        recent = session.scalar(
+        recent = session.scalars(
             select(func.count()).select_from(Delivery).join(Event, Event.id == Delivery.event_id)
             .where(Delivery.webhook_id == webhook.id, Event.source == "test", Event.created_at >= since)
-        )
+        ).one()
         if recent >= TESTS_PER_MINUTE:
             raise ApiError(429, "rate_limited", f"at most {TESTS_PER_MINUTE} test deliveries a minute per webhook",
                            {"Retry-After": "60"})
@@ -290,21 +269,22 @@ def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):  # type: igno
                            f"at most {TESTS_AT_ONCE_PER_TENANT} test deliveries at once per site; try again when one "
                            "has answered", {"Retry-After": str(int(runtime.settings.outgoing_timeout_s) + 1)})
         take_slot()  # last: a refused test holds no place
-        body = {"data": {"event": "test", "user": g.auth.account_id, "timestamp": int(time.time() * 1000),
-                         "project": _first_project(session), "fields": []}}
+        body: dict[str, Any] = {"data": {
+            "event": "test", "user": current_caller().account_id, "timestamp": int(time.time() * 1000),
+            "project": snapshots.first_project(session, _tenant_id()), "fields": []}}
         event_id, _ = enqueue_event(session, tenant_id=_tenant_id(), source="test", body=body,
                                     webhook_ids=[webhook.id], include_disabled=True)
         # Never due: no worker's claim takes it (it would send it a second time, and retry it); this request sends
         # it once, below, and records it without a retry.
         session.execute(update(Delivery).where(Delivery.event_id == event_id).values(next_attempt_at=None))
-        delivery_id = session.scalar(select(Delivery.id).where(Delivery.event_id == event_id))
+        delivery_id = session.scalars(select(Delivery.id).where(Delivery.event_id == event_id)).one()
     attempt_id = send_now(runtime, delivery_id)
     if attempt_id is None:  # cancelled meanwhile: the webhook was disabled or deleted
         raise ApiError(409, "test_cancelled", f"test delivery {delivery_id} was cancelled before it was sent")
     with transaction(runtime.sessions) as session:
-        attempt = session.get(Attempt, attempt_id)
-        delivery = session.get(Delivery, delivery_id)
-        event = session.get(Event, delivery.event_id)
+        attempt = session.get_one(Attempt, attempt_id)
+        delivery = session.get_one(Delivery, delivery_id)
+        event = session.get_one(Event, delivery.event_id)
         return jsonify(attempt_json(attempt, delivery.message_id, event.body))
 
 
@@ -339,8 +319,8 @@ _LISTED_BODY = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
 
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
 @admin_required
-def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+def list_deliveries(webhook_id: int):
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
     before = _int_arg("before", None, 1, MAX_ID)
     bodies = _bool_arg("bodies", True)  # the page's chart asks without: it needs none
     with transaction(current_runtime().sessions) as session:
@@ -365,12 +345,13 @@ def list_deliveries(webhook_id: int):  # type: ignore[no-untyped-def]
 def _listed(attempt: Attempt, message_id: str, start: str | None, bodies: bool) -> dict[str, Any]:
     if not bodies:
         return attempt_json(attempt, message_id, None, None, response_body=False)
-    return attempt_json(attempt, message_id, start[:LISTED_BODY_CHARS], len(start) > LISTED_BODY_CHARS)
+    text = start or ""  # the event's body: never null, but typed as a nullable column's start
+    return attempt_json(attempt, message_id, text[:LISTED_BODY_CHARS], len(text) > LISTED_BODY_CHARS)
 
 
 @bp.get("/attempts/<int:attempt_id>")
 @admin_required
-def get_attempt(attempt_id: int):  # type: ignore[no-untyped-def]
+def get_attempt(attempt_id: int):
     """One attempt with its whole request body: what a list item cut."""
     with transaction(current_runtime().sessions) as session:
         row = None
@@ -389,7 +370,7 @@ def get_attempt(attempt_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/deliveries/<int:delivery_id>/redeliver")
 @admin_required
-def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
+def redeliver(delivery_id: int):
     runtime = current_runtime()
     with transaction(runtime.sessions) as session:
         delivery = session.get(Delivery, delivery_id) if delivery_id <= MAX_ID else None
@@ -399,19 +380,13 @@ def redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
         webhook = _get_webhook(session, delivery.webhook_id, lock=True)
         if not webhook.enabled:
             raise ApiError(409, "webhook_disabled", "enable the webhook before redelivering to it")
-        delivery = session.get(Delivery, delivery_id, with_for_update=True, populate_existing=True)
+        delivery = session.get_one(Delivery, delivery_id, with_for_update=True, populate_existing=True)
         now = utcnow()
         if delivery.lease_until is not None and delivery.lease_until > now:
             # Being sent right now: restarting it would send it a second time alongside.
             raise ApiError(409, "delivery_in_flight",
                            f"delivery {delivery_id} is being sent right now; redeliver it once that attempt ends")
-        # The retry schedule starts again (attempts 1..8 from now); the attempts already made stay in the log.
-        delivery.status = DeliveryStatus.PENDING
-        delivery.attempt_count = 0
-        delivery.next_attempt_at = now
-        delivery.schedule_started_at = now
-        delivery.finished_at = None
-        delivery.lease_until = None
+        outcomes.restart_delivery(delivery, now)
         notify_workers(session)
         answer = {"delivery_id": delivery.id, "webhook_id_header": delivery.message_id, "status": "queued"}
     runtime.deliveries_committed.notify()

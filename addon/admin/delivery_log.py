@@ -18,12 +18,12 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from addon.admin.api import MAX_ID, _get_webhook, _int_arg, _tenant_id
+from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, iso
-from addon.connect.auth import admin_required
-from addon.db import transaction
-from addon.errors import ApiError
-from addon.models import Attempt, Delivery, DeliveryStatus, Event
-from addon.runtime import current_runtime
+from addon.process.runtime import current_runtime
+from addon.storage.engine import transaction
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Event
+from addon.web.errors import ApiError
 
 bp = Blueprint("admin_delivery_log", __name__, url_prefix="/api")
 
@@ -133,8 +133,8 @@ def delivery_log(session: Session, webhook_id: int, limit: int, before: int | No
 
 @bp.get("/webhooks/<int:webhook_id>/delivery-log")
 @admin_required
-def get_delivery_log(webhook_id: int):  # type: ignore[no-untyped-def]
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+def get_delivery_log(webhook_id: int):  # a view: Flask types its answer loosely
+    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE) or DEFAULT_PAGE
     before = _int_arg("before", None, 1, MAX_ID)
     failed_only = _failed_only()
     with transaction(current_runtime().sessions) as session:

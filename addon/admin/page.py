@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from flask import Blueprint, g, render_template
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from addon.connect.auth import jwt_required
-from addon.models import Tenant
-from addon.runtime import current_runtime
+from addon.doors import Purpose, caller_required, current_caller
+from addon.process.runtime import current_runtime
+from addon.storage.models import Tenant
 
 bp = Blueprint("admin_page", __name__)
 
@@ -60,14 +60,14 @@ def site_origins(base_url: str, display_url: str | None) -> list[str]:
 
 
 @bp.get("/admin/webhooks")
-@jwt_required()
-def webhooks_page():  # type: ignore[no-untyped-def]
+@caller_required(Purpose.ADMIN_PAGE)
+def webhooks_page():
     runtime = current_runtime()
     base_url = runtime.settings.base_url.rstrip("/")
     html = render_template("admin_webhooks.html", base_url=base_url, api_base=f"{base_url}/api")
     with runtime.sessions() as session:
-        display_url = session.scalar(select(Tenant.display_url).where(Tenant.id == g.auth.tenant.id))
-    ancestors = site_origins(g.auth.tenant.base_url, display_url)
+        display_url = session.scalar(select(Tenant.display_url).where(Tenant.id == current_caller().tenant_id))
+    ancestors = site_origins(current_caller().tenant.base_url, display_url)
     return html, 200, {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": content_security_policy(ancestors),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from addon.models import Attempt, Webhook
+from addon.storage.models import Attempt, Webhook
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -1,16 +1,19 @@
-"""`GET /atlassian-connect.json`: the repository's descriptor template with `baseUrl` and `key` filled in."""
+"""`GET /atlassian-connect.json`: the descriptor template beside this module with `baseUrl` and `key` filled in."""
 
 from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 
 from flask import Blueprint, Response
 
-from addon.paths import DESCRIPTOR_TEMPLATE
-from addon.runtime import current_runtime
+from addon.process.runtime import current_runtime
 
 bp = Blueprint("descriptor", __name__)
+
+#: Package data, so an installed wheel serves it from any working directory.
+DESCRIPTOR_TEMPLATE = Path(__file__).with_name("atlassian-connect.json")
 
 
 @functools.cache

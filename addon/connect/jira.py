@@ -1,45 +1,23 @@
-"""The Jira REST client, signed as the app (JWT with `iss` = app key), with errors mapped to clear exceptions."""
+"""The Jira REST client of the Connect door, signed as the app (JWT with `iss` = app key), its failures mapped to
+the core's `JiraError`s."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 
 from addon import __version__
 from addon.connect.jwt import encode_app_token
-from addon.request_json import unstorable_at
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
-
-
-class JiraError(Exception):
-    """Jira answered with an unexpected 4xx."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        """Jira's `Retry-After` header as given (a 429 or 503 may carry one), else None."""
-
-
-class JiraUnavailable(JiraError):
-    """Jira could not be reached, timed out or answered 5xx: the caller should retry later."""
-
-
-class JiraNotFound(JiraError):
-    """Jira answered 404."""
-
-
-class JiraUnstorable(JiraError):
-    """Jira answered JSON holding a string no database stores (a NUL or a lone surrogate): refused where it stands
-    (the intake's 422, the inbox's recorded error), not retried, since asking again gets the same answer."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +42,8 @@ class JiraClient:
         self._http.mount("http://", adapter)
 
     def request(self, tenant: TenantCredentials, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, storable: bool = True) -> Any:
-        """Call `path` (relative to the tenant's base URL) and return the decoded JSON body (None if empty).
-        Raises `JiraUnstorable` for an answer holding a NUL or a lone surrogate, unless `storable` is False
-        (then the caller checks the parts it keeps)."""
+                json: Any = None) -> Any:
+        """Call `path` (relative to the tenant's base URL) and return the decoded JSON body (None if empty)."""
         query = urlencode(params or {}, doseq=True)
         relative_url = path + ("?" + query if query else "")
         base = tenant.base_url.rstrip("/")
@@ -94,48 +70,21 @@ class JiraClient:
         if not response.content:
             return None
         try:
-            answer = response.json()
+            return response.json()
         except ValueError:
             raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
-        where = unstorable_at(answer) if storable else None
-        if where is not None:
-            raise JiraUnstorable(f"Jira answered {method} {path} with a NUL or a lone surrogate at {where}", status)
-        return answer
-
-    # The calls this add-on makes.
-
-    def get_project(self, tenant: TenantCredentials, id_or_key: str) -> dict:
-        return self.request(tenant, "GET", f"/rest/api/3/project/{id_or_key}",
-                            params={"expand": "description,lead,url,projectKeys"})
-
-    def iter_projects(self, tenant: TenantCredentials, page_size: int = 50):  # type: ignore[no-untyped-def]
-        """Every project, page by page, from `GET /rest/api/3/project/search`."""
-        start = 0
-        while True:
-            page = self.request(tenant, "GET", "/rest/api/3/project/search",
-                                params={"startAt": start, "maxResults": page_size,
-                                        "expand": "description,lead,url"}, storable=False)
-            values = page.get("values", []) if isinstance(page, dict) else []
-            for project in values:
-                # One project no database can store is left out (and said so), not the whole snapshot.
-                where = unstorable_at(project)
-                if where is None:
-                    yield project
-                else:
-                    log.warning("project left out of the snapshot: a NUL or a lone surrogate at %s", where)
-            if not values or page.get("isLast", True):
-                return
-            start += len(values)
-
-    def is_admin(self, tenant: TenantCredentials, account_id: str) -> bool:
-        answer = self.request(tenant, "POST", "/rest/api/3/permissions/check",
-                              json={"accountId": account_id, "globalPermissions": ["ADMINISTER"]})
-        granted = answer.get("globalPermissions", []) if isinstance(answer, dict) else []
-        return "ADMINISTER" in granted
-
-    def time_tracking_options(self, tenant: TenantCredentials) -> dict:
-        return self.request(tenant, "GET", "/rest/api/3/configuration/timetracking/options") or {}
 
 
-def jira_host(base_url: str) -> str:
-    return urlsplit(base_url).hostname or ""
+
+class ConnectJira:
+    """`addon.doors.JiraApi` for one Connect tenant: every call signed as the app with the tenant's secret."""
+
+    def __init__(self, client: JiraClient, tenant: TenantCredentials) -> None:
+        self._client = client
+        self._tenant = tenant
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._client.request(self._tenant, "GET", path, params=params)
+
+    def post(self, path: str, json: Any) -> Any:
+        return self._client.request(self._tenant, "POST", path, json=json)

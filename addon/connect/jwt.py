@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from atlassian_jwt.url_utils import hash_url
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import DecodeError
 from jwt.utils import base64url_decode, base64url_encode
+from werkzeug.datastructures import Headers
 
 LEEWAY_S = 60
 CONTEXT_QSH = "context-qsh"
@@ -36,7 +38,7 @@ class JwtError(Exception):
     """The request is not authenticated; the message says why without echoing the token."""
 
 
-def extract_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+def extract_token(headers: Mapping[str, str] | Headers, query: Mapping[str, str]) -> str | None:
     """The token from `Authorization: JWT …`, else from the `jwt` query parameter."""
     auth = headers.get("Authorization", "")
     if auth[:4].lower() == "jwt ":
@@ -156,16 +158,11 @@ class _HS256Verifier(jwt.PyJWT):
 _SYMMETRIC = _HS256Verifier()
 
 
-def verify_symmetric(token: str, shared_secret: str, *, expected_qsh: str, allow_context: bool = False) -> dict:
-    """Verify an HS256 token from Jira (or Projectrak) signed with the tenant's shared secret."""
+@contextlib.contextmanager
+def _verification_errors() -> Iterator[None]:
+    """PyJWT's verification errors as `JwtError`s whose message says what failed, never the token."""
     try:
-        claims = _SYMMETRIC.decode(
-            token,
-            shared_secret,
-            algorithms=["HS256"],
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "iat", "iss"], "verify_aud": False},
-        )
+        yield
     except jwt.ExpiredSignatureError:
         raise JwtError("token has expired") from None
     except jwt.ImmatureSignatureError:
@@ -174,6 +171,18 @@ def verify_symmetric(token: str, shared_secret: str, *, expected_qsh: str, allow
         raise JwtError(f"token lacks the {err.claim} claim") from None
     except jwt.PyJWTError:
         raise JwtError("token signature or format is invalid") from None
+
+
+def verify_symmetric(token: str, shared_secret: str, *, expected_qsh: str, allow_context: bool = False) -> dict:
+    """Verify an HS256 token from Jira (or Projectrak) signed with the tenant's shared secret."""
+    with _verification_errors():
+        claims = _SYMMETRIC.decode(
+            token,
+            shared_secret,
+            algorithms=["HS256"],
+            leeway=LEEWAY_S,
+            options={"require": ["exp", "iat", "iss"], "verify_aud": False},
+        )
     _check_qsh(claims, expected_qsh, allow_context)
     return claims
 
@@ -193,7 +202,7 @@ def verify_install(token: str, fetch_public_key: Callable[[str], bytes], *, audi
     if not isinstance(kid, str) or not _KID_RE.fullmatch(kid) or ".." in kid:
         raise JwtError("install token has no valid kid")
     public_key = fetch_public_key(kid)
-    try:
+    with _verification_errors():
         claims = jwt.decode(
             token,
             public_key,
@@ -201,14 +210,6 @@ def verify_install(token: str, fetch_public_key: Callable[[str], bytes], *, audi
             leeway=LEEWAY_S,
             options={"require": ["exp", "iat", "iss", "aud"], "verify_aud": False},
         )
-    except jwt.ExpiredSignatureError:
-        raise JwtError("token has expired") from None
-    except jwt.ImmatureSignatureError:
-        raise JwtError("token is not yet valid") from None
-    except jwt.MissingRequiredClaimError as err:
-        raise JwtError(f"token lacks the {err.claim} claim") from None
-    except jwt.PyJWTError:
-        raise JwtError("token signature or format is invalid") from None
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     wanted = audience.rstrip("/")

@@ -7,18 +7,20 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, g, request
-from sqlalchemy import select, update
+from flask import Blueprint, request
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from addon.connect.auth import jwt_required, request_qsh, unauthorized
+from addon.connect.auth import DOOR, jwt_required, request_qsh, unauthorized
 from addon.connect.jwt import JwtError, extract_token, token_fingerprint, verify_install
-from addon.db import transaction
-from addon.delivery.outbox import notify_workers
-from addon.models import Delivery, DeliveryStatus, Tenant, TenantState, UsedInstallToken, utcnow
-from addon.request_json import read_json, unprocessable
-from addon.runtime import current_runtime
+from addon.delivery.outcomes import cancel_tenant_deliveries
+from addon.doors import current_caller
+from addon.outbox.store import notify_workers
+from addon.process.runtime import current_runtime
+from addon.storage.engine import transaction
+from addon.storage.models import Tenant, TenantState, UsedInstallToken, utcnow
+from addon.web.json_body import read_json, unprocessable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("lifecycle", __name__)
@@ -31,14 +33,16 @@ def _verified_install_claims() -> tuple[dict, str]:
         raise unauthorized("a signed install JWT is required in the Authorization header")
     runtime = current_runtime()
     try:
-        claims = verify_install(token, runtime.install_keys, audience=runtime.settings.base_url,
-                                expected_qsh=request_qsh())
+        # The install keys are the Connect door's (`ConnectDoor.install_keys`), which imports this module.
+        install_keys = runtime.door(DOOR).install_keys  # type: ignore[attr-defined]
+        claims = verify_install(token, install_keys, audience=runtime.settings.base_url,
+                                expected_qsh=request_qsh(runtime.settings.base_url))
     except JwtError as err:
         raise unauthorized(str(err)) from None
     return claims, token
 
 
-#: The body's fields that are stored, with the most characters their columns take (`addon.models.Tenant`).
+#: The body's fields that are stored, with the most characters their columns take (`addon.storage.models.Tenant`).
 _REQUIRED_FIELDS = {"clientKey": 255, "baseUrl": 255}
 _OPTIONAL_FIELDS = {"displayUrl": 255, "productType": 32}
 
@@ -84,7 +88,7 @@ def _write(work: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[no-untyped-def]
+def _refuse_replay(session, token: str, claims: dict) -> None:
     now = utcnow()
     fingerprint = token_fingerprint(token)
     used = session.get(UsedInstallToken, fingerprint)
@@ -98,7 +102,7 @@ def _refuse_replay(session, token: str, claims: dict) -> None:  # type: ignore[n
 
 
 @bp.post("/lifecycle/installed")
-def installed():  # type: ignore[no-untyped-def]
+def installed():
     claims, token = _verified_install_claims()
     body = _lifecycle_body(install=True)
     if claims.get("iss") != body["clientKey"]:
@@ -132,7 +136,7 @@ def installed():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/lifecycle/uninstalled")
-def uninstalled():  # type: ignore[no-untyped-def]
+def uninstalled():
     claims, token = _verified_install_claims()
     body = _lifecycle_body(install=False)
     if claims.get("iss") != body["clientKey"]:
@@ -145,11 +149,7 @@ def uninstalled():  # type: ignore[no-untyped-def]
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
             tenant.state = TenantState.UNINSTALLED
             tenant.uninstalled_at = utcnow()
-            session.execute(
-                update(Delivery)
-                .where(Delivery.tenant_id == tenant.id, Delivery.status == DeliveryStatus.PENDING)
-                .values(status=DeliveryStatus.CANCELLED, finished_at=utcnow(), lease_until=None)
-            )
+            cancel_tenant_deliveries(session, tenant.id)
             log.info("tenant uninstalled tenant=%s", tenant.id)
 
     _write(uninstall)
@@ -159,27 +159,28 @@ def uninstalled():  # type: ignore[no-untyped-def]
 
 def _set_state(state: TenantState) -> None:
     runtime = current_runtime()
+    caller = current_caller()
     with transaction(runtime.sessions) as session:
-        tenant = session.get(Tenant, g.auth.tenant.id)
+        tenant = session.get(Tenant, caller.tenant_id)
         if tenant is not None and tenant.state != TenantState.UNINSTALLED:
             tenant.state = state
             if state == TenantState.ENABLED:
                 notify_workers(session)  # paused deliveries are due again, in every worker process
-    runtime.tenant_cache.forget(g.auth.tenant.client_key)
-    log.info("tenant %s tenant=%s", state.value, g.auth.tenant.id)
+    runtime.tenant_cache.forget(caller.tenant.client_key)
+    log.info("tenant %s tenant=%s", state.value, caller.tenant_id)
     if state == TenantState.ENABLED:
         runtime.deliveries_committed.notify()
 
 
 @bp.post("/lifecycle/enabled")
-@jwt_required()
-def enabled():  # type: ignore[no-untyped-def]
+@jwt_required
+def enabled():
     _set_state(TenantState.ENABLED)
     return "", 204
 
 
 @bp.post("/lifecycle/disabled")
-@jwt_required()
-def disabled():  # type: ignore[no-untyped-def]
+@jwt_required
+def disabled():
     _set_state(TenantState.DISABLED)
     return "", 204

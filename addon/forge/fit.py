@@ -185,9 +185,7 @@ class FitVerifier:
         principal = claims.get("principal")
         if principal is not None and (not isinstance(principal, str) or not principal):
             raise FitError("the token's principal is not an account id")
-        context = claims.get("context") if isinstance(claims.get("context"), dict) else {}
-        environment = app.get("environment") if isinstance(app.get("environment"), dict) else {}
-        module = app.get("module") if isinstance(app.get("module"), dict) else {}
+        context, environment, module = _object(claims, "context"), _object(app, "environment"), _object(app, "module")
         return ForgeInvocation(
             app_id=self.app_id or "",
             installation_id=installation_id,
@@ -220,3 +218,9 @@ def _text(value: object) -> str | None:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _object(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    """A claim that is a JSON object, else an empty one."""
+    value = parent.get(name)
+    return value if isinstance(value, dict) else {}

@@ -35,7 +35,7 @@ import requests
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from addon.models import Delivery, DeliveryStatus, utcnow
+from addon.storage.models import Delivery, DeliveryStatus, utcnow
 from tests.receivers import ReceivedRequest, Receiver
 from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient

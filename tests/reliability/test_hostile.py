@@ -41,11 +41,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from addon.admin import api as admin_api
-from addon.changes.fields import FIELD_TYPES
-from addon.changes.jira_events import JIRA_EVENTS
-from addon.delivery.addresses import check_url_for_saving
-from addon.delivery.sender import Sender
-from addon.models import (
+from addon.intake.fields import FIELD_TYPES
+from addon.intake.jira_events import JIRA_EVENTS
+from addon.sending.addresses import check_url_for_saving
+from addon.sending.client import Sender
+from addon.storage.models import (
     Attempt,
     Delivery,
     Event,

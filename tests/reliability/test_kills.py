@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from addon.db import make_engine
+from addon.storage.engine import make_engine
 from tests.receivers import Receiver
 from tests.reliability.harness import (
     FAULT_S,

@@ -34,9 +34,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from addon.app import create_app
-from addon.db import make_engine
-from addon.delivery.listener import libpq_url
-from addon.runtime import Runtime
+from addon.outbox.postgres import libpq_url
+from addon.process.runtime import Runtime
+from addon.storage.engine import make_engine
 from tests.conftest import PG_SKIP_REASON, PG_URL, make_settings
 from tests.receivers import Receiver
 from tests.reliability.harness import (

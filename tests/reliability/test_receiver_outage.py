@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from addon.delivery import retry
 from addon.delivery.worker import DEFAULT_CONCURRENCY, per_webhook_bound
-from addon.models import Attempt, Delivery, DeliveryStatus, utcnow
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, utcnow
 from tests.conftest import make_settings
 from tests.receivers import _Handler, _Server
 from tests.reliability.harness import (

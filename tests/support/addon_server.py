@@ -10,11 +10,10 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from addon.app import create_app
-from addon.background import Background
+from addon.app import build_runtime, create_app
 from addon.config import Settings
-from addon.migrate import upgrade
-from addon.runtime import Runtime
+from addon.process.background import Background
+from addon.storage.migrate import upgrade
 from tests.support.http import free_port
 
 # werkzeug's request log carries the query string (and so `?jwt=` tokens); production uses gunicorn's access log
@@ -29,7 +28,7 @@ class AddonServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = settings.with_changes(base_url=self.url, port=self.port)
-        self.runtime = Runtime.build(self.settings)
+        self.runtime = build_runtime(self.settings)
         upgrade(self.runtime.engine)
         self.app = create_app(runtime=self.runtime)
         self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)

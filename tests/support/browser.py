@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Screenshots go to test-artifacts/, or where ADMIN_PAGE_SCREENSHOTS says (docs/screenshots for the README's).
 ARTIFACTS = REPO / os.environ.get("ADMIN_PAGE_SCREENSHOTS", "test-artifacts")
 AXE_JS = REPO / "ui" / "node_modules" / "axe-core" / "axe.min.js"
+STATIC_DIR = REPO / "addon" / "admin" / "static"  # where `make ui` puts the page's bundle
 
 # The stand-in for https://connect-cdn.atl-paas.net/all.js. Like the real one, `AP.context.getToken(callback)`
 # calls back with a fresh context token (and returns a promise when no callback is given); `AP.resize()` only
@@ -67,8 +68,6 @@ document.addEventListener('securitypolicyviolation', function (e) {
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     """One headless Chromium for the test module (and the page's bundle, which `make ui` builds, in place)."""
-    from addon.paths import STATIC_DIR
-
     if not (STATIC_DIR / "admin.js").is_file():
         pytest.fail(f"the admin page's bundle is not in {STATIC_DIR}: run `make ui`, which `make test` does")
     if not os.path.exists(CHROMIUM):

@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from addon.db import transaction
-from addon.delivery.outbox import enqueue_event
-from addon.delivery.signing import generate_secret
-from addon.models import Tenant, Webhook
+from addon.outbox.store import enqueue_event
+from addon.sending.signing import generate_secret
+from addon.storage.engine import transaction
+from addon.storage.models import Tenant, Webhook
 from tests.support.addon_server import AddonServer
 
 

@@ -75,11 +75,12 @@ def require_node_tools() -> str:
     return node
 
 
-def build_forge_page(out_dir: Path) -> Path:
-    """Build the Custom UI from the working tree into out_dir (so no stale build is ever tested)."""
+def build_forge_page(out_dir: Path, connect_out: Path | None = None) -> Path:
+    """Build the Custom UI from the working tree into out_dir (so no stale build is ever tested), and the Connect
+    copy of the bundle into `connect_out`: beside it unless told, never into the package other tests serve."""
     node = require_node_tools()
-    # the Connect copy of the bundle goes beside it, not into the package that other tests are serving
-    command = [node, str(UI / "scripts" / "build.mjs"), str(out_dir), "--connect-out", str(out_dir.parent / "connect")]
+    connect_out = connect_out or out_dir.parent / "connect"
+    command = [node, str(UI / "scripts" / "build.mjs"), str(out_dir), "--connect-out", str(connect_out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"the Custom UI build failed:\n{done.stdout}\n{done.stderr}"
     return out_dir

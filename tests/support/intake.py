@@ -8,9 +8,9 @@ from typing import Any
 import requests
 from sqlalchemy import func, select
 
-from addon.changes.jira_attributes import load_snapshot
-from addon.delivery.signing import generate_secret
-from addon.models import Delivery, Event, JiraInboxEvent, ProjectSnapshot, Tenant, Webhook
+from addon.intake.jira_attributes import load_snapshot
+from addon.sending.signing import generate_secret
+from addon.storage.models import Delivery, Event, JiraInboxEvent, ProjectSnapshot, Tenant, Webhook
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import FakeSite
 

@@ -24,10 +24,11 @@ def addon_env(**values: str) -> dict[str, str]:
 class AddonProcess:
     """`addon serve` or `addon worker` in its own process group, its output captured to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path, *,
+                 executable: str = ADDON) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([ADDON, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([executable, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def wait_healthy(self, url: str, timeout: float = 60) -> None:

@@ -1,1 +1,0 @@
-"""Turning field changes (Projectrak values, Jira project attributes) into outgoing payload fields."""

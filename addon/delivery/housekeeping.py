@@ -1,0 +1,111 @@
+"""Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
+and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
+tenants after 30 days; disable webhooks that have only failed for 5 days. Every job is idempotent, so several
+processes on one PostgreSQL database may run them side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import delete, select
+
+from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
+from addon.delivery.retry import FAILING_DISABLE_AFTER
+from addon.intake.inbox import prune as prune_jira_inbox
+from addon.process.runtime import Runtime
+from addon.storage.engine import rowcount, transaction
+from addon.storage.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Tenant,
+    TenantState,
+    UsedInstallToken,
+    Webhook,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_RETENTION = dt.timedelta(days=30)
+UNINSTALLED_RETENTION = dt.timedelta(days=30)
+ABANDONED_TEST_AFTER = dt.timedelta(hours=1)
+
+
+def prune_attempts(runtime: Runtime) -> None:
+    """Attempts older than 30 days go; so do finished deliveries and events with nothing left to show."""
+    cutoff = utcnow() - ATTEMPT_RETENTION
+    with transaction(runtime.sessions) as session:
+        attempts = rowcount(session.execute(delete(Attempt).where(Attempt.at < cutoff)))
+        finished = select(Delivery.id).where(Delivery.status != DeliveryStatus.PENDING, Delivery.finished_at < cutoff)
+        deliveries = rowcount(session.execute(delete(Delivery).where(Delivery.id.in_(finished))))
+        orphans = select(Event.id).where(Event.created_at < cutoff,
+                                         ~select(Delivery.id).where(Delivery.event_id == Event.id).exists())
+        events = rowcount(session.execute(delete(Event).where(Event.id.in_(orphans))))
+    if attempts or deliveries or events:
+        log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
+
+
+def cancel_abandoned_test_deliveries(runtime: Runtime) -> None:
+    """A test delivery is never due (the request that created it sends it); if that request's process died before
+    sending it, it would stay pending for ever. After an hour without a live lease it is cancelled."""
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        cancelled = cancel_abandoned_tests(session, now - ABANDONED_TEST_AFTER, now)
+    if cancelled:
+        log.info("abandoned test deliveries cancelled count=%s", cancelled)
+
+
+def prune_used_install_tokens(runtime: Runtime) -> None:
+    with transaction(runtime.sessions) as session:
+        session.execute(delete(UsedInstallToken).where(UsedInstallToken.expires_at < utcnow()))
+
+
+def forget_uninstalled_tenants(runtime: Runtime) -> None:
+    """A tenant uninstalled more than 30 days ago is deleted with everything it owns (cascade)."""
+    cutoff = utcnow() - UNINSTALLED_RETENTION
+    with transaction(runtime.sessions) as session:
+        gone = session.scalars(
+            select(Tenant.id).where(Tenant.state == TenantState.UNINSTALLED, Tenant.uninstalled_at < cutoff)
+        ).all()
+        for tenant_id in gone:
+            for model in (Attempt, Delivery, Event, Webhook):
+                session.execute(delete(model).where(model.tenant_id == tenant_id))
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+            log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
+
+
+def disable_failing_webhooks(runtime: Runtime) -> None:
+    """Webhooks with only failed attempts for 5 days are disabled even when no new attempt is due."""
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        failing = session.scalars(
+            select(Webhook).where(Webhook.enabled.is_(True), Webhook.failing_since < now - FAILING_DISABLE_AFTER)
+        ).all()
+        for webhook in failing:
+            disable_webhook(session, webhook, "failing", now)
+
+
+JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
+    (prune_attempts, dt.timedelta(hours=1)),
+    (prune_used_install_tokens, dt.timedelta(hours=1)),
+    (cancel_abandoned_test_deliveries, dt.timedelta(hours=1)),
+    (prune_jira_inbox, dt.timedelta(hours=1)),
+    (forget_uninstalled_tenants, dt.timedelta(hours=6)),
+    (disable_failing_webhooks, dt.timedelta(minutes=10)),
+)
+
+
+def start_housekeeping(runtime: Runtime) -> Callable[[], None]:
+    """Start the scheduler; returns its stop function. The first runs come one minute after start."""
+    scheduler = BackgroundScheduler(timezone=dt.UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    first = utcnow() + dt.timedelta(minutes=1)
+    for job, every in JOBS:
+        scheduler.add_job(job, "interval", args=[runtime], seconds=every.total_seconds(), next_run_time=first,
+                          id=job.__name__)
+    scheduler.start()
+    return lambda: scheduler.shutdown(wait=False)

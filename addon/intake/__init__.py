@@ -1,0 +1,1 @@
+"""Intake: what comes in (Projectrak field changes, Jira project events) turned into outgoing events."""

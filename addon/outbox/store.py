@@ -1,0 +1,192 @@
+"""The outbox: an accepted event becomes one delivery row per enabled webhook, in the caller's transaction
+(`enqueue_event`) or, for the intake's field changes, in one of its own run by the driver (`store_event`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Insert,
+    Select,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from addon.sending.signing import new_message_id
+from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
+from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, table_of, utcnow
+from addon.storage.tenants import TenantChanged, TenantView
+
+# PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
+NOTIFY_CHANNEL = "addon_deliveries"
+
+
+def encode_body(body: dict[str, Any]) -> str:
+    """The exact bytes a receiver gets: compact JSON, key order kept, UTF-8 as is."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+_events = table_of(Event)
+_webhooks = table_of(Webhook)
+_deliveries = table_of(Delivery)
+_tenants = table_of(Tenant)
+_INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source=bindparam("source"),
+                                        project_id=bindparam("project_id"), body=bindparam("body"),
+                                        created_at=bindparam("now", type_=UTCDateTime()),
+                                        message_id=bindparam("message_id"))
+                 .returning(_events.c.id))
+
+
+def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None,
+                       new_event_row: bool = False) -> Insert:
+    """One pending delivery per target webhook, in one INSERT … SELECT (in webhook order), for the event whose id
+    is the `event_id` parameter (or the id returned by the `event` INSERT, in a PostgreSQL WITH; or, with
+    `new_event_row`, the row a trigger on `events` has just inserted, `NEW`, with no parameters at all).
+
+    A delivery's `webhook-id` is the event's fresh message id (`message_id`) followed by `_` and the webhook's id:
+    unique, fixed for the delivery, and made without a round of per-webhook parameters.
+    """
+    column = _deliveries.c
+    tenant_id: ColumnElement[Any]
+    event_id: ColumnElement[Any]
+    message_id: ColumnElement[Any]
+    now: ColumnElement[Any]
+    status: ColumnElement[Any]
+    attempt_count: ColumnElement[Any]
+    if new_event_row:
+        tenant_id, event_id, message_id, now = (literal_column(f"NEW.{name}") for name in
+                                                ("tenant_id", "id", "message_id", "created_at"))
+        status, attempt_count = literal(DeliveryStatus.PENDING.value), literal(0)
+    else:
+        tenant_id = bindparam("tenant_id", type_=column.tenant_id.type)
+        event_id = bindparam("event_id", type_=column.event_id.type) if event is None else event.c.id
+        message_id, now = bindparam("message_id", type_=String()), bindparam("now", type_=UTCDateTime())
+        status = bindparam("status", type_=column.status.type)
+        attempt_count = bindparam("attempt_count", type_=column.attempt_count.type)
+    rows = (select(tenant_id, event_id, _webhooks.c.id, message_id + "_" + cast(_webhooks.c.id, String()), status,
+                   attempt_count, now, now, now)
+            .where(_webhooks.c.tenant_id == tenant_id, _webhooks.c.deleted_at.is_(None))
+            .order_by(_webhooks.c.id))
+    if event is not None:
+        rows = rows.select_from(event.join(_webhooks, true()))
+    if not include_disabled:
+        rows = rows.where(_webhooks.c.enabled.is_(True))
+    if only_ids:
+        rows = rows.where(_webhooks.c.id.in_(bindparam("webhook_ids", expanding=True)))
+    columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
+               "schedule_started_at", "created_at"]
+    return insert(_deliveries).from_select(columns, rows)
+
+
+_INSERT_DELIVERIES = {(only_ids, include_disabled): _insert_deliveries(only_ids=only_ids,
+                                                                       include_disabled=include_disabled)
+                      for only_ids in (False, True) for include_disabled in (False, True)}
+
+
+def _insert_event_while_tenant_unchanged() -> Insert:
+    """The event, inserted only while the tenant's row is still the one the request was authenticated with
+    (`TenantView`): no row is inserted, and none returned, once it was re-installed, disabled or uninstalled."""
+    event, tenant = _events.c, _tenants.c
+    row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
+                  bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
+                  bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type))
+           .where(tenant.id == bindparam("tenant_id"), tenant.client_key == bindparam("client_key"),
+                  tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
+                  tenant.shared_secret == bindparam("sealed_secret")))
+    return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at", "message_id"], row)
+            .returning(_events.c.id))
+
+
+def _sqlite_fan_out_trigger() -> str:
+    """SQLite: a TEMP trigger (it exists on the one connection that creates it, the intake's writer connection, and
+    fires for nothing else) that inserts an event's deliveries as part of the event's INSERT. So the intake's store
+    is one statement in autocommit, which is all or nothing by itself: no BEGIN, second statement and COMMIT, each a
+    call into SQLite and a turn of the GIL. The deliveries are `_insert_deliveries`, on the `NEW` row."""
+    fan_out = _insert_deliveries(new_event_row=True).compile(dialect=sqlite.dialect(),
+                                                             compile_kwargs={"literal_binds": True})
+    return f"CREATE TEMP TRIGGER IF NOT EXISTS intake_fan_out AFTER INSERT ON main.events BEGIN {fan_out}; END"
+
+
+_DRIVER_INSERT_EVENT = DriverStatement(_insert_event_while_tenant_unchanged())
+_SQLITE_FAN_OUT_TRIGGER = _sqlite_fan_out_trigger()
+
+
+def _store_in_one_statement() -> Select:
+    """PostgreSQL: the event, its deliveries and the workers' wake-up in one statement (a WITH of two INSERTs),
+    which, run alone, is its own transaction: one round trip instead of BEGIN, two INSERTs, NOTIFY and COMMIT.
+    Answers (event id, number of deliveries); `pg_notify` wakes the workers at commit (once even without
+    deliveries: a worker that wakes for nothing looks and waits again), except the one whose wake-up's `origin`
+    is the payload: its caller wakes it in-process."""
+    event = _insert_event_while_tenant_unchanged().cte("new_event")
+    deliveries = _insert_deliveries(event=event).returning(_deliveries.c.id).cte("new_deliveries")
+    return select(event.c.id, select(func.count()).select_from(deliveries).scalar_subquery(),
+                  func.pg_notify(NOTIFY_CHANNEL, bindparam("notify_origin", type_=String())))
+
+
+_DRIVER_STORE_POSTGRESQL = DriverStatement(_store_in_one_statement())
+
+
+def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: str | None) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "source": source, "project_id": project_id, "body": encode_body(body),
+            "now": utcnow(), "message_id": new_message_id(), "status": DeliveryStatus.PENDING.value,
+            "attempt_count": 0}
+
+
+def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body: dict[str, Any],
+                  project_id: str | None = None, webhook_ids: list[int] | None = None,
+                  include_disabled: bool = False) -> tuple[int, int]:
+    """Store the event and a pending delivery for each enabled webhook (or only `webhook_ids`, which may
+    include disabled ones when `include_disabled`, as a test delivery does), in the caller's transaction.
+
+    Returns (event id, number of deliveries). The caller commits, then calls `runtime.deliveries_committed.notify()`.
+    """
+    connection = db.connection() if isinstance(db, Session) else db
+    params = _parameters(tenant_id, source, body, project_id)
+    params["event_id"] = connection.execute(_INSERT_EVENT, params).scalar_one()
+    if webhook_ids is not None:
+        params["webhook_ids"] = webhook_ids
+    deliveries = connection.execute(_INSERT_DELIVERIES[webhook_ids is not None, include_disabled], params).rowcount
+    if deliveries:
+        notify_workers(connection)
+    return params["event_id"], deliveries
+
+
+def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
+                project_id: str | None = None, notify_origin: str = "") -> tuple[int, int]:
+    """`enqueue_event` for every enabled webhook as one statement of its own (on PostgreSQL a WITH of both INSERTs,
+    on SQLite the event's INSERT, whose TEMP trigger inserts the deliveries), executed by the driver
+    (`addon.storage.driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
+    written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
+    calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
+    params = _parameters(tenant.id, source, body, project_id)
+    params.update(client_key=tenant.client_key, base_url=tenant.base_url, state=tenant.state,
+                  sealed_secret=tenant.sealed_secret, notify_origin=notify_origin)
+    if engine.dialect.name == "postgresql":
+        row = driver_one_statement(engine, _DRIVER_STORE_POSTGRESQL, params)
+        if row is None:
+            raise TenantChanged(f"tenant {tenant.id} changed")
+        return row[0], row[1]
+    rows, changes = driver_sqlite_statement(engine, _DRIVER_INSERT_EVENT, params, setup=_SQLITE_FAN_OUT_TRIGGER)
+    if not rows:
+        raise TenantChanged(f"tenant {tenant.id} changed")
+    return rows[0][0], changes - 1  # the event's row, then its deliveries (the trigger's)
+
+
+def notify_workers(db: Session | Connection) -> None:
+    """On PostgreSQL, wake `addon worker` processes when this transaction commits (NOTIFY is transactional)."""
+    connection = db.connection() if isinstance(db, Session) else db
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")

@@ -1,0 +1,1 @@
+"""One process's parts: the runtime shared by routes and workers, its background services, the worker child."""

@@ -1,0 +1,1 @@
+"""Sending one attempt: the address policy (SSRF), the pinned HTTPS client, Standard Webhooks signing."""

@@ -1,0 +1,56 @@
+"""Applying Alembic migrations, safely when several processes start at once on PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+#: Package data beside this module (an installed wheel carries it).
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# An arbitrary constant naming this add-on's migration lock in pg_advisory_lock.
+_PG_MIGRATION_LOCK = 0x50524F4A
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply pending migrations; on PostgreSQL under an advisory lock so concurrent starters are safe."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def is_current(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def wait_until_current(engine: Engine, timeout_s: float = 300.0, poll_s: float = 0.5) -> None:
+    """Block until another process has applied the migrations (used by `addon worker`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if is_current(engine):
+                return
+        except Exception:  # noqa: BLE001 - a database still starting is retried until the deadline
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the database schema is not current; run `addon db upgrade`")
+        time.sleep(poll_s)

@@ -1,0 +1,232 @@
+"""The tables. Times are timezone-aware UTC; JSON documents are stored as text so what is sent is byte-exact."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores UTC; always hands back aware datetimes (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime")
+            value = value.astimezone(dt.UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TenantState(enum.StrEnum):
+    INSTALLED = "installed"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    UNINSTALLED = "uninstalled"
+
+
+class Tenant(Base):
+    """One Jira site installation, identified by its clientKey (a site import is a new tenant)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_key: Mapped[str] = mapped_column(String(255), unique=True)
+    shared_secret: Mapped[str] = mapped_column(Text)  # sealed with SecretBox
+    base_url: Mapped[str] = mapped_column(String(255))
+    display_url: Mapped[str | None] = mapped_column(String(255))
+    product_type: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default=TenantState.INSTALLED)
+    installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    uninstalled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state != TenantState.UNINSTALLED
+
+
+class UsedInstallToken(Base):
+    """Signed-install tokens already used, refused again until they expire."""
+
+    __tablename__ = "used_install_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SeenJiraWebhook(Base):
+    """`X-Atlassian-Webhook-Identifier`s a tenant has sent, kept 7 days for de-duplication."""
+
+    __tablename__ = "seen_jira_webhooks"
+    __table_args__ = (UniqueConstraint("tenant_id", "identifier"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    identifier: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class JiraInboxEvent(Base):
+    """A Jira project webhook accepted and not yet compared; processed per project in arrival order."""
+
+    __tablename__ = "jira_inbox"
+    __table_args__ = (Index("ix_jira_inbox_pending", "processed_at", "tenant_id", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    user_account_id: Mapped[str | None] = mapped_column(String(128))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProjectSnapshot(Base):
+    """The last recorded Jira attributes of a project (ids -1…-9), in output form, as JSON."""
+
+    __tablename__ = "project_snapshots"
+    __table_args__ = (UniqueConstraint("tenant_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(String(64))
+    attributes: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+#: CONTRACT §7: at most this many (not deleted) webhooks per tenant.
+MAX_WEBHOOKS_PER_TENANT = 50
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_tenant", "tenant_id", "enabled"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(16))  # manual | gone | failing
+    secret: Mapped[str] = mapped_column(Text)  # sealed
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # sealed; signs alongside until it expires
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_execution_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[str | None] = mapped_column(String(8))  # OK | ERROR
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first failure after a success
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # kept for its delivery log
+
+
+class Event(Base):
+    """One accepted change: the exact §6.1 body decided at intake."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(32))  # projectrak | jira | test
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The event's `webhook-id`: each delivery's is this, `_` and the webhook's id. None for events stored before 0003.
+    message_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # final answer or schedule exhausted
+    CANCELLED = "cancelled"
+
+
+class Delivery(Base):
+    """The outbox: one event to one webhook, claimed by a worker under a lease."""
+
+    __tablename__ = "deliveries"
+    # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
+    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)  # the `webhook-id` header
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    schedule_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Attempt(Base):
+    """One HTTP attempt of a delivery, as the administrator sees it in the log."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_webhook_at", "webhook_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(8))  # OK | ERROR
+    http_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_body_start: Mapped[str | None] = mapped_column(Text)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's `Table`, for Core statements (SQLAlchemy types `__table__` as any `FromClause`)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

@@ -1,0 +1,1 @@
+"""The HTTP edge every route shares: the JSON error shape, reading JSON bodies, the health check."""
