@@ -17,6 +17,7 @@ from addon.process.runtime import Runtime
 from addon.web import health, home, metrics
 from addon.web.errors import register_error_handlers
 from addon.web.log_format import EscapingFormatter
+from addon.web.log_json import JsonLogFormatter
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+def configure_logging(level: int = logging.INFO, log_format: str = "text") -> None:
     # The intake and the worker log a line per event and per attempt. The format uses no caller or thread fields,
     # so their collection is turned off, as the logging HOWTO's "Optimization" section describes. The process id
     # stays: gunicorn's own lines print it.
@@ -69,6 +70,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.logThreads = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler()  # as basicConfig's, with a formatter that escapes what requests put in
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonLogFormatter() if log_format == "json"
+                         else EscapingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # seven lines of set-up on every start

@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 from addon.admin.test_slots import DEFAULT_WEB_THREADS, WEB_THREADS_KEY
-from addon.config import ConfigError, Settings, load_settings
+from addon.config import ConfigError, Settings, load_settings, read_log_format
 
 log = logging.getLogger("addon")
 
@@ -68,7 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("workers", workers)
             # gunicorn's threaded worker and logger, with JSON error answers and escaped log lines (serve_edge.py)
             self.cfg.set("worker_class", "addon.process.serve_edge.JsonErrorWorker")
-            self.cfg.set("logger_class", "addon.process.serve_edge.EscapingGunicornLogger")
+            self.cfg.set("logger_class", "addon.process.serve_edge.JsonGunicornLogger" if settings.log_format == "json"
+                         else "addon.process.serve_edge.EscapingGunicornLogger")
             self.cfg.set("threads", args.threads)
             self.cfg.set("timeout", 60)
             self.cfg.set("graceful_timeout", 20)
@@ -106,7 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         mark_process_dead(worker.pid)
 
-    print(f"Descriptor: {settings.base_url.rstrip('/')}/atlassian-connect.json", flush=True)
+    log.info("Descriptor: %s/atlassian-connect.json", settings.base_url.rstrip("/"))  # a log line: JSON as the rest
     AddonServer().run()
     return 0
 
@@ -249,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from addon.app import configure_logging
 
-        configure_logging()
+        try:
+            log_format = read_log_format()
+        except ConfigError as err:
+            print(f"configuration error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        configure_logging(log_format=log_format)
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     finally:

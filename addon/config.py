@@ -44,6 +44,7 @@ class Settings:
     forge_app_id: str | None = None
     forge_jwks_url: str = DEFAULT_FORGE_JWKS_URL
     forge_api_hosts: tuple[str, ...] = (DEFAULT_FORGE_API_HOSTS,)
+    log_format: str = "text"  # LOG_FORMAT: "text" or "json" (one JSON object per line)
     # The bearer token of `GET /metrics` (CONTRACT §10.6); None: no metrics route (404).
     metrics_token: str | None = None
     extra: dict[str, str] = field(default_factory=dict, compare=False)
@@ -220,6 +221,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
     except ValueError:
         raise ConfigError(f"OUTGOING_TIMEOUT_S must be a number of seconds in (0, 300], not {timeout_raw!r}") from None
 
+    log_format = _log_format(env.get("LOG_FORMAT") or "text")
     metrics_token = env.get("METRICS_TOKEN") or None
     if metrics_token is not None and (len(metrics_token) < 16 or not metrics_token.isascii()
                                       or not metrics_token.isprintable() or " " in metrics_token):
@@ -240,4 +242,26 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         forge_jwks_url=forge_jwks_url,
         forge_api_hosts=forge_api_hosts,
         metrics_token=metrics_token,
+        log_format=log_format,
     )
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(raw: str) -> str:
+    if raw.strip().lower() not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be text or json, not {raw!r}")
+    return raw.strip().lower()
+
+
+def read_log_format(environ: dict[str, str] | None = None, env_file: str | os.PathLike[str] | None = ".env") -> str:
+    """`LOG_FORMAT` alone, read before the other settings (logging is set up first, to report them)."""
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        try:
+            env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        except (OSError, UnicodeDecodeError):
+            pass  # load_settings reports it
+    env.update(os.environ if environ is None else environ)
+    return _log_format(env.get("LOG_FORMAT") or "text")

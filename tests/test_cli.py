@@ -241,3 +241,11 @@ def test_metrics_token_must_be_long_enough():
         load_settings({"METRICS_TOKEN": "short"}, env_file=None)
     assert load_settings({"METRICS_TOKEN": "a" * 16}, env_file=None).metrics_token == "a" * 16
     assert load_settings({}, env_file=None).metrics_token is None
+
+
+def test_an_unknown_log_format_stops_with_one_clear_line(tmp_path):
+    result = subprocess.run([ADDON, "serve"], env=addon_env(LOG_FORMAT="xml"), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line == "configuration error: LOG_FORMAT must be text or json, not 'xml'", line

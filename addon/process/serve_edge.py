@@ -18,6 +18,7 @@ from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.gthread import ThreadWorker
 
 from addon.web.log_format import EscapingFormatter
+from addon.web.log_json import JsonLogFormatter
 
 _CODES = {
     400: "bad_request",
@@ -38,6 +39,16 @@ class EscapingGunicornLogger(Logger):
             for handler in logger.handlers:
                 formatter = handler.formatter or logging.Formatter()
                 handler.setFormatter(EscapingFormatter(formatter._fmt, formatter.datefmt))
+
+
+class JsonGunicornLogger(Logger):
+    """gunicorn's logger with every line one JSON object (`LOG_FORMAT=json`), its access lines included."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.setFormatter(JsonLogFormatter())
 
 
 class _Captured:

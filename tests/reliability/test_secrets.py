@@ -6,7 +6,8 @@ The scenario first runs a workload of its own against `addon serve` (SQLite, wit
 are stored in plain text): a signed install, lifecycle calls with the token in the query string, the admin page,
 every admin API route (create, rotate, test delivery, delivery log, redelivery), a delivery, refused and forged
 tokens, bodies over 1 MiB (by length and chunked, through gunicorn), a re-install with a new shared secret and an
-uninstall. Run alone, it checks that workload; in `make test`, everything the suite did.
+uninstall, and `/metrics` scraped with a wrong token and the right one; its log lines are JSON (`LOG_FORMAT=json`).
+Run alone, it checks that workload; in `make test`, everything the suite did.
 Time budget: 90 s (pytest-timeout).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets as secrets_module
 
 import pytest
 import requests
@@ -82,6 +84,11 @@ def _workload(stack: ProcessStack, atlassian: FakeAtlassian, receiver: Receiver)
     assert site.call(url, "POST", FIELD_CHANGES, json_body=body, secret=old_secret).status_code == 401
     assert site.install(url, event="uninstalled").status_code == 204
     assert site.call(url, "POST", FIELD_CHANGES, json_body=body).status_code == 401
+    # The metrics, refused and answered (the scan reads both answers).
+    token = stack.env["METRICS_TOKEN"]
+    assert requests.get(f"{url}/metrics", headers={"Authorization": "Bearer x" + token}, timeout=10).status_code == 401
+    scrape = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert scrape.status_code == 200 and "addon_delivery_attempts_total" in scrape.text
     return {"webhooks_created": 1, "secrets_rotated": 1}
 
 
@@ -107,11 +114,17 @@ def _findings(text: str, where: str, secrets: dict[str, str]) -> list[str]:
 @pytest.mark.timeout(90)
 def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, receiver: Receiver, make_stack) -> None:
     stack: ProcessStack = make_stack(f"sqlite:///{tmp_path}/secrets.db", secret_key=None)
+    # JSON log lines (`LOG_FORMAT=json`), and `/metrics` with its token, are scanned too.
+    stack.env["LOG_FORMAT"] = "json"
+    stack.env["METRICS_TOKEN"] = metrics_token = secrets_module.token_urlsafe(24)
+    COLLECTOR.add_secret(metrics_token, "METRICS_TOKEN")
     stack.start_server()
     try:
         _workload(stack, atlassian, receiver)
     finally:
         stack.stop()
+    json_lines = [line for line in stack.server.output().splitlines() if line.strip()] if stack.server else []
+    assert json_lines and all(json.loads(line)["message"] is not None for line in json_lines)
     secrets = dict(COLLECTOR.secrets)
     probe = f"{next(iter(atlassian.sites.values())).token('GET', '/')} {next(iter(secrets))} whsec_{'A' * 43}="
     assert len(_findings(probe, "probe", secrets)) >= 3, "the scan must see each kind of thing it looks for"
@@ -140,4 +153,5 @@ def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, rece
                "first_findings": findings[:10]}
     record_figures("secrets", figures)
     assert allowed >= 2  # the workload's create and rotation at least
+    assert sum(1 for answer in COLLECTOR.answers if answer.url.endswith("/metrics")) >= 2
     assert not findings, findings[:20]
