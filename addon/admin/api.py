@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
+from addon.admin import headers
 from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
 from addon.admin.test_slots import test_slots
@@ -47,7 +48,7 @@ TESTS_AT_ONCE_PER_TENANT = 2
 TESTS_BUSY_RETRY_AFTER_S = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
 DEFAULT_PAGE, MAX_PAGE = 20, 200
-_FIELDS = {"name", "url", "enabled"}
+_FIELDS = {"name", "url", "enabled", "headers"}
 #: Ids are 64-bit signed integers on both databases: a larger one names no row (404), and is never sent to the
 #: database (SQLite's driver and PostgreSQL would both fail on it). A negative one matches no route.
 MAX_ID = 2**63 - 1
@@ -81,7 +82,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         raise unprocessable("body", "must be a JSON object")
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled)")
+        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled, headers)")
     fields: dict[str, Any] = {}
     if "name" in body or creating:
         name = body.get("name")
@@ -119,7 +120,8 @@ def list_webhooks():
 @bp.post("/webhooks")
 @admin_required
 def create_webhook():
-    fields = _validated_fields(read_json(), creating=True)
+    body = read_json()
+    fields = _validated_fields(body, creating=True)
     runtime = current_runtime()
     secret = generate_secret()
     with transaction(runtime.sessions) as session:
@@ -134,7 +136,8 @@ def create_webhook():
             raise ApiError(422, "too_many_webhooks", f"a site may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
         enabled = fields.get("enabled", True)
         webhook = Webhook(tenant_id=_tenant_id(), name=fields["name"], url=fields["url"], enabled=enabled,
-                          disabled_reason=None if enabled else "manual", secret=runtime.box.seal(secret))
+                          disabled_reason=None if enabled else "manual", secret=runtime.box.seal(secret),
+                          headers=headers.validated(body["headers"], None, runtime.box) if "headers" in body else None)
         session.add(webhook)
         session.flush()
         answer = webhook_json(webhook) | {"secret": secret}
@@ -156,7 +159,9 @@ def update_webhook(webhook_id: int):
         _get_webhook(session, webhook_id)  # 404 before validating (and resolving) anything
     fields = _validated_fields(body, creating=False)
     with transaction(current_runtime().sessions) as session:
-        webhook = _get_webhook(session, webhook_id)
+        webhook = _get_webhook(session, webhook_id, lock="headers" in body)
+        if "headers" in body:  # replaces them all; a name given with null keeps its stored value
+            webhook.headers = headers.validated(body["headers"], webhook.headers, current_runtime().box)
         if "name" in fields:
             webhook.name = fields["name"]
         if "url" in fields:

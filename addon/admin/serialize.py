@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from addon.storage.models import Attempt, Webhook
@@ -28,6 +29,10 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
     }
+    # Custom headers' names, each value null: values are never shown again (CONTRACT §10.3). A webhook without any
+    # has no key, so the shape is §7's own.
+    if webhook.headers:
+        shape["headers"] = dict.fromkeys(json.loads(webhook.headers))
     # While a rotation's grace lasts, receivers may still verify with the old secret: the page says until when.
     # Outside it the key is absent, so the shape is the contract's own.
     old_secret_expires_at = _live(webhook.previous_secret_expires_at)

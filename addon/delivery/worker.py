@@ -38,8 +38,10 @@ MIN_SLEEP_S = 0.02
 
 
 def attempt_headers(job: Job) -> dict[str, str]:
-    """The signature headers of an attempt of `job` made now; ValueError for a malformed secret."""
-    return signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+    """The headers of an attempt of `job` made now: the webhook's own, then the signature's; ValueError for a
+    malformed secret."""
+    signed = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+    return {**dict(job.headers), **signed} if job.headers else signed
 
 
 def send(runtime: Runtime, job: Job) -> SendResult:

@@ -11,6 +11,7 @@ deliveries become due again when the lease ends.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Job:
     body: bytes
     secrets: tuple[str, ...]
     schedule_start: dt.datetime
+    headers: tuple[tuple[str, str], ...] = ()  # the webhook's custom headers (CONTRACT §10.3), opened
+
+
+def _custom_headers(stored: str | None, runtime: Runtime) -> tuple[tuple[str, str], ...]:
+    """A webhook's custom headers as stored (`{name: sealed value}`), opened."""
+    return tuple((name, runtime.box.open(value)) for name, value in json.loads(stored).items()) if stored else ()
 
 
 def _live_secrets(secret: str, previous_secret: str | None, previous_expires_at: dt.datetime | None,
@@ -151,7 +158,7 @@ def _due_ids(busy: Busy) -> Select:
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
                 _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _deliveries.c.schedule_started_at,
                 _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
-                _webhooks.c.previous_secret_expires_at, _events.c.body)
+                _webhooks.c.previous_secret_expires_at, _webhooks.c.headers, _events.c.body)
 _DUE_IDS = {busy: _due_ids(busy) for busy in _BUSY_VARIANTS}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))
@@ -282,7 +289,7 @@ def _job(runtime: Runtime, r, now: dt.datetime) -> Job:
     return Job(delivery_id=r.id, tenant_id=r.tenant_id, webhook_id=r.webhook_id, message_id=r.message_id,
                attempt=r.attempt_count + 1, url=r.url, body=r.body.encode("utf-8"),
                secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now),
-               schedule_start=r.schedule_started_at)
+               schedule_start=r.schedule_started_at, headers=_custom_headers(r.headers, runtime))
 
 
 def _claim_one(runtime: Runtime, delivery_id: int) -> list[Job]:

@@ -161,6 +161,7 @@ class Webhook(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first failure after a success
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # kept for its delivery log
+    headers: Mapped[str | None] = mapped_column(Text)  # custom headers: JSON {name: sealed value}
 
 
 class Event(Base):
