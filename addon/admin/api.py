@@ -373,6 +373,42 @@ def get_attempt(attempt_id: int):
         return jsonify(attempt_json(attempt, message_id, body))
 
 
+@bp.post("/webhooks/<int:webhook_id>/recover")
+@admin_required
+def recover(webhook_id: int):
+    """Resend what failed since a time (CONTRACT §10.4)."""
+    since = _recovery_since(read_json())
+    runtime = current_runtime()
+    with transaction(runtime.sessions) as session:
+        webhook = _get_webhook(session, webhook_id, lock=True)
+        if not webhook.enabled:
+            raise ApiError(409, "webhook_disabled", "enable the webhook before recovering its deliveries")
+        queued, remaining = outcomes.recover_deliveries(session, webhook.id, since)
+        if queued:
+            notify_workers(session)
+    if queued:
+        runtime.deliveries_committed.notify()
+    return jsonify({"queued": queued, "remaining": remaining}), 202
+
+
+def _recovery_since(body: Any) -> dt.datetime:
+    if not isinstance(body, dict):
+        raise unprocessable("body", "must be a JSON object")
+    unknown = sorted(set(body) - {"since"})
+    if unknown:
+        raise unprocessable(unknown[0], "is not a field of a recovery (only since)")
+    raw = body.get("since")
+    if not isinstance(raw, str):
+        raise unprocessable("since", "is required: an ISO 8601 time, e.g. 2026-01-31T08:00:00Z")
+    try:
+        since = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise unprocessable("since", f"is not an ISO 8601 time: {raw[:40]!r}") from None
+    if since.tzinfo is None:
+        raise unprocessable("since", "needs a time zone (Z or an offset)")
+    return since.astimezone(dt.UTC)
+
+
 @bp.post("/deliveries/<int:delivery_id>/redeliver")
 @admin_required
 def redeliver(delivery_id: int):

@@ -121,6 +121,30 @@ def restart_delivery(delivery: Delivery, now: dt.datetime) -> None:
     delivery.lease_until = None
 
 
+#: Most deliveries one recovery queues again (CONTRACT §10.4); the answer says how many are left.
+MAX_RECOVERED = 10_000
+
+
+def recover_deliveries(session: Session, webhook_id: int, since: dt.datetime, now: dt.datetime | None = None
+                       ) -> tuple[int, int]:
+    """Queue again, oldest first, a webhook's deliveries accepted since `since` that did not succeed (given up,
+    ended on a final error, or cancelled): each keeps its `webhook-id` and starts a fresh retry schedule. At most
+    `MAX_RECOVERED`; returns how many were queued and how many are left. The caller holds the webhook's row lock."""
+    now = now or utcnow()
+    ended = (Delivery.webhook_id == webhook_id, Delivery.created_at >= since,
+             Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.CANCELLED]),
+             Delivery.next_attempt_at.is_not(None))  # test deliveries (never scheduled) are not recovered
+    ids = list(session.scalars(select(Delivery.id).where(*ended).order_by(Delivery.created_at, Delivery.id)
+                               .limit(MAX_RECOVERED)))
+    for start in range(0, len(ids), 1000):
+        # The same next attempt time for all: the claim takes a webhook's due deliveries by time, then id (oldest).
+        session.execute(update(Delivery).where(Delivery.id.in_(ids[start:start + 1000])).values(
+            status=DeliveryStatus.PENDING, attempt_count=0, next_attempt_at=now, schedule_started_at=now,
+            finished_at=None, lease_until=None))
+    remaining = session.scalar(select(func.count()).select_from(Delivery).where(*ended)) or 0
+    return len(ids), remaining
+
+
 def delete_webhook(session: Session, webhook: Webhook, now: dt.datetime | None = None) -> None:
     """Delete a webhook (its row stays, for its history, until the tenant is forgotten) and cancel what it had
     pending."""
