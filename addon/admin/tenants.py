@@ -15,7 +15,7 @@ def list_tenants(runtime: Runtime) -> list[dict]:
             select(Webhook.tenant_id, func.count()).where(Webhook.deleted_at.is_(None)).group_by(Webhook.tenant_id)
         ).all())
         return [
-            {"client_key": t.client_key, "base_url": t.base_url, "state": t.state,
+            {"client_key": t.client_key or t.installation_id, "door": t.door, "base_url": t.base_url, "state": t.state,
              "installed_at": t.installed_at.isoformat(), "webhooks": counts.get(t.id, 0)}
             for t in session.scalars(select(Tenant).order_by(Tenant.id))
         ]
