@@ -30,11 +30,12 @@ LAST_REQUEST_EVERY = dt.timedelta(hours=1)
 _MAX_URL = 255
 
 
-def _site_url(invocation: ForgeInvocation) -> str:
+def _site_url(runtime: Runtime, invocation: ForgeInvocation) -> str | None:
+    """The site as the FIT's context names it, when it is a Jira site URL as Connect's `baseUrl` must be."""
     site = invocation.site_url
-    if site and site.startswith("https://") and len(site) <= _MAX_URL:
+    if site and len(site) <= _MAX_URL and runtime.settings.jira_base_url_allowed(site):
         return site.rstrip("/")
-    return invocation.api_base_url  # the installation's context names no usable site: where its Jira answers
+    return None
 
 
 def admit(runtime: Runtime, invocation: ForgeInvocation, system_token: str | None) -> TenantView:
@@ -58,11 +59,13 @@ def admit(runtime: Runtime, invocation: ForgeInvocation, system_token: str | Non
                     log.info("forge tenant revived by a valid request tenant=%s", tenant.id)
                 elif tenant.last_request_at is None or tenant.last_request_at < now - LAST_REQUEST_EVERY:
                     tenant.last_request_at = now
-                site_url = _site_url(invocation)
+                site_url = _site_url(runtime, invocation)
                 if tenant.api_base_url != invocation.api_base_url:
                     tenant.api_base_url = invocation.api_base_url
-                if tenant.base_url != site_url and (invocation.site_url or tenant.base_url is None):
+                if site_url is not None and tenant.base_url != site_url:
                     tenant.base_url = site_url
+                elif tenant.base_url is None:  # no usable site named yet: where its Jira answers
+                    tenant.base_url = invocation.api_base_url
                 session.flush()
                 view = view_of(tenant, runtime.box)
                 stored = runtime.box.open(tenant.forge_token) if tenant.forge_token else None

@@ -90,11 +90,11 @@ def _already_seen(session: Session, tenant_id: int, identifier: str) -> SeenJira
 
 
 def _store(session: Session, tenant_id: int, webhook: JiraWebhook, identifier: str | None,
-           user: str | None, drop_seen: bool) -> bool:
+           user: str | None, seen_for: dt.timedelta) -> bool:
     now = utcnow()
     if identifier is not None:
         seen = _already_seen(session, tenant_id, identifier)
-        if drop_seen and seen is not None and seen.seen_at >= now - SEEN_FOR:
+        if seen is not None and seen.seen_at >= now - seen_for:
             return False
         if seen is not None:  # expired but not yet pruned: it counts as new again
             seen.seen_at = now
@@ -106,25 +106,19 @@ def _store(session: Session, tenant_id: int, webhook: JiraWebhook, identifier: s
 
 
 def accept(sessions: sessionmaker[Session], tenant_id: int, webhook: JiraWebhook, identifier: str | None,
-           user: str | None, *, drop_seen: bool = True) -> bool:
-    """Store the event unless its identifier was seen; False for a duplicate (acknowledged and dropped).
-
-    With `drop_seen` False the identifier is recorded (or its time refreshed) and the event stored even when it
-    was seen: for a sender whose identifier is derived from the body, where a first delivery may legitimately
-    repeat an earlier event and only a marked retry is known to be a duplicate.
+           user: str | None, *, seen_for: dt.timedelta = SEEN_FOR) -> bool:
+    """Store the event unless its identifier was seen in the last `seen_for` (at most `SEEN_FOR`, for which
+    identifiers are kept); False for a duplicate (acknowledged and dropped).
 
     Two deliveries of one identifier racing each other meet at the unique constraint: the loser's
     IntegrityError is a duplicate once the winner's row is visible.
     """
     try:
         with transaction(sessions) as session:
-            return _store(session, tenant_id, webhook, identifier, user, drop_seen)
+            return _store(session, tenant_id, webhook, identifier, user, seen_for)
     except IntegrityError:
         if identifier is None:
             raise
-        if not drop_seen:  # the same identifier recorded at once by another request: this event is new anyway
-            with transaction(sessions) as session:
-                return _store(session, tenant_id, webhook, None, user, drop_seen)
         with transaction(sessions) as session:
             if _already_seen(session, tenant_id, identifier) is None:
                 raise
