@@ -19,6 +19,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select, update
 
+from addon.admin.tenants import copy_webhooks, list_tenants
 from addon.delivery.housekeeping import infer_forge_uninstalls
 from addon.storage.models import (
     Delivery,
@@ -530,3 +531,20 @@ def test_a_rename_through_either_door_sends_the_same_body(atlassian: FakeAtlassi
         assert forge_tenant_row.id != connect_id
     finally:
         addon.stop()
+
+
+def test_webhooks_of_a_connect_site_carry_over_to_its_forge_installation(server: AddonServer, forge: FakeForge,
+                                                                        atlassian: FakeAtlassian) -> None:
+    site = atlassian.new_site()
+    site.admins.add(ADMIN)
+    site.add_project(10000, "DEMO", "Demo project")
+    install_and_enable(site, server)
+    created = requests.post(f"{server.url}{WEBHOOKS}", json={"name": "c", "url": "https://127.0.0.1:9/c"},
+                            headers={"Authorization": f"JWT {site.context_token(ADMIN)}"}, timeout=30)
+    assert created.status_code == 201, created.text
+    inst = forge.install(site)
+    install(server, inst)
+    assert copy_webhooks(server.runtime, site.client_key, inst.installation_id) == 1
+    listed = admin_call(server, inst, "GET", WEBHOOKS).json()
+    assert [(w["name"], w["url"]) for w in listed] == [("c", "https://127.0.0.1:9/c")]
+    assert {t["door"] for t in list_tenants(server.runtime)} == {"connect", "forge"}
