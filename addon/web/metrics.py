@@ -14,7 +14,7 @@ from addon.web.errors import error_response
 
 bp = Blueprint("metrics", __name__)
 
-_SOURCES = (("/events/projectrak/", "projectrak"), ("/events/jira/", "jira"))
+_SOURCES = (("/events/projectrak/", "projectrak"), ("/events/jira/", "jira"), ("/forge/events/jira", "jira"))
 
 
 @bp.get("/metrics")
