@@ -1,6 +1,7 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
 and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
-tenants after 30 days; disable webhooks that have only failed for 5 days. Every job is idempotent, so several
+tenants after 30 days; disable webhooks that have only failed for 5 days; report the stored accountIds to Atlassian
+daily (`addon.privacy.report`). Every job is idempotent, so several
 processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from sqlalchemy import delete, select
 from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
+from addon.privacy.report import PASS_EVERY
+from addon.privacy.report import housekeeping_job as report_personal_data
 from addon.process.runtime import Runtime
 from addon.storage.engine import rowcount, transaction
 from addon.storage.models import (
@@ -22,6 +25,8 @@ from addon.storage.models import (
     Delivery,
     DeliveryStatus,
     Event,
+    PrivacyCycle,
+    ReportedAccount,
     Tenant,
     TenantState,
     UsedInstallToken,
@@ -73,7 +78,7 @@ def forget_uninstalled_tenants(runtime: Runtime) -> None:
             select(Tenant.id).where(Tenant.state == TenantState.UNINSTALLED, Tenant.uninstalled_at < cutoff)
         ).all()
         for tenant_id in gone:
-            for model in (Attempt, Delivery, Event, Webhook):
+            for model in (Attempt, Delivery, Event, Webhook, ReportedAccount, PrivacyCycle):
                 session.execute(delete(model).where(model.tenant_id == tenant_id))
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))
             log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
@@ -97,6 +102,7 @@ JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (prune_jira_inbox, dt.timedelta(hours=1)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),
+    (report_personal_data, PASS_EVERY),
 )
 
 
