@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,7 +143,7 @@ def _take_lease(runtime: Runtime, tenant_id: int, now: dt.datetime) -> bool:
             .values(lease_until=now + LEASE))) == 1
 
 
-def _rows(session: Session, query: Select[Any], key: Any) -> Iterator[Row[Any]]:
+def _rows(session: Session, query: Any, key: Any) -> Iterator[Any]:
     """The rows of `query` ordered by `key`, read SCAN_BATCH at a time (keyset, so each read is an index range)."""
     last = None
     while True:
