@@ -23,7 +23,7 @@ from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import REPORT_ACCOUNTS_PATH, FakeAtlassian, FakeSite
 from tests.support.delivery import add_webhook, emit, tenant_id_of
-from tests.support.intake import snapshot, wait_inbox_done
+from tests.support.intake import inbox, snapshot, wait_inbox_done
 from tests.support.processes import ADDON, addon_env
 
 # Atlassian's test accounts (its personal data reporting guide): always answered active, resp. closed.
@@ -205,6 +205,9 @@ def test_closed_account_vanishes_from_the_log_the_pending_retry_and_snapshots(de
     assert site.install(addon.url).status_code == 204
     wait_inbox_done(addon, site)
     assert snapshot(addon, site, 10000)[-5] == CLOSED
+    # A Jira event by the closed account, kept in the inbox after it is processed (it changes nothing).
+    assert site.send_webhook(addon.url, "project_updated", 10000, sub=CLOSED).status_code == 204
+    assert any(row.user_account_id == CLOSED and CLOSED in row.body for row in wait_inbox_done(addon, site))
     site.closed_accounts = {CLOSED}
 
     add_webhook(addon, tenant_id, receiver.url("/flaky"))
@@ -226,6 +229,7 @@ def test_closed_account_vanishes_from_the_log_the_pending_retry_and_snapshots(de
     assert json.loads(stored)["data"] == {**sent["data"], "user": None, "fields": [
         field("user", None, ACTIVE), field("multi_user", [ACTIVE], [], 20001)]}
     assert snapshot(addon, site, 10000)[-5] is None
+    assert all(row.user_account_id is None and CLOSED not in row.body for row in inbox(addon, site))
     assert records(addon, tenant_id) == 1  # ACTIVE's; CLOSED is mentioned nowhere now
 
     retried = receiver.wait_for(2, timeout=15)[1:]
@@ -235,7 +239,7 @@ def test_closed_account_vanishes_from_the_log_the_pending_retry_and_snapshots(de
     [line] = [r.getMessage() for r in caplog.records if "closed accounts erased" in r.getMessage()
               and r.levelno == logging.INFO]
     assert "accounts=1 " in line and "events=1 " in line and "pending_deliveries=1 " in line
-    assert "snapshots=1 " in line and CLOSED not in line
+    assert "snapshots=1 " in line and "inbox_events=1 " in line and CLOSED not in line
     assert all(CLOSED not in r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
 
     # Nothing left to report about the closed account.

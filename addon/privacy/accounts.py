@@ -3,8 +3,10 @@
 An outgoing event's body (§6.1, stored once per event and sent by each of its deliveries) holds accountIds in
 exactly these places: `data.user` (a string or null), and in `data.fields[]` whose `type` is `"user"` (`value.current`
 and `value.previous`, each a string or null) or `"multi_user"` (each a list of strings). Nothing else in a body is
-an accountId. A project snapshot holds the project lead (attribute -5). The placeholder `unknown` is never an
-account.
+an accountId. A project snapshot holds the project lead (attribute -5). A Jira event waiting in the inbox (kept 7
+days after it is processed) holds its acting user (a column) and, in its stored body, the project as Jira sent it,
+whose `projectLead` (or `lead`) object names the lead by `accountId` (and `displayName`). The placeholder `unknown`
+is never an account.
 """
 
 from __future__ import annotations
@@ -65,4 +67,32 @@ def erase_from_body(body: Any, closed: Collection[str]) -> int:
                 kept = [item for item in current if not (isinstance(item, str) and item in closed)]
                 erased += len(current) - len(kept)
                 value[side] = kept
+    return erased
+
+
+_LEAD_KEYS = ("projectLead", "lead")
+
+
+def accounts_in_inbox_body(body: Any) -> Iterator[str]:
+    """The project lead's accountId in a stored Jira event (`{"timestamp", "project"}`)."""
+    project = body.get("project") if isinstance(body, dict) else None
+    if not isinstance(project, dict):
+        return
+    for key in _LEAD_KEYS:
+        lead = project.get(key)
+        if isinstance(lead, dict) and is_account(lead.get("accountId")):
+            yield lead["accountId"]
+
+
+def erase_from_inbox_body(body: Any, closed: Collection[str]) -> int:
+    """A closed lead's whole object (its accountId and name) becomes null, as a snapshot's lead does."""
+    project = body.get("project") if isinstance(body, dict) else None
+    if not isinstance(project, dict):
+        return 0
+    erased = 0
+    for key in _LEAD_KEYS:
+        lead = project.get(key)
+        if isinstance(lead, dict) and isinstance(lead.get("accountId"), str) and lead["accountId"] in closed:
+            project[key] = None
+            erased += 1
     return erased

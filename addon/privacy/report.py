@@ -29,7 +29,13 @@ from addon.admin.permissions import forget_admin_checks
 from addon.doors import JiraError, ReportAnswer
 from addon.intake.jira_attributes import LEAD, dump_snapshot, load_snapshot
 from addon.outbox.store import encode_body
-from addon.privacy.accounts import accounts_in_body, erase_from_body, is_account
+from addon.privacy.accounts import (
+    accounts_in_body,
+    accounts_in_inbox_body,
+    erase_from_body,
+    erase_from_inbox_body,
+    is_account,
+)
 from addon.process.runtime import Runtime
 from addon.sending.client import parse_retry_after
 from addon.storage.engine import rowcount, transaction
@@ -158,7 +164,7 @@ def _rows(session: Session, query: Any, key: Any) -> Iterator[Any]:
 def stored_accounts(runtime: Runtime, tenant_id: int) -> dict[str, dt.datetime]:
     """Every accountId the tenant's stored data holds, with the oldest time it was stored: the `user` and user-type
     values of stored events (the bodies their pending and logged deliveries send), project leads in snapshots, and
-    the acting users of Jira events still in the inbox."""
+    the acting users and project leads of Jira events in the inbox."""
     oldest: dict[str, dt.datetime] = {}
 
     def seen(account: str, at: dt.datetime) -> None:
@@ -168,11 +174,7 @@ def stored_accounts(runtime: Runtime, tenant_id: int) -> dict[str, dt.datetime]:
     with runtime.sessions() as session:
         events = select(Event.id, Event.body, Event.created_at).where(Event.tenant_id == tenant_id)
         for _id, body, created_at in _rows(session, events, Event.id):
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                continue
-            for account in accounts_in_body(parsed):
+            for account in accounts_in_body(_parsed(body)):
                 seen(account, created_at)
         snapshots = select(ProjectSnapshot.id, ProjectSnapshot.attributes, ProjectSnapshot.updated_at).where(
             ProjectSnapshot.tenant_id == tenant_id)
@@ -180,13 +182,21 @@ def stored_accounts(runtime: Runtime, tenant_id: int) -> dict[str, dt.datetime]:
             lead = _lead(attributes)
             if lead is not None and is_account(lead):
                 seen(lead, updated_at)
-        inbox = (select(JiraInboxEvent.user_account_id, func.min(JiraInboxEvent.received_at))
-                 .where(JiraInboxEvent.tenant_id == tenant_id, JiraInboxEvent.user_account_id.is_not(None))
-                 .group_by(JiraInboxEvent.user_account_id))
-        for inbox_account, received_at in session.execute(inbox):
-            if inbox_account is not None and is_account(inbox_account):
-                seen(inbox_account, received_at)
+        inbox = select(JiraInboxEvent.id, JiraInboxEvent.body, JiraInboxEvent.user_account_id,
+                       JiraInboxEvent.received_at).where(JiraInboxEvent.tenant_id == tenant_id)
+        for _id, text, user, received_at in _rows(session, inbox, JiraInboxEvent.id):
+            if user is not None and is_account(user):
+                seen(user, received_at)
+            for lead in accounts_in_inbox_body(_parsed(text)):
+                seen(lead, received_at)
     return oldest
+
+
+def _parsed(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _lead(attributes: str) -> str | None:
@@ -284,12 +294,8 @@ def erase_closed(runtime: Runtime, tenant_id: int) -> int:
             return 0
         events, pending, occurrences = _erase_from_events(session, tenant_id, closed)
         snapshots = _erase_from_snapshots(session, tenant_id, closed)
-        inbox = 0
+        inbox = _erase_from_inbox(session, tenant_id, closed)
         for chunk in _chunks(sorted(closed)):
-            inbox += rowcount(session.execute(
-                update(JiraInboxEvent).where(JiraInboxEvent.tenant_id == tenant_id,
-                                             JiraInboxEvent.user_account_id.in_(chunk))
-                .values(user_account_id=None)))
             session.execute(delete(ReportedAccount).where(ReportedAccount.tenant_id == tenant_id,
                                                           ReportedAccount.account_id.in_(chunk)))
     checks = forget_admin_checks(tenant_id, closed)
@@ -351,3 +357,27 @@ def _erase_from_snapshots(session: Session, tenant_id: int, closed: set[str]) ->
                                 .values(attributes=dump_snapshot(attributes)))
                 changed += 1
     return changed
+
+
+def _erase_from_inbox(session: Session, tenant_id: int, closed: set[str]) -> int:
+    """Jira events in the inbox: the acting user becomes null, a closed lead's object too. Returns rows changed."""
+    changed: set[int] = set()
+    for chunk in _chunks(sorted(closed)):
+        users = select(JiraInboxEvent.id).where(JiraInboxEvent.tenant_id == tenant_id,
+                                               JiraInboxEvent.user_account_id.in_(chunk))
+        changed.update(session.scalars(users))
+        session.execute(update(JiraInboxEvent).where(JiraInboxEvent.tenant_id == tenant_id,
+                                                     JiraInboxEvent.user_account_id.in_(chunk))
+                        .values(user_account_id=None))
+        candidates = select(JiraInboxEvent.id, JiraInboxEvent.body).where(
+            JiraInboxEvent.tenant_id == tenant_id,
+            or_(*(JiraInboxEvent.body.contains(_id_in_json(a), autoescape=True) for a in chunk)))
+        updates = []
+        for row_id, text in _rows(session, candidates, JiraInboxEvent.id):
+            body = _parsed(text)
+            if erase_from_inbox_body(body, closed):
+                updates.append((row_id, json.dumps(body, separators=(",", ":"), ensure_ascii=False)))
+        for row_id, text in updates:
+            session.execute(update(JiraInboxEvent).where(JiraInboxEvent.id == row_id).values(body=text))
+            changed.add(row_id)
+    return len(changed)
