@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 import addon.delivery.retry as retry
 from addon.privacy.accounts import accounts_in_body, erase_from_body
-from addon.privacy.report import report_all
+from addon.privacy.report import housekeeping_job, report_all
 from addon.storage.engine import transaction
 from addon.storage.models import Event, ReportedAccount
 from tests.conftest import make_settings
@@ -166,6 +166,23 @@ def test_a_failing_site_keeps_the_cycle_state(quiet):
     now = dt.datetime.now(dt.UTC)
     assert report_all(addon.runtime, now).reported == 90
     assert report_all(addon.runtime, now + dt.timedelta(minutes=5)).reported == 10  # only what failed
+
+
+def test_housekeeping_passes_daily_and_tries_a_failed_one_again_within_the_hour(quiet):
+    addon, site, tenant_id = quiet
+    site.cycle_period_s = 60  # every account is due again after a minute: only the daily rule holds them back
+    emit(addon, tenant_id, body("a-1"))
+    site.report_answers = [(503, {"message": "down"}, {})]
+    now = dt.datetime.now(dt.UTC)
+    housekeeping_job(addon.runtime, now)
+    assert len(site.reports) == 1 and records(addon, tenant_id) == 0  # failed: not recorded
+    housekeeping_job(addon.runtime, now + dt.timedelta(hours=1))
+    assert len(site.reports) == 2 and records(addon, tenant_id) == 1
+    housekeeping_job(addon.runtime, now + dt.timedelta(hours=23))
+    assert len(site.reports) == 2  # went through an hour ago: the next daily pass is not due
+    housekeeping_job(addon.runtime, now + dt.timedelta(hours=25))
+    assert len(site.reports) == 3
+    assert report_all(addon.runtime, now + dt.timedelta(hours=25, minutes=2)).reported == 1  # on demand: any time
 
 
 def test_records_go_with_the_data_they_describe(quiet):

@@ -1,7 +1,7 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
 and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
 tenants after 30 days; disable webhooks that have only failed for 5 days; report the stored accountIds to Atlassian
-daily (`addon.privacy.report`). Every job is idempotent, so several
+(each tenant daily, `addon.privacy.report`). Every job is idempotent, so several
 processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
-from addon.privacy.report import PASS_EVERY
+from addon.privacy.report import LOOK_EVERY
 from addon.privacy.report import housekeeping_job as report_personal_data
 from addon.process.runtime import Runtime
 from addon.storage.engine import rowcount, transaction
@@ -102,7 +102,7 @@ JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (prune_jira_inbox, dt.timedelta(hours=1)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),
-    (report_personal_data, PASS_EVERY),
+    (report_personal_data, LOOK_EVERY),
 )
 
 

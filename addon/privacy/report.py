@@ -64,6 +64,9 @@ LEASE = dt.timedelta(minutes=15)
 DEFAULT_RETRY_AFTER_S = 60.0
 """A 429 without a usable `Retry-After`: wait this long before the tenant's next report."""
 PASS_EVERY = dt.timedelta(days=1)
+"""A tenant's pass runs daily; one that did not go through (a 429, a site or token not available: a Forge site's
+system token is fresh for an hour after one of its requests) is tried again at the next hourly look."""
+LOOK_EVERY = dt.timedelta(hours=1)
 
 
 @dataclass
@@ -84,15 +87,16 @@ class PassCounts:
         self.failed_tenants += other.failed_tenants
 
 
-def report_all(runtime: Runtime, now: dt.datetime | None = None) -> PassCounts:
-    """One pass over every installed tenant (an uninstalled tenant's data goes within 30 days, §4)."""
+def report_all(runtime: Runtime, now: dt.datetime | None = None, *, daily: bool = False) -> PassCounts:
+    """One pass over every installed tenant (an uninstalled tenant's data goes within 30 days, §4); with `daily`,
+    only over those whose last pass that went through is a day old or more."""
     totals = PassCounts()
     with runtime.sessions() as session:
         tenant_ids = session.scalars(select(Tenant.id).where(Tenant.state != TenantState.UNINSTALLED)
                                      .order_by(Tenant.id)).all()
     for tenant_id in tenant_ids:
         try:
-            totals.add(report_tenant(runtime, tenant_id, now))
+            totals.add(report_tenant(runtime, tenant_id, now, daily=daily))
         except Exception:  # noqa: BLE001 - one tenant's failure must not stop the others' reports
             log.exception("personal data report failed tenant=%s", tenant_id)
             totals.failed_tenants += 1
@@ -102,16 +106,19 @@ def report_all(runtime: Runtime, now: dt.datetime | None = None) -> PassCounts:
     return totals
 
 
-def housekeeping_job(runtime: Runtime) -> None:
-    report_all(runtime)
+def housekeeping_job(runtime: Runtime, now: dt.datetime | None = None) -> None:
+    report_all(runtime, now, daily=True)
 
 
-def report_tenant(runtime: Runtime, tenant_id: int, now: dt.datetime | None = None) -> PassCounts:
-    """One tenant's pass, unless another process runs it or a `Retry-After` is not over."""
+def report_tenant(runtime: Runtime, tenant_id: int, now: dt.datetime | None = None, *,
+                  daily: bool = False) -> PassCounts:
+    """One tenant's pass, unless another process runs it, a `Retry-After` is not over, or (`daily`) its last pass
+    went through less than a day ago."""
     now = now or utcnow()
     counts = PassCounts()
-    if not _take_lease(runtime, tenant_id, now):
+    if not _take_lease(runtime, tenant_id, now, daily):
         return counts
+    finished = False
     try:
         with runtime.sessions() as session:
             tenant = get_view(session, tenant_id, runtime.box)
@@ -128,13 +135,16 @@ def report_tenant(runtime: Runtime, tenant_id: int, now: dt.datetime | None = No
                 counts.failed_tenants = 1
                 break
         erase_closed(runtime, tenant_id)
+        finished = not counts.failed_tenants
     finally:
+        done = {"passed_at": now} if finished else {}
         with transaction(runtime.sessions) as session:
-            session.execute(update(PrivacyCycle).where(PrivacyCycle.tenant_id == tenant_id).values(lease_until=None))
+            session.execute(update(PrivacyCycle).where(PrivacyCycle.tenant_id == tenant_id)
+                            .values(lease_until=None, **done))
     return counts
 
 
-def _take_lease(runtime: Runtime, tenant_id: int, now: dt.datetime) -> bool:
+def _take_lease(runtime: Runtime, tenant_id: int, now: dt.datetime, daily: bool) -> bool:
     try:
         with transaction(runtime.sessions) as session:
             session.add(PrivacyCycle(tenant_id=tenant_id, cycle_s=int(DEFAULT_CYCLE.total_seconds())))
@@ -145,7 +155,9 @@ def _take_lease(runtime: Runtime, tenant_id: int, now: dt.datetime) -> bool:
             update(PrivacyCycle)
             .where(PrivacyCycle.tenant_id == tenant_id,
                    or_(PrivacyCycle.lease_until.is_(None), PrivacyCycle.lease_until < now),
-                   or_(PrivacyCycle.not_before.is_(None), PrivacyCycle.not_before <= now))
+                   or_(PrivacyCycle.not_before.is_(None), PrivacyCycle.not_before <= now),
+                   *([or_(PrivacyCycle.passed_at.is_(None), PrivacyCycle.passed_at <= now - PASS_EVERY)]
+                     if daily else []))
             .values(lease_until=now + LEASE))) == 1
 
 

@@ -249,12 +249,14 @@ class ReportedAccount(Base):
 
 
 class PrivacyCycle(Base):
-    """A tenant's reporting state: its cycle (Atlassian's `Cycle-Period`), a `Retry-After` to wait out, and the
-    lease of the process running its pass (so two processes never report the same accounts twice)."""
+    """A tenant's reporting state: its cycle (Atlassian's `Cycle-Period`), a `Retry-After` to wait out, when its
+    last pass went through to the end, and the lease of the process running its pass (so two processes never
+    report the same accounts twice)."""
 
     __tablename__ = "privacy_cycles"
 
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     cycle_s: Mapped[int] = mapped_column(Integer)
     not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    passed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

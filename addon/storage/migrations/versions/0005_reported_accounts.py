@@ -34,6 +34,7 @@ def upgrade() -> None:
         _tenant_id(),
         sa.Column("cycle_s", sa.Integer(), nullable=False),
         sa.Column("not_before", UTCDateTime(), nullable=True),
+        sa.Column("passed_at", UTCDateTime(), nullable=True),
         sa.Column("lease_until", UTCDateTime(), nullable=True),
     )
 
