@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 import addon.delivery.retry as retry
+from addon.admin.permissions import AdminCache
 from addon.privacy.accounts import accounts_in_body, erase_from_body
 from addon.privacy.report import housekeeping_job, report_all
 from addon.storage.engine import transaction
@@ -110,6 +111,23 @@ def test_batches_of_at_most_90_with_the_oldest_time_stored(quiet):
     reported = {a["accountId"]: a["updatedAt"] for batch in site.reports for a in batch}
     oldest = first_stored.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{first_stored.microsecond // 1000:03d}Z"
     assert reported[accounts[3]] == oldest  # stored by both events: the first one's time
+
+
+def test_a_report_not_signed_as_the_app_is_refused_and_kept_for_the_next_pass(atlassian, database_url):
+    for addon, site, tenant_id in serve(atlassian, database_url, background=False, app_key="another-app"):
+        emit(addon, tenant_id, body("a-1"))
+        counts = report_all(addon.runtime)
+        assert (counts.reported, counts.failed_tenants) == (0, 1)
+        assert site.reports == [] and any("is not the app key" in r for r in site.rejected_calls)
+        assert records(addon, tenant_id) == 0
+
+
+def test_erasure_drops_cached_admin_checks():
+    cache = AdminCache()
+    cache.put((1, "gone"), True)
+    cache.put((2, "gone"), True)
+    assert cache.forget([(1, "gone"), (1, "never-cached")]) == 1
+    assert cache.get((1, "gone")) is None and cache.get((2, "gone")) is True
 
 
 def test_each_account_once_per_cycle(quiet):
