@@ -147,9 +147,10 @@ def report_tenant(runtime: Runtime, tenant_id: int, now: dt.datetime | None = No
 def _take_lease(runtime: Runtime, tenant_id: int, now: dt.datetime, daily: bool) -> bool:
     try:
         with transaction(runtime.sessions) as session:
-            session.add(PrivacyCycle(tenant_id=tenant_id, cycle_s=int(DEFAULT_CYCLE.total_seconds())))
+            if session.get(PrivacyCycle, tenant_id) is None:
+                session.add(PrivacyCycle(tenant_id=tenant_id, cycle_s=int(DEFAULT_CYCLE.total_seconds())))
     except IntegrityError:
-        pass  # the tenant's row exists already
+        pass  # another process added it meanwhile
     with transaction(runtime.sessions) as session:
         return rowcount(session.execute(
             update(PrivacyCycle)
