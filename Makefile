@@ -37,10 +37,11 @@ export ENSURE_SECRET_KEY
 secret-key: $(VENV)/.installed
 	@$(BIN)/python -c "$$ENSURE_SECRET_KEY"
 
-run: $(VENV)/.installed secret-key
+run: $(VENV)/.installed secret-key ui
 	PORT=$(PORT) $(BIN)/addon serve --port $(PORT)
 
-# The Forge Custom UI (forge/static/admin) and Atlassian's manifest validator, from ui/'s lock file. npm ci runs
+# The admin page's bundle (into the add-on's static folder and forge/static/admin) and Atlassian's manifest
+# validator, from ui/'s lock file. npm ci runs
 # again only when the lock or package.json changed; --ignore-scripts: no package needs its install script here
 # (esbuild's binary comes as an optional dependency). The build is quick, so it always runs.
 UI_INSTALLED := ui/node_modules/.installed

@@ -172,8 +172,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _make_run(workdir: Path) -> str:
-    """`make run` in a copy of the Makefile whose .venv is already installed and whose `addon` only reports how
-    it was started: what `make run` does before serving, quickly."""
+    """`make run` in a copy of the Makefile whose .venv and ui/ packages are already installed, whose `addon` only
+    reports how it was started and whose UI build only says it ran: what `make run` does before serving, quickly."""
     shutil.copy(ROOT / "Makefile", workdir)
     shutil.copy(ROOT / "pyproject.toml", workdir)
     bin_dir = workdir / ".venv" / "bin"
@@ -183,10 +183,17 @@ def _make_run(workdir: Path) -> str:
     for tool in ("python", "addon"):
         (bin_dir / tool).chmod(0o755)
     (workdir / ".venv" / ".installed").touch()
+    (workdir / "ui" / "scripts").mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(ROOT / "ui" / name, workdir / "ui")
+    (workdir / "ui" / "node_modules").mkdir(exist_ok=True)
+    (workdir / "ui" / "node_modules" / ".installed").touch()
+    (workdir / "ui" / "scripts" / "build.mjs").write_text("console.log('built the admin page');\n")
     result = subprocess.run(["make", "--no-print-directory", "run"], cwd=workdir, env=addon_env(), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "addon serve --port 8000 PORT=8000" in result.stdout
+    assert "built the admin page" in result.stdout  # the page's bundle is built before serving
     return result.stdout
 
 

@@ -1,5 +1,5 @@
-"""The admin page as Forge Custom UI (CONTRACT.md section 9.2), in headless Chromium: the build of ui/ (the Connect
-page's markup and script, bundled with the real @forge/bridge), with the Forge host played by the test
+"""The admin page as Forge Custom UI (CONTRACT.md section 9.2), in headless Chromium: the build of ui/ (the admin
+page's one bundle, the same the Connect page loads, with the real @forge/bridge), with the Forge host played by the test
 (tests/support/forge_ui.py). Its `invokeRemote` calls reach the real add-on over HTTP.
 
 The headers Forge's proxy adds are minted by the test. Until the add-on takes Forge Invocation Tokens, they carry a
@@ -21,7 +21,7 @@ from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import FakeAtlassian, FakeSite
-from tests.support.browser import chromium  # noqa: F401 - a fixture
+from tests.support.browser import axe_violations, chromium, screenshot  # noqa: F401 - chromium is a fixture
 from tests.support.forge_ui import ForgeAdminPage, build_forge_page
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -86,17 +86,23 @@ def _row(page, webhook_id: int):  # type: ignore[no-untyped-def]
     return page.locator(f'[data-testid="webhook-row"][data-webhook-id="{webhook_id}"]')
 
 
+def _menu(page, webhook_id: int, item: str) -> None:  # type: ignore[no-untyped-def]
+    _row(page, webhook_id).get_by_test_id("row-menu--trigger").click()
+    page.get_by_test_id(item).click()
+
+
 def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke_remote(world, forge_page):
     page, receiver = forge_page.page, world.receiver
     forge_page.open()
     expect(page.get_by_test_id("list-state")).to_contain_text("No webhooks yet")
 
-    # Create: the secret is shown once, and the webhook is listed.
+    # Create: the secret is shown once, the webhook is listed, and Forge shows the flag.
     page.get_by_test_id("create-name").fill("Finance sync")
     page.get_by_test_id("create-url").fill(receiver.url("/forge-finance"))
     page.get_by_test_id("create-submit").click()
     expect(page.get_by_test_id("secret-value")).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/]{43}=$"))
     secret = page.get_by_test_id("secret-value").text_content()
+    assert not axe_violations(page), axe_violations(page)
     page.get_by_test_id("secret-dismiss").click()
     rows = page.get_by_test_id("webhook-row")
     expect(rows).to_have_count(1)
@@ -104,6 +110,7 @@ def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke
     with world.addon.sessions() as session:
         stored = session.get(Webhook, webhook_id)
         assert (stored.name, stored.url) == ("Finance sync", receiver.url("/forge-finance"))
+    wait_for(lambda: "“Finance sync” created" in [f["title"] for f in forge_page.flags()], message="Forge's flag")
 
     # Opened again: the list comes from the add-on.
     forge_page.open()
@@ -112,30 +119,34 @@ def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke
     expect(row.get_by_test_id("webhook-status")).to_have_text("NEVER RUN")
 
     # A test delivery reaches the receiver, signed with the secret shown once.
-    row.get_by_test_id("action-test").click()
+    _menu(page, webhook_id, "action-test")
     expect(row.get_by_test_id("test-result")).to_have_attribute("data-status", "OK")
     [delivered] = receiver.wait_for(1, path="/forge-finance")
     assert Receiver.verify(delivered, [secret])["data"]["event"] == "test"
 
-    # The delivery log, and a redelivery with the same webhook-id.
+    # The delivery log, and a confirmed redelivery with the same webhook-id, shown in the log as it happens.
     row.get_by_test_id("action-deliveries").click()
-    logged = row.get_by_test_id("delivery-row")
+    logged = page.get_by_test_id("delivery-log").get_by_test_id("delivery-row")
     expect(logged).to_have_count(1)
-    expect(logged.first.get_by_test_id("delivery-status")).to_have_text("OK")
-    expect(logged.first.get_by_test_id("delivery-request-body")).to_contain_text('"event": "test"')
+    expect(logged.first.get_by_test_id("delivery-event")).to_have_text("test")
+    expect(logged.first.get_by_test_id("delivery-state")).to_have_text("DELIVERED")
+    assert not axe_violations(page), axe_violations(page)
+    forge_page_screenshot = screenshot(page, "admin-page-forge-log.png")
+    assert forge_page_screenshot.is_file()
     logged.first.get_by_test_id("action-redeliver").click()
-    expect(logged.first.get_by_test_id("redeliver-result")).to_have_text("queued")
+    page.get_by_test_id("confirm-dialog").get_by_test_id("confirm-yes").click()
     redelivered = receiver.wait_for(2, path="/forge-finance")[1]
     assert redelivered.headers["webhook-id"] == delivered.headers["webhook-id"]
-    row.get_by_test_id("deliveries-close").click()
+    expect(logged.first.get_by_test_id("delivery-redelivered")).to_have_text("REDELIVERY")
+    page.get_by_test_id("deliveries-close").click()
 
     # Edit, then delete after confirming.
-    row.get_by_test_id("action-edit").click()
+    _menu(page, webhook_id, "action-edit")
     page.get_by_test_id("edit-name").fill("Finance sync (EU)")
     page.get_by_test_id("edit-save").click()
     expect(row.get_by_test_id("webhook-name")).to_have_text("Finance sync (EU)")
-    row.get_by_test_id("action-delete").click()
-    row.get_by_test_id("confirm-dialog").get_by_test_id("confirm-yes").click()
+    _menu(page, webhook_id, "action-delete")
+    page.get_by_test_id("confirm-dialog").get_by_test_id("confirm-yes").click()
     expect(page.get_by_test_id("webhook-row")).to_have_count(0)
     with world.addon.sessions() as session:
         assert session.get(Webhook, webhook_id).deleted_at is not None
@@ -146,7 +157,7 @@ def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke
     assert f"POST /api/webhooks/{webhook_id}/test" in forge_page.calls
     assert f"PATCH /api/webhooks/{webhook_id}" in forge_page.calls
     assert f"DELETE /api/webhooks/{webhook_id}" in forge_page.calls
-    assert any(call.startswith(f"GET /api/webhooks/{webhook_id}/deliveries?") for call in forge_page.calls)
+    assert any(call.startswith(f"GET /api/webhooks/{webhook_id}/delivery-log?") for call in forge_page.calls)
     assert any(call.startswith("POST /api/deliveries/") and call.endswith("/redeliver") for call in forge_page.calls)
     assert forge_page.problems() == {}
 
@@ -154,10 +165,13 @@ def test_administrator_creates_tests_redelivers_edits_and_deletes_through_invoke
 def test_a_call_the_add_on_refuses_shows_its_message(chromium, forge_build, world):  # noqa: F811
     for forge_page in _open(chromium, forge_build, world, lambda: {}):
         forge_page.open()
-        banner = forge_page.page.get_by_test_id("banner")
-        # the add-on's 401 came back through invokeRemote as an answer, and the page shows its error
-        expect(banner).to_contain_text("Could not load the webhooks")
-        expect(banner.locator('[data-code="unauthorized"]')).to_have_count(1)
-        expect(forge_page.page.get_by_test_id("list-state")).not_to_contain_text("No webhooks yet")
+        error = forge_page.page.get_by_test_id("load-error")
+        # the add-on's 401 came back through invokeRemote as an answer, and the page says what to do
+        expect(error).to_contain_text("The webhooks could not be loaded")
+        expect(error).to_contain_text("Jira could not confirm who you are. Reload the page.")
+        expect(error).to_have_attribute("data-code", "unauthorized")
+        expect(forge_page.page.get_by_test_id("list-state")).to_have_count(0)
+        assert not axe_violations(forge_page.page), axe_violations(forge_page.page)
+        screenshot(forge_page.page, "admin-page-load-error.png")
         assert forge_page.calls and forge_page.calls[0] == "GET /api/webhooks"
         assert forge_page.page_errors == []

@@ -117,7 +117,7 @@ def test_the_admin_page_is_custom_ui_calling_the_remote(checked, app_dir):
     assert "route" not in resolver  # invokeRemote's own path (/api/...) goes to the remote's baseUrl
     [resource] = [r for r in manifest["resources"] if r["key"] == page["resource"]]
     index = app_dir / resource["path"] / "index.html"
-    assert 'id="create-form"' in index.read_text()  # the Connect page's markup
+    assert '<div id="root"></div>' in index.read_text()  # the Connect page's markup, where the bundle renders
     assert (app_dir / resource["path"] / "admin.js").is_file()
 
 

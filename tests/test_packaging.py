@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.forge_ui import build_forge_page
 from tests.support.http import free_port
 from tests.support.processes import AddonProcess, addon_env
 
@@ -31,7 +32,10 @@ def _run(*args: str | Path, cwd: Path) -> str:
 def test_a_wheel_installed_in_a_fresh_venv_serves_the_descriptor_page_and_static_files(tmp_path):
     source = tmp_path / "source"  # a copy: setuptools builds in the source tree (build/), which is not ours to fill
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "instance", "tests",
-                                                               "bench", "docs", "__pycache__"))
+                                                               "bench", "docs", "__pycache__", "node_modules",
+                                                               "admin.js", "admin.css"))
+    # the admin page's bundle is built, not committed: built into the copy's package, as before any wheel
+    build_forge_page(tmp_path / "forge-admin", connect_out=source / "addon" / "admin" / "static")
     wheels = tmp_path / "wheels"
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, source, cwd=tmp_path)
     [wheel] = wheels.glob("projectrak_outgoing_webhooks-*.whl")
@@ -61,6 +65,7 @@ def test_a_wheel_installed_in_a_fresh_venv_serves_the_descriptor_page_and_static
         assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
         for static in ("admin.js", "admin.css"):
             assert requests.get(f"{url}/static/{static}", timeout=5).status_code == 200
+        assert "Outgoing webhooks" in requests.get(f"{url}/static/admin.js", timeout=5).text  # the page's bundle
         page = requests.get(f"{url}/admin/webhooks", timeout=5)  # served to Jira's signed requests only
         assert page.status_code == 401 and page.json()["error"]["code"] == "unauthorized"
     finally:

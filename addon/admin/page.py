@@ -21,7 +21,9 @@ def content_security_policy(frame_ancestors: list[str]) -> str:
     return "; ".join([
         "default-src 'self'",
         f"script-src 'self' {CONNECT_CDN}",
-        "style-src 'self'",
+        # Atlassian's design system (Compiled CSS-in-JS) inserts its style rules at run time; every value from
+        # the API is still inserted as text (React), never as markup.
+        "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "connect-src 'self'",
         "object-src 'none'",

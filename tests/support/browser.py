@@ -22,16 +22,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CONNECT_CDN = "https://connect-cdn.atl-paas.net"
 ADMIN_PAGE_PATH = "/admin/webhooks"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+REPO = Path(__file__).resolve().parents[2]
+# Screenshots go to test-artifacts/, or where ADMIN_PAGE_SCREENSHOTS says (docs/screenshots for the README's).
+ARTIFACTS = REPO / os.environ.get("ADMIN_PAGE_SCREENSHOTS", "test-artifacts")
+AXE_JS = REPO / "ui" / "node_modules" / "axe-core" / "axe.min.js"
+STATIC_DIR = REPO / "addon" / "admin" / "static"  # where `make ui` puts the page's bundle
 
 # The stand-in for https://connect-cdn.atl-paas.net/all.js. Like the real one, `AP.context.getToken(callback)`
 # calls back with a fresh context token (and returns a promise when no callback is given); `AP.resize()` only
-# counts its calls. Tokens come from the test through the `mintContextToken` binding (page.expose_function).
+# counts its calls; `AP.flag.create(options)` records the flag Jira would show (`window.__apFlags`). Tokens come
+# from the test through the `mintContextToken` binding (page.expose_function).
 ALL_JS_STAND_IN = """
 (function () {
   'use strict';
   window.__apResizeCalls = 0;
+  window.__apFlags = [];
   window.AP = {
+    flag: {
+      create: function (options) {
+        window.__apFlags.push({title: options.title, body: options.body, type: options.type});
+        return {close: function () {}};
+      }
+    },
     context: {
       getToken: function (callback) {
         var token = window.mintContextToken();
@@ -55,7 +67,9 @@ document.addEventListener('securitypolicyviolation', function (e) {
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """One headless Chromium for the test module."""
+    """One headless Chromium for the test module (and the page's bundle, which `make ui` builds, in place)."""
+    if not (STATIC_DIR / "admin.js").is_file():
+        pytest.fail(f"the admin page's bundle is not in {STATIC_DIR}: run `make ui`, which `make test` does")
     if not os.path.exists(CHROMIUM):
         print(f"{CHROMIUM} is missing: admin page browser tests skipped (.ci/run installs Debian's chromium)")
         pytest.skip(f"{CHROMIUM} is missing (Debian's chromium package; .ci/run installs it)")
@@ -140,10 +154,11 @@ class AdminPage:
         return response
 
     def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / name
-        self.page.screenshot(path=str(path), full_page=True)
-        return path
+        return screenshot(self.page, name)
+
+    def flags(self) -> list[dict]:
+        """The flags the page asked Jira to show (AP.flag.create), oldest first."""
+        return self.page.evaluate("window.__apFlags")
 
     def forget_problems(self) -> None:
         for found in (self.console_errors, self.page_errors, self.csp_violations, self.api_failures):
@@ -160,3 +175,27 @@ class AdminPage:
         return {name: items for name, items in [("page errors", self.page_errors), ("console errors", console),
                                                  ("CSP violations", self.csp_violations), ("API failures", api)]
                 if items}
+
+
+def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def axe_violations(page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:  # type: ignore[no-untyped-def]
+    """axe-core (ui/'s npm package) run on the page as it is now: its violations of the given impacts, one line
+    each (rule, impact, the elements). Evaluated through the DevTools protocol, so the page's CSP stays as served."""
+    if not AXE_JS.is_file():
+        pytest.fail("axe-core is missing: run `make ui` (npm ci --prefix ui), which `make test` does")
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.evaluate(AXE_JS.read_text(encoding="utf-8") + "\n;undefined")
+    found = page.evaluate("""async (impacts) => {
+        // what is still fading in (a dialog, a flag) is judged once it is there
+        await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => null)));
+        const result = await window.axe.run(document, {resultTypes: ['violations']});
+        return result.violations.filter((v) => impacts.includes(v.impact)).map((v) =>
+            `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    }""", list(impacts))
+    return found

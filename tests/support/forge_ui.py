@@ -1,7 +1,8 @@
 """The Forge side of the admin page in tests: Node tools from ui/ (Atlassian's manifest validator, the Custom UI
 build) and a stand-in for the Forge host that a Custom UI page talks to.
 
-The page under test is the real build: the Connect page's script bundled with the real @forge/bridge. What is
+The page under test is the real build: the admin page's one bundle (React, Atlassian's design system) with the
+real @forge/bridge. What is
 faked is what Forge provides around it: the host frame's `window.__bridge.callBridge`, through which @forge/bridge's
 `invokeRemote` asks Forge to call the remote, and Forge's proxy, which makes that call over HTTP from the test
 process (as Forge's servers do, not the browser) with the headers a test-injected function mints (a Connect context
@@ -30,21 +31,28 @@ NODE_MISSING = "npm dependencies of ui/ are missing: run `make ui` (npm ci --pre
 # Where the test serves the built page from: an origin of its own, as Forge serves Custom UI from its CDN.
 FORGE_PAGE_ORIGIN = "https://admin-page.forge-cdn.test"
 # Custom UI runs under a CSP that allows no inline script or style and no outside origin unless the manifest's
-# permissions name it; this one is as strict, so a page that needs more fails here first.
-FORGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-             "object-src 'none'; base-uri 'none'")
+# permissions name it; this one is as strict, with the inline styles the manifest's `permissions.content.styles`
+# allows (Atlassian's design system inserts its rules at run time), so a page that needs more fails here first.
+FORGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+             "connect-src 'self'; object-src 'none'; base-uri 'none'")
 UI_TIMEOUT_S = 25  # Forge's timeout for a UI call to a remote
 
 # The host side of @forge/bridge: `callBridge('invoke', {invokeType: 'ui-remote-fetch', path, method, headers,
 # body})` resolves to `{success, payload | error}`, whose payload is the remote's `{status, headers, body}`.
-# The call itself goes to the test's `forgeRemoteCall` binding (page.expose_function).
+# The call itself goes to the test's `forgeRemoteCall` binding (page.expose_function). `callBridge('showFlag',
+# options)` records the flag Jira would show (`window.__forgeFlags`).
 BRIDGE_STAND_IN = """
 (function () {
   'use strict';
   window.__forgeBridgeCalls = [];
+  window.__forgeFlags = [];
   window.__bridge = {
     callBridge: function (name, payload) {
       window.__forgeBridgeCalls.push(name + ':' + (payload && payload.invokeType));
+      if (name === 'showFlag') {
+        window.__forgeFlags.push({title: payload.title, description: payload.description, type: payload.type});
+        return Promise.resolve();
+      }
       if (name !== 'invoke' || !payload || payload.invokeType !== 'ui-remote-fetch') {
         return Promise.reject(new Error('the Forge stand-in does not do ' + name));
       }
@@ -61,17 +69,19 @@ def require_node_tools() -> str:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: the Forge manifest check and the Custom UI build need Node 20+ and npm")
-    for package in ("@forge/manifest", "@forge/bridge", "esbuild"):
+    for package in ("@forge/manifest", "@forge/bridge", "esbuild", "react", "@atlaskit/dynamic-table"):
         if not (UI / "node_modules" / package / "package.json").is_file():
             pytest.fail(f"{NODE_MISSING} ({package} is not there)")
     return node
 
 
-def build_forge_page(out_dir: Path) -> Path:
-    """Build the Custom UI from the working tree into out_dir (so no stale build is ever tested)."""
+def build_forge_page(out_dir: Path, connect_out: Path | None = None) -> Path:
+    """Build the Custom UI from the working tree into out_dir (so no stale build is ever tested), and the Connect
+    copy of the bundle into `connect_out`: beside it unless told, never into the package other tests serve."""
     node = require_node_tools()
-    done = subprocess.run([node, str(UI / "scripts" / "build.mjs"), str(out_dir)], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    connect_out = connect_out or out_dir.parent / "connect"
+    command = [node, str(UI / "scripts" / "build.mjs"), str(out_dir), "--connect-out", str(connect_out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"the Custom UI build failed:\n{done.stdout}\n{done.stderr}"
     return out_dir
 
@@ -138,6 +148,10 @@ class ForgeAdminPage:
         payload = {"status": answer.status_code, "headers": {k.lower(): [v] for k, v in answer.headers.items()},
                    "body": parsed}
         return json.dumps({"success": True, "payload": payload})
+
+    def flags(self) -> list[dict]:
+        """The flags the page asked Forge to show (showFlag of @forge/bridge), oldest first."""
+        return self.page.evaluate("window.__forgeFlags")
 
     def problems(self) -> dict[str, list[str]]:
         return {name: items for name, items in [("page errors", self.page_errors),

@@ -1,8 +1,9 @@
-// Builds the admin page as Forge Custom UI into forge/static/admin/ (the manifest's `admin-page` resource):
-//   index.html  the Connect page's template (the same markup) without Connect's all.js and Jinja placeholders;
-//   admin.css   the Connect page's stylesheet, as is;
-//   admin.js    the Connect page's script bundled behind src/forge-entry.js (invokeRemote as its transport).
-// Usage: node ui/scripts/build.mjs [output directory]
+// Builds the admin page (src/admin/main.jsx: React and Atlassian's design system) into one bundle, admin.js and
+// admin.css, that serves both doors, and writes it to:
+//   the Connect page's static folder (served by the add-on at /static/, packaged in the wheel; not committed);
+//   forge/static/admin/ (the manifest's `admin-page` resource), with index.html: the Connect page's template
+//   without Connect's all.js and Jinja placeholders.
+// Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,10 @@ import * as esbuild from 'esbuild';
 
 const ui = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const root = path.resolve(ui, '..');
-const out = path.resolve(process.argv[2] || path.join(root, 'forge', 'static', 'admin'));
+const args = process.argv.slice(2);
+const connectFlag = args.indexOf('--connect-out');
+const connectOut = connectFlag >= 0 ? path.resolve(args.splice(connectFlag, 2)[1]) : null;
+const out = path.resolve(args[0] || path.join(root, 'forge', 'static', 'admin'));
 
 // The Connect page's files: inside the package's admin/ when the package carries its own templates and static
 // files, else at the repository's root (the layout before that move).
@@ -44,21 +48,37 @@ function forgeIndexHtml(template) {
   return html;
 }
 
-rmSync(out, { recursive: true, force: true });
-mkdirSync(out, { recursive: true });
-writeFileSync(path.join(out, 'index.html'), forgeIndexHtml(readFileSync(pageFile('templates', 'admin_webhooks.html'), 'utf8')));
-copyFileSync(pageFile('static', 'admin.css'), path.join(out, 'admin.css'));
+// The Connect page's static folder: beside its template (inside the package once it carries them).
+function connectStaticDir() {
+  const template = pageFile('templates', 'admin_webhooks.html');
+  return path.join(path.dirname(path.dirname(template)), 'static');
+}
+
+const bundleDir = path.join(ui, 'build');
+rmSync(bundleDir, { recursive: true, force: true });
 await esbuild.build({
-  entryPoints: [path.join(ui, 'src', 'forge-entry.js')],
-  alias: { 'admin-page-script': pageFile('static', 'admin.js') },
+  entryPoints: { admin: path.join(ui, 'src', 'admin', 'main.jsx') },
   bundle: true,
   format: 'iife',
   platform: 'browser',
   target: ['es2020'],
+  jsx: 'automatic',
   minify: true,
   legalComments: 'none',
-  define: { 'process.env.NODE_ENV': '"production"' },
-  outfile: path.join(out, 'admin.js'),
+  define: { 'process.env.NODE_ENV': '"production"', 'process.env': '{}' },
+  loader: { '.svg': 'dataurl', '.png': 'dataurl', '.woff': 'dataurl', '.woff2': 'dataurl' },
+  outdir: bundleDir,
   logLevel: 'warning',
 });
-console.log(`built the Forge admin page into ${path.relative(process.cwd(), out) || '.'}`);
+
+function copyBundle(dir) {
+  mkdirSync(dir, { recursive: true });
+  for (const name of ['admin.js', 'admin.css']) copyFileSync(path.join(bundleDir, name), path.join(dir, name));
+}
+
+rmSync(out, { recursive: true, force: true });
+copyBundle(out);
+writeFileSync(path.join(out, 'index.html'), forgeIndexHtml(readFileSync(pageFile('templates', 'admin_webhooks.html'), 'utf8')));
+const connectDir = connectOut || connectStaticDir();
+copyBundle(connectDir);
+console.log(`built the admin page into ${path.relative(process.cwd(), out) || '.'} (Forge) and ${path.relative(process.cwd(), connectDir) || '.'} (Connect)`);
