@@ -22,6 +22,7 @@ from addon.storage.engine import transaction
 from addon.storage.models import Event, ReportedAccount
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
+from tests.support.admin import AdminClient
 from tests.support.atlassian import REPORT_ACCOUNTS_PATH, FakeAtlassian, FakeSite
 from tests.support.delivery import add_webhook, emit, tenant_id_of
 from tests.support.intake import inbox, snapshot, wait_inbox_done
@@ -245,7 +246,9 @@ def test_closed_account_vanishes_from_the_log_the_pending_retry_and_snapshots(de
     assert any(row.user_account_id == CLOSED and CLOSED in row.body for row in wait_inbox_done(addon, site))
     site.closed_accounts = {CLOSED}
 
-    add_webhook(addon, tenant_id, receiver.url("/flaky"))
+    webhook_id, _ = add_webhook(addon, tenant_id, receiver.url("/flaky"))
+    site.admins.add("admin-account")
+    admin = AdminClient(addon.url, site)
     receiver.behave("/flaky", status=503)
     sent = body(CLOSED, field("user", CLOSED, ACTIVE), field("multi_user", [ACTIVE, CLOSED], [CLOSED], 20001))
     emit(addon, tenant_id, sent)
@@ -269,6 +272,10 @@ def test_closed_account_vanishes_from_the_log_the_pending_retry_and_snapshots(de
 
     retried = receiver.wait_for(2, timeout=15)[1:]
     assert all(CLOSED not in r.body.decode() for r in retried)
+    for path in (f"/api/webhooks/{webhook_id}/deliveries", f"/api/webhooks/{webhook_id}/delivery-log"):
+        shown = admin.request("GET", path)  # the delivery log as the administrator reads it
+        assert shown.status_code == 200, shown.text
+        assert ACTIVE in shown.text and CLOSED not in shown.text  # the body is shown, without the closed id
     assert json.loads(retried[-1].body)["data"]["user"] is None
 
     [line] = [r.getMessage() for r in caplog.records if "closed accounts erased" in r.getMessage()
