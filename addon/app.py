@@ -12,6 +12,7 @@ from addon.admin import delivery_log as admin_delivery_log
 from addon.admin import page as admin_page
 from addon.config import Settings, load_settings
 from addon.connect.door import ConnectDoor
+from addon.forge.door import ForgeDoor
 from addon.intake import routes as intake_routes
 from addon.process.runtime import Runtime
 from addon.web import health, home
@@ -22,14 +23,17 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """The process's runtime with its front doors open (Connect)."""
+    """The process's runtime with its front doors open (Connect, and Forge when configured)."""
     return open_doors(Runtime.build(settings))
 
 
 def open_doors(runtime: Runtime) -> Runtime:
-    """Add the front doors to a runtime that has none yet (the core never builds a door itself)."""
+    """Add the front doors to a runtime that has none yet (the core never builds a door itself). The Forge door
+    opens only with FORGE_APP_ID set: closed, its routes are 404 and a FIT is refused like unknown credentials."""
     if not runtime.doors:
         runtime.doors.append(ConnectDoor(runtime))
+        if runtime.settings.forge_app_id:
+            runtime.doors.append(ForgeDoor(runtime))
     return runtime
 
 

@@ -2,9 +2,9 @@
 page's one bundle, the same the Connect page loads, with the real @forge/bridge), with the Forge host played by the test
 (tests/support/forge_ui.py). Its `invokeRemote` calls reach the real add-on over HTTP.
 
-The headers Forge's proxy adds are minted by the test. Until the add-on takes Forge Invocation Tokens, they carry a
-Connect context token of an installed site, which the admin API takes; the page and its transport are the same
-either way, and a FIT minter drops in at `remote_headers`.
+The headers Forge's proxy adds are minted by the test as Forge mints them: a Forge Invocation Token of the app's
+installation with the administrator as `principal`, and the app system token in `x-forge-oauth-system`; the add-on
+checks them through its Forge door.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.browser import axe_violations, chromium, screenshot  # noqa: F401 - chromium is a fixture
+from tests.support.forge import FakeForge, FakeInstallation
 from tests.support.forge_ui import ForgeAdminPage, build_forge_page
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -33,6 +34,7 @@ class World:
     receiver: Receiver
     addon: AddonServer
     site: FakeSite
+    installation: FakeInstallation
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +45,26 @@ def forge_build(tmp_path_factory) -> object:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[World]:
     atlassian = FakeAtlassian()
+    forge = FakeForge(atlassian)
     receiver = Receiver().start()
     database = tmp_path_factory.mktemp("forge-admin-page") / "addon.db"
-    addon = AddonServer(make_settings(atlassian, f"sqlite:///{database}", ca_bundle=receiver.ca_path))
+    addon = AddonServer(make_settings(atlassian, f"sqlite:///{database}", ca_bundle=receiver.ca_path,
+                                      forge_app_id=forge.app_id, forge_jwks_url=forge.jwks_url,
+                                      forge_api_hosts=("127.0.0.1",)))
     try:
         site = atlassian.new_site()
         site.admins.add("admin-account")
         site.add_project(10000, "DEMO", "Demo project")
-        assert site.install(addon.url).status_code == 204
-        assert site.call(addon.url, "POST", "/lifecycle/enabled",
-                         json_body=site.lifecycle_body("enabled")).status_code == 204
+        installation = forge.install(site)
+        assert installation.invoke(addon.url + "/forge/lifecycle", installation.lifecycle_body()).status == 204
         # the install snapshot names the project of test deliveries
         wait_for(lambda: _count(addon, select(func.count()).select_from(ProjectSnapshot)) == 1,
                  message="the install snapshot")
-        yield World(receiver, addon, site)
+        yield World(receiver, addon, site, installation)
     finally:
         addon.stop()
         receiver.stop()
+        forge.stop()
         atlassian.stop()
 
 
@@ -78,8 +83,10 @@ def _open(chromium, forge_build, world: World, headers) -> Iterator[ForgeAdminPa
 
 @pytest.fixture
 def forge_page(chromium, forge_build, world) -> Iterator[ForgeAdminPage]:  # noqa: F811
-    yield from _open(chromium, forge_build, world,
-                     lambda: {"Authorization": f"JWT {world.site.context_token(sub='admin-account')}"})
+    installation = world.installation
+    yield from _open(chromium, forge_build, world, lambda: {
+        "Authorization": f"Bearer {installation.fit(principal='admin-account', module_type='jira:adminPage')}",
+        "x-forge-oauth-system": installation.system_tokens[-1]})
 
 
 def _row(page, webhook_id: int):  # type: ignore[no-untyped-def]

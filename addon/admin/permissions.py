@@ -78,7 +78,7 @@ def is_jira_admin(jira: JiraApi, account_id: str) -> bool:
 def require_jira_admin(caller: Caller) -> None:
     """403 unless Jira says the caller's user has ADMINISTER; 503 when Jira cannot tell."""
     if caller.account_id is None:
-        raise ApiError(403, "forbidden", "the token names no user (sub)")
+        raise ApiError(403, "forbidden", "the token names no user (Connect: sub; Forge: principal)")
     key = (caller.tenant_id, caller.account_id)
     allowed = _admin_cache.get(key)
     if allowed is None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
-from addon.delivery.outcomes import cancel_abandoned_tests, disable_webhook
+from addon.delivery.outcomes import cancel_abandoned_tests, cancel_tenant_deliveries, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
 from addon.privacy.report import LOOK_EVERY
@@ -24,6 +24,7 @@ from addon.storage.models import (
     Attempt,
     Delivery,
     DeliveryStatus,
+    Door,
     Event,
     PrivacyCycle,
     ReportedAccount,
@@ -84,6 +85,27 @@ def forget_uninstalled_tenants(runtime: Runtime) -> None:
             log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
 
 
+FORGE_UNINSTALL_AFTER = dt.timedelta(days=7)
+
+
+def infer_forge_uninstalls(runtime: Runtime) -> None:
+    """Forge tells a remote of no uninstall (CONTRACT §9.4): a Forge tenant whose Jira has refused the app's token
+    (401/403) for 7 days running, and that has sent no request in that time, is uninstalled (pending deliveries
+    cancelled, data kept 30 days); its next valid request revives it."""
+    now = utcnow()
+    cutoff = now - FORGE_UNINSTALL_AFTER
+    with transaction(runtime.sessions) as session:
+        gone = session.scalars(
+            select(Tenant).where(Tenant.door == Door.FORGE, Tenant.state != TenantState.UNINSTALLED,
+                                 Tenant.jira_refused_since < cutoff, Tenant.last_request_at < cutoff)
+        ).all()
+        for tenant in gone:
+            tenant.state = TenantState.UNINSTALLED
+            tenant.uninstalled_at = now
+            cancel_tenant_deliveries(session, tenant.id)
+            log.info("forge tenant inferred uninstalled (Jira refuses its token for 7 days) tenant=%s", tenant.id)
+
+
 def disable_failing_webhooks(runtime: Runtime) -> None:
     """Webhooks with only failed attempts for 5 days are disabled even when no new attempt is due."""
     now = utcnow()
@@ -101,6 +123,7 @@ JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (cancel_abandoned_test_deliveries, dt.timedelta(hours=1)),
     (prune_jira_inbox, dt.timedelta(hours=1)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
+    (infer_forge_uninstalls, dt.timedelta(hours=24)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),
     (report_personal_data, LOOK_EVERY),
 )

@@ -90,11 +90,11 @@ def _already_seen(session: Session, tenant_id: int, identifier: str) -> SeenJira
 
 
 def _store(session: Session, tenant_id: int, webhook: JiraWebhook, identifier: str | None,
-           user: str | None) -> bool:
+           user: str | None, seen_for: dt.timedelta) -> bool:
     now = utcnow()
     if identifier is not None:
         seen = _already_seen(session, tenant_id, identifier)
-        if seen is not None and seen.seen_at >= now - SEEN_FOR:
+        if seen is not None and seen.seen_at >= now - seen_for:
             return False
         if seen is not None:  # expired but not yet pruned: it counts as new again
             seen.seen_at = now
@@ -106,15 +106,16 @@ def _store(session: Session, tenant_id: int, webhook: JiraWebhook, identifier: s
 
 
 def accept(sessions: sessionmaker[Session], tenant_id: int, webhook: JiraWebhook, identifier: str | None,
-           user: str | None) -> bool:
-    """Store the event unless its identifier was seen; False for a duplicate (acknowledged and dropped).
+           user: str | None, *, seen_for: dt.timedelta = SEEN_FOR) -> bool:
+    """Store the event unless its identifier was seen in the last `seen_for` (at most `SEEN_FOR`, for which
+    identifiers are kept); False for a duplicate (acknowledged and dropped).
 
     Two deliveries of one identifier racing each other meet at the unique constraint: the loser's
     IntegrityError is a duplicate once the winner's row is visible.
     """
     try:
         with transaction(sessions) as session:
-            return _store(session, tenant_id, webhook, identifier, user)
+            return _store(session, tenant_id, webhook, identifier, user, seen_for)
     except IntegrityError:
         if identifier is None:
             raise

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from addon.sending.signing import new_message_id
 from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
 from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, table_of, utcnow
-from addon.storage.tenants import TenantChanged, TenantView
+from addon.storage.tenants import TenantChanged, TenantView, tenant_key_column, tenant_secret_column
 
 # PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
 NOTIFY_CHANNEL = "addon_deliveries"
@@ -103,9 +103,9 @@ def _insert_event_while_tenant_unchanged() -> Insert:
     row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
                   bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
                   bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type))
-           .where(tenant.id == bindparam("tenant_id"), tenant.client_key == bindparam("client_key"),
+           .where(tenant.id == bindparam("tenant_id"), tenant_key_column(tenant) == bindparam("client_key"),
                   tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
-                  tenant.shared_secret == bindparam("sealed_secret")))
+                  tenant_secret_column(tenant) == bindparam("sealed_secret")))
     return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at", "message_id"], row)
             .returning(_events.c.id))
 

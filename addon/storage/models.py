@@ -8,6 +8,7 @@ import enum
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -61,14 +62,35 @@ class TenantState(enum.StrEnum):
     UNINSTALLED = "uninstalled"
 
 
+class Door(enum.StrEnum):
+    CONNECT = "connect"
+    FORGE = "forge"
+
+
 class Tenant(Base):
-    """One Jira site installation, identified by its clientKey (a site import is a new tenant)."""
+    """One installation on a Jira site, through either door: a Connect site by its clientKey (a site import is a
+    new tenant), a Forge installation by its installationId (a reinstall is a new one)."""
 
     __tablename__ = "tenants"
+    __table_args__ = (
+        CheckConstraint("(door = 'connect' AND client_key IS NOT NULL AND shared_secret IS NOT NULL)"
+                        " OR (door = 'forge' AND installation_id IS NOT NULL)", name="ck_tenants_door_key"),
+        UniqueConstraint("installation_id", name="uq_tenants_installation_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    client_key: Mapped[str] = mapped_column(String(255), unique=True)
-    shared_secret: Mapped[str] = mapped_column(Text)  # sealed with SecretBox
+    door: Mapped[str] = mapped_column(String(16), default=Door.CONNECT, server_default=Door.CONNECT.value)
+    client_key: Mapped[str | None] = mapped_column(String(255), unique=True)  # Connect
+    shared_secret: Mapped[str | None] = mapped_column(Text)  # Connect; sealed with SecretBox
+    installation_id: Mapped[str | None] = mapped_column(String(255))  # Forge
+    # Forge: where Jira calls go (the FIT's app.apiBaseUrl), the newest app system token (sealed) and when it came.
+    api_base_url: Mapped[str | None] = mapped_column(String(255))
+    forge_token: Mapped[str | None] = mapped_column(Text)
+    forge_token_received_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Forge's uninstall inference (no uninstall event reaches a remote): the last authenticated request (written
+    # at most hourly) and since when Jira refuses the app's token (401/403), cleared by any Jira success.
+    last_request_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    jira_refused_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     base_url: Mapped[str] = mapped_column(String(255))
     display_url: Mapped[str | None] = mapped_column(String(255))
     product_type: Mapped[str | None] = mapped_column(String(32))

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
 from addon.storage.driver import DriverStatement, driver_one_statement
-from addon.storage.models import Tenant, TenantState, table_of
+from addon.storage.models import Door, Tenant, TenantState, table_of
 from addon.storage.secrets import SecretBox
 
 
@@ -22,6 +23,7 @@ class TenantView:
 
     id: int
     client_key: str
+    """The tenant's key in its door: Connect's clientKey, or Forge's installationId."""
     base_url: str
     state: str
     shared_secret: str = field(repr=False)
@@ -29,8 +31,7 @@ class TenantView:
     """The shared secret as the row stores it (sealed with ADDON_SECRET_KEY, when set): what says, without
     opening it, whether the row still holds the secret this view was read with."""
     door: str = "connect"
-    """The door (`addon.doors`) the tenant came in by, which makes its Jira client. Every stored tenant is a
-    Connect installation until the table records the door of each."""
+    """The door (`addon.doors`) the tenant came in by, which makes its Jira client."""
 
     @property
     def is_disabled(self) -> bool:
@@ -38,9 +39,23 @@ class TenantView:
 
 
 def view_of(tenant: Tenant | Row, box: SecretBox) -> TenantView:
-    """The view of a tenant loaded as an ORM object or read as a row with the same column names."""
-    return TenantView(tenant.id, tenant.client_key, tenant.base_url, tenant.state, box.open(tenant.shared_secret),
-                      tenant.shared_secret)
+    """The view of a tenant loaded as an ORM object or read as a row with the same column names. A Forge tenant
+    has no shared secret: its view's secrets are empty (as `tenant_key_column`/`tenant_secret_column` read it)."""
+    if tenant.door == Door.FORGE:
+        return TenantView(tenant.id, tenant.installation_id or "", tenant.base_url, tenant.state, "", "",
+                          Door.FORGE.value)
+    sealed = tenant.shared_secret or ""
+    return TenantView(tenant.id, tenant.client_key or "", tenant.base_url, tenant.state, box.open(sealed), sealed)
+
+
+def tenant_key_column(tenants: Any) -> ColumnElement[str]:
+    """The tenant's key in its door (`TenantView.client_key`) as SQL, for statements that check a view still holds."""
+    return func.coalesce(tenants.client_key, tenants.installation_id)
+
+
+def tenant_secret_column(tenants: Any) -> ColumnElement[str]:
+    """The sealed shared secret as `TenantView.sealed_secret` holds it (empty for a Forge tenant), as SQL."""
+    return func.coalesce(tenants.shared_secret, "")
 
 
 _tenants = table_of(Tenant)
@@ -63,7 +78,7 @@ def find_installed(engine: Engine, client_key: str, box: SecretBox) -> TenantVie
     if row is None:
         return None
     tenant_id, key, base_url, state, sealed_secret = row
-    if state == TenantState.UNINSTALLED:
+    if state == TenantState.UNINSTALLED or key is None:  # a Forge tenant has no clientKey
         return None
     return TenantView(tenant_id, key, base_url, state, box.open(sealed_secret), sealed_secret)
 

@@ -234,6 +234,7 @@ class FakeForge:
         self.jwks_fetches = 0
         self.jwks_down = False  # answer the JWKS with 503
         self.jwks_body: bytes | None = None  # answer the JWKS with these bytes instead of the keys
+        self.jwks_delays: list[float] = []  # seconds the next fetches of the JWKS wait before answering, in turn
         self.installations: dict[str, FakeInstallation] = {}  # by cloudId
         self._lock = threading.Lock()
         self.current_kid = self.add_key()
@@ -326,6 +327,8 @@ def _handler_for(forge: FakeForge) -> type[QuietHandler]:
             if parts.path == "/.well-known/jwks.json" and method == "GET":
                 with forge._lock:
                     forge.jwks_fetches += 1
+                    delay = forge.jwks_delays.pop(0) if forge.jwks_delays else 0.0
+                time.sleep(delay)
                 if forge.jwks_down:
                     self._json(503, {"message": "unavailable"})
                 elif forge.jwks_body is not None:

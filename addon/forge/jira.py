@@ -1,0 +1,85 @@
+"""The Jira REST client of the Forge door: `{app.apiBaseUrl}/rest/api/3/…` with `Authorization: Bearer <the newest
+app system token>` (CONTRACT §9.3), its failures mapped to the core's `JiraError`s.
+
+The token is read from the tenant's row at each call, so every call uses the newest one a request brought. With
+no token younger than `TOKEN_FRESH_FOR`, a call raises `JiraUnavailable`: background work (the install snapshot,
+the Jira event processor) then waits and retries as for a Jira that is down, and its log line says why.
+Jira answering 401/403 starts the tenant's `jira_refused_since` (the uninstall inference); any answer clears it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from addon import __version__
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable
+from addon.forge.tenants import TOKEN_FRESH_FOR, jira_access, mark_refused
+from addon.process.runtime import Runtime
+from addon.storage.models import utcnow
+
+CONNECT_TIMEOUT_S = 3.0
+READ_TIMEOUT_S = 10.0
+
+
+class ForgeHttp:
+    """One HTTP session for the Jira calls of every Forge tenant of a process."""
+
+    def __init__(self, app_id: str) -> None:
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.headers["User-Agent"] = f"projectrak-outgoing-webhooks/{__version__} (forge {app_id})"
+        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+
+class ForgeJira:
+    """`addon.doors.JiraApi` for one Forge tenant."""
+
+    def __init__(self, runtime: Runtime, http: ForgeHttp, tenant_id: int) -> None:
+        self._runtime = runtime
+        self._http = http
+        self._tenant_id = tenant_id
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._request("GET", path, params=params)
+
+    def post(self, path: str, json: Any) -> Any:
+        return self._request("POST", path, json=json)
+
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+        access = jira_access(self._runtime, self._tenant_id)
+        if access.api_base_url is None:
+            raise JiraUnavailable("the Forge installation has named no apiBaseUrl yet")
+        if (access.token is None or access.token_received_at is None
+                or access.token_received_at < utcnow() - TOKEN_FRESH_FOR):
+            raise JiraUnavailable("waiting for a fresh Forge system token (none younger than 1 hour is stored; "
+                                  "the next request of the installation brings one)")
+        headers = {"Authorization": f"Bearer {access.token}", "Accept": "application/json"}
+        try:
+            response = self._http.session.request(method, access.api_base_url + path, params=params, json=json,
+                                                  headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                                                  allow_redirects=False)
+        except requests.Timeout:
+            raise JiraUnavailable(f"Jira timed out on {method} {path}") from None
+        except requests.RequestException as err:
+            raise JiraUnavailable(f"Jira could not be reached on {method} {path}: {type(err).__name__}") from None
+        status = response.status_code
+        refused = status in (401, 403)
+        if (refused or status < 500) and refused != (access.refused_since is not None):
+            mark_refused(self._runtime, self._tenant_id, refused)
+        retry_after = response.headers.get("Retry-After")
+        if status >= 500:
+            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status, retry_after)
+        if status == 404:
+            raise JiraNotFound(f"Jira answered 404 on {method} {path}", status)
+        if status >= 300:
+            raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
