@@ -19,7 +19,7 @@ from addon.admin.permissions import AdminCache
 from addon.privacy.accounts import accounts_in_body, erase_from_body
 from addon.privacy.report import housekeeping_job, report_all
 from addon.storage.engine import transaction
-from addon.storage.models import Event, ReportedAccount
+from addon.storage.models import Event, ReportedAccount, Tenant
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.admin import AdminClient
@@ -302,3 +302,55 @@ def test_cli_report_prints_the_counts(quiet, database_url, tmp_path):
     again = subprocess.run([ADDON, "privacy", "report"], env=addon_env(DATABASE_URL=database_url), cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert "accounts reported: 0, closed: 0, updated: 0" in again.stdout
+
+
+# The Forge door: the same pass, to `{PRIVACY_API_URL}/app/report-accounts/` with the installation's system token.
+
+@pytest.fixture
+def forge_site(atlassian, forge, database_url):  # type: ignore[no-untyped-def]
+    """The add-on with its Forge door open and reporting to the fake Forge; one Forge installation."""
+    server = AddonServer(make_settings(atlassian, database_url, forge_app_id=forge.app_id,
+                                       forge_jwks_url=forge.jwks_url, forge_api_hosts=("127.0.0.1",),
+                                       privacy_api_url=forge.url), background=False)
+    inst = forge.install()
+    invocation = inst.invoke(server.url + "/forge/lifecycle", inst.lifecycle_body())
+    assert invocation.status == 204, invocation.attempts[-1].body
+    with server.sessions() as session:
+        tenant_id = session.scalar(select(Tenant.id).where(Tenant.installation_id == inst.installation_id))
+    yield server, inst, tenant_id
+    server.stop()
+
+
+def test_forge_tenants_report_with_the_system_token_and_erase_closed_accounts(forge_site):
+    addon, inst, tenant_id = forge_site
+    site = inst.site
+    site.closed_accounts = {CLOSED}
+    site.cycle_period_s = 3600
+    emit(addon, tenant_id, body(CLOSED, field("multi_user", [ACTIVE, CLOSED, "unknown"], None)))
+    emit(addon, tenant_id, body(None, field("multi_user", [f"f-{i:03d}" for i in range(150)], None)))
+    now = dt.datetime.now(dt.UTC)
+
+    counts = report_all(addon.runtime, now)
+
+    assert (counts.reported, counts.closed, counts.updated) == (152, 1, 0)
+    calls = site.calls_to("POST", "/app/report-accounts/")
+    assert len(calls) == 2 and all(len(c.body["accounts"]) <= 90 for c in calls)
+    assert all(c.claims["system_token"] == inst.system_tokens[-1] for c in calls)
+    assert "unknown" not in site.reported_ids
+    assert all(CLOSED not in text for text in stored_bodies(addon, tenant_id))
+    assert report_all(addon.runtime, now + dt.timedelta(minutes=30)).reported == 0  # Cycle-Period: an hour
+    assert report_all(addon.runtime, now + dt.timedelta(minutes=61)).reported == 151
+
+
+def test_forge_429_and_no_fresh_token_leave_the_work_for_the_next_pass(forge_site):
+    addon, inst, tenant_id = forge_site
+    site = inst.site
+    emit(addon, tenant_id, body("a-1"))
+    site.report_answers = [(429, None, {"Retry-After": "30"})]
+    now = dt.datetime.now(dt.UTC)
+    assert report_all(addon.runtime, now).failed_tenants == 1
+    inst.expire_system_tokens()  # the stored token is refused now
+    assert report_all(addon.runtime, now + dt.timedelta(seconds=31)).reported == 0
+    assert records(addon, tenant_id) == 0
+    inst.invoke(addon.url + "/forge/lifecycle", inst.lifecycle_body("avi:forge:upgraded:app"))  # a fresh token
+    assert report_all(addon.runtime, now + dt.timedelta(seconds=32)).reported == 1

@@ -1,7 +1,7 @@
 """reported_accounts and privacy_cycles: which accountIds were reported to Atlassian when, per tenant (CONTRACT §11)
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 from typing import Sequence, Union
 
@@ -11,7 +11,7 @@ from alembic import op
 from addon.storage.models import UTCDateTime
 
 revision: str = "0005"
-down_revision: Union[str, Sequence[str], None] = "0003"
+down_revision: Union[str, Sequence[str], None] = "0004"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
