@@ -177,6 +177,26 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_report(_args: argparse.Namespace) -> int:
+    from addon.app import build_runtime
+    from addon.privacy.report import report_all
+    from addon.storage.migrate import wait_until_current
+
+    runtime = build_runtime(_settings_or_exit())
+    wait_until_current(runtime.engine, timeout_s=10)
+    try:
+        counts = report_all(runtime)
+    finally:
+        runtime.close()
+    print(f"accounts reported: {counts.reported}, closed: {counts.closed}, updated: {counts.updated} "
+          f"({counts.tenants} tenant(s))")
+    if counts.failed_tenants:
+        print(f"{counts.failed_tenants} tenant(s) not finished (see the log); the next pass resumes them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_forge_manifest(args: argparse.Namespace) -> int:
     from addon.forge.manifest import manifest_command
 
@@ -219,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("from_client_key")
     copy.add_argument("to_client_key")
     copy.set_defaults(func=cmd_tenants)
+
+    privacy = sub.add_parser("privacy", help="personal data (accountIds) reported to Atlassian")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    privacy_sub.add_parser("report", help="report the stored accountIds now, erase those of closed accounts, "
+                           "print how many were reported, closed and updated").set_defaults(func=cmd_privacy_report)
 
     forge = sub.add_parser("forge", help="the Forge app whose remote this add-on is")
     forge_sub = forge.add_subparsers(dest="forge_command", required=True)

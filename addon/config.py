@@ -19,6 +19,7 @@ DEFAULT_INSTALL_KEYS_URL = "https://connect-install-keys.atlassian.com"
 DEFAULT_JIRA_HOSTS = "*.atlassian.net,*.jira.com"
 DEFAULT_FORGE_JWKS_URL = "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
 DEFAULT_FORGE_API_HOSTS = "api.atlassian.com"
+DEFAULT_PRIVACY_API_URL = "https://api.atlassian.com"
 _FORGE_APP_ID_RE = re.compile(r"^ari:cloud:ecosystem::app/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 _APP_KEY_RE = re.compile(r"^[a-zA-Z0-9._-]{1,80}$")
 _HOST_PATTERN_RE = re.compile(r"^(\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*)$")
@@ -44,6 +45,8 @@ class Settings:
     forge_app_id: str | None = None
     forge_jwks_url: str = DEFAULT_FORGE_JWKS_URL
     forge_api_hosts: tuple[str, ...] = (DEFAULT_FORGE_API_HOSTS,)
+    # Where Forge tenants' personal data reports go (CONTRACT §11): `POST {privacy_api_url}/app/report-accounts/`.
+    privacy_api_url: str = DEFAULT_PRIVACY_API_URL
     log_format: str = "text"  # LOG_FORMAT: "text" or "json" (one JSON object per line)
     # The bearer token of `GET /metrics` (CONTRACT §10.6); None: no metrics route (404).
     metrics_token: str | None = None
@@ -207,6 +210,8 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
     forge_jwks_url = _http_url("FORGE_JWKS_URL", env.get("FORGE_JWKS_URL") or DEFAULT_FORGE_JWKS_URL)
     forge_api_hosts = _host_patterns("FORGE_API_HOSTS", env.get("FORGE_API_HOSTS") or DEFAULT_FORGE_API_HOSTS)
 
+    privacy_api_url = _http_url("PRIVACY_API_URL", env.get("PRIVACY_API_URL") or DEFAULT_PRIVACY_API_URL)
+
     allow_private = _bool("OUTGOING_ALLOW_PRIVATE_NETWORKS", env.get("OUTGOING_ALLOW_PRIVATE_NETWORKS", "0"))
 
     ca_bundle = env.get("OUTGOING_CA_BUNDLE") or None
@@ -241,6 +246,7 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
         forge_app_id=forge_app_id,
         forge_jwks_url=forge_jwks_url,
         forge_api_hosts=forge_api_hosts,
+        privacy_api_url=privacy_api_url,
         metrics_token=metrics_token,
         log_format=log_format,
     )

@@ -7,7 +7,10 @@ nothing from a door. A door gives the core three things:
 - the authentication of its requests as a `Caller` (tenant, user), for a `Purpose`;
 - a Jira client for one of its tenants (`JiraApi`), signed the door's way (Connect: an app JWT; Forge: a system
   token), whose failures are the core's `JiraError`s;
-- its lifecycle and its own routes (install, enable, its descriptor or manifest), as Flask blueprints.
+- its lifecycle and its own routes (install, enable, its descriptor or manifest), as Flask blueprints;
+- the call that reports stored accountIds to Atlassian for one of its tenants (`Door.report_accounts`, CONTRACT
+  §11), signed the door's way; the pass around it (what is stored, the cycle, erasure) is the core's
+  (`addon.privacy`).
 
 The runtime holds the doors (`Runtime.doors`). Core routes ask this module for the caller (`caller_required`,
 `current_caller`) and for a tenant's Jira (`Runtime.jira_for`).
@@ -17,8 +20,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flask import Blueprint, Request, current_app, g, request
@@ -105,6 +108,16 @@ class JiraApi(Protocol):
     def post(self, path: str, json: Any) -> Any: ...
 
 
+@dataclass(frozen=True)
+class ReportAnswer:
+    """Atlassian's answer to a personal data report that succeeded (2xx): its status, decoded JSON body (None when
+    empty) and headers (`Cycle-Period`), read by the core (`addon.privacy.report`)."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class Door(Protocol):
     name: str
     """A short name ("connect", "forge"), as `Caller.door` carries it."""
@@ -124,6 +137,13 @@ class Door(Protocol):
 
     def blueprints(self) -> list[Blueprint]:
         """The door's own routes: its lifecycle, its descriptor or manifest, its events."""
+        ...
+
+    def report_accounts(self, tenant: TenantView, accounts: Sequence[Mapping[str, str]]) -> ReportAnswer:
+        """POST `{"accounts": accounts}` (each `{"accountId", "updatedAt"}`, at most 90) to Atlassian's personal
+        data reporting API for this tenant (Connect: the site's `report-accounts`, signed as the app; Forge:
+        `{PRIVACY_API_URL}/app/report-accounts/` with the system token). Any answer but 2xx raises `JiraError`
+        (a `429` with its `retry_after`); unreachable or 5xx raises `JiraUnavailable`."""
         ...
 
 

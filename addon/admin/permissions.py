@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from cachetools import TTLCache
@@ -48,8 +48,18 @@ class AdminCache:
         with self._lock:
             self._entries[key] = value
 
+    def forget(self, keys: Iterable[tuple[int, str]]) -> int:
+        """Drop these entries (a closed account's, CONTRACT §11); returns how many there were."""
+        with self._lock:
+            return sum(self._entries.pop(key, None) is not None for key in keys)
+
 
 _admin_cache = AdminCache()
+
+
+def forget_admin_checks(tenant_id: int, account_ids: Iterable[str]) -> int:
+    """Drop this process's cached checks of these accounts (other processes' expire within 60 s)."""
+    return _admin_cache.forget((tenant_id, account) for account in account_ids)
 
 
 def jira_unavailable(message: str) -> ApiError:

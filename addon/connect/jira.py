@@ -12,7 +12,7 @@ import requests
 
 from addon import __version__
 from addon.connect.jwt import encode_app_token
-from addon.doors import JiraError, JiraNotFound, JiraUnavailable
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable, ReportAnswer
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ class JiraClient:
     def request(self, tenant: TenantCredentials, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None) -> Any:
         """Call `path` (relative to the tenant's base URL) and return the decoded JSON body (None if empty)."""
+        return self.exchange(tenant, method, path, params=params, json=json).body
+
+    def exchange(self, tenant: TenantCredentials, method: str, path: str, *, params: dict[str, Any] | None = None,
+                 json: Any = None) -> ReportAnswer:
+        """Call `path` and return a 2xx answer whole (status, decoded body, headers); other answers raise."""
         query = urlencode(params or {}, doseq=True)
         relative_url = path + ("?" + query if query else "")
         base = tenant.base_url.rstrip("/")
@@ -68,9 +73,9 @@ class JiraClient:
         if status >= 300:
             raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
         if not response.content:
-            return None
+            return ReportAnswer(status, None, response.headers)
         try:
-            return response.json()
+            return ReportAnswer(status, response.json(), response.headers)
         except ValueError:
             raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
 

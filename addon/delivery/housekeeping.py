@@ -1,6 +1,7 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
 and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
-tenants after 30 days; disable webhooks that have only failed for 5 days. Every job is idempotent, so several
+tenants after 30 days; disable webhooks that have only failed for 5 days; report the stored accountIds to Atlassian
+(each tenant daily, `addon.privacy.report`). Every job is idempotent, so several
 processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from sqlalchemy import delete, select
 from addon.delivery.outcomes import cancel_abandoned_tests, cancel_tenant_deliveries, disable_webhook
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
+from addon.privacy.report import LOOK_EVERY
+from addon.privacy.report import housekeeping_job as report_personal_data
 from addon.process.runtime import Runtime
 from addon.storage.engine import rowcount, transaction
 from addon.storage.models import (
@@ -23,6 +26,8 @@ from addon.storage.models import (
     DeliveryStatus,
     Door,
     Event,
+    PrivacyCycle,
+    ReportedAccount,
     Tenant,
     TenantState,
     UsedInstallToken,
@@ -74,7 +79,7 @@ def forget_uninstalled_tenants(runtime: Runtime) -> None:
             select(Tenant.id).where(Tenant.state == TenantState.UNINSTALLED, Tenant.uninstalled_at < cutoff)
         ).all()
         for tenant_id in gone:
-            for model in (Attempt, Delivery, Event, Webhook):
+            for model in (Attempt, Delivery, Event, Webhook, ReportedAccount, PrivacyCycle):
                 session.execute(delete(model).where(model.tenant_id == tenant_id))
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))
             log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
@@ -120,6 +125,7 @@ JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (infer_forge_uninstalls, dt.timedelta(hours=24)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),
+    (report_personal_data, LOOK_EVERY),
 )
 
 

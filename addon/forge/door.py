@@ -11,10 +11,11 @@ FIT is refused like any unknown credentials.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 from flask import Blueprint, Request
 
-from addon.doors import Caller, JiraApi, Purpose, unauthorized
+from addon.doors import Caller, JiraApi, Purpose, ReportAnswer, unauthorized
 from addon.forge.fit import FitError, FitKeysUnavailable, FitVerifier, ForgeInvocation
 from addon.forge.jira import ForgeHttp, ForgeJira
 from addon.forge.tenants import admit
@@ -76,6 +77,11 @@ class ForgeDoor:
 
     def jira_for(self, tenant: TenantView) -> JiraApi:
         return ForgeJira(self.runtime, self.http, tenant.id)
+
+    def report_accounts(self, tenant: TenantView, accounts: Sequence[Mapping[str, str]]) -> ReportAnswer:
+        """`POST {PRIVACY_API_URL}/app/report-accounts/` with the installation's newest system token (§11); with
+        none younger than an hour it raises `JiraUnavailable` and the next hourly look tries again."""
+        return ForgeJira(self.runtime, self.http, tenant.id).report_accounts(accounts)
 
     def blueprints(self) -> list[Blueprint]:
         from addon.forge import routes  # the routes read this door from the runtime

@@ -9,16 +9,18 @@ Jira answering 401/403 starts the tenant's `jira_refused_since` (the uninstall i
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
 
 from addon import __version__
-from addon.doors import JiraError, JiraNotFound, JiraUnavailable
+from addon.doors import JiraError, JiraNotFound, JiraUnavailable, ReportAnswer
 from addon.forge.tenants import TOKEN_FRESH_FOR, jira_access, mark_refused
 from addon.process.runtime import Runtime
 from addon.storage.models import utcnow
 
+PRIVACY_REPORT_PATH = "/app/report-accounts/"
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 10.0
 
@@ -49,19 +51,29 @@ class ForgeJira:
     def post(self, path: str, json: Any) -> Any:
         return self._request("POST", path, json=json)
 
+    def report_accounts(self, accounts: Sequence[Mapping[str, str]]) -> ReportAnswer:
+        """Atlassian's personal data reporting API for Forge apps, with this installation's system token (§11)."""
+        url = self._runtime.settings.privacy_api_url + PRIVACY_REPORT_PATH
+        return self._exchange("POST", PRIVACY_REPORT_PATH, json={"accounts": list(accounts)}, url=url)
+
     def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+        return self._exchange(method, path, params=params, json=json).body
+
+    def _exchange(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+                  url: str | None = None) -> ReportAnswer:
+        """Call `path` on the installation's Jira (or `url`) with the newest system token; a 2xx answer whole."""
         access = jira_access(self._runtime, self._tenant_id)
-        if access.api_base_url is None:
+        if url is None and access.api_base_url is None:
             raise JiraUnavailable("the Forge installation has named no apiBaseUrl yet")
         if (access.token is None or access.token_received_at is None
                 or access.token_received_at < utcnow() - TOKEN_FRESH_FOR):
             raise JiraUnavailable("waiting for a fresh Forge system token (none younger than 1 hour is stored; "
                                   "the next request of the installation brings one)")
         headers = {"Authorization": f"Bearer {access.token}", "Accept": "application/json"}
+        target = url or f"{access.api_base_url}{path}"
         try:
-            response = self._http.session.request(method, access.api_base_url + path, params=params, json=json,
-                                                  headers=headers, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-                                                  allow_redirects=False)
+            response = self._http.session.request(method, target, params=params, json=json, headers=headers,
+                                                  timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=False)
         except requests.Timeout:
             raise JiraUnavailable(f"Jira timed out on {method} {path}") from None
         except requests.RequestException as err:
@@ -78,8 +90,8 @@ class ForgeJira:
         if status >= 300:
             raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
         if not response.content:
-            return None
+            return ReportAnswer(status, None, response.headers)
         try:
-            return response.json()
+            return ReportAnswer(status, response.json(), response.headers)
         except ValueError:
             raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None

@@ -253,3 +253,33 @@ def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+class ReportedAccount(Base):
+    """An accountId this tenant's stored data mentions, as last reported to Atlassian (CONTRACT §11).
+
+    `reported_at` says when (an account is reported again once the tenant's cycle has passed since); `closed_at`,
+    that Atlassian answered `closed` and its occurrences are still to be erased (set in the same transaction as
+    `reported_at`, so an erasure interrupted by a crash is done by the next pass). A row goes when no stored data
+    mentions the account any more, and with its tenant."""
+
+    __tablename__ = "reported_accounts"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reported_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class PrivacyCycle(Base):
+    """A tenant's reporting state: its cycle (Atlassian's `Cycle-Period`), a `Retry-After` to wait out, when its
+    last pass went through to the end, and the lease of the process running its pass (so two processes never
+    report the same accounts twice)."""
+
+    __tablename__ = "privacy_cycles"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    cycle_s: Mapped[int] = mapped_column(Integer)
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    passed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ Each site lives under its own path prefix (`http://127.0.0.1:PORT/<site>`), so o
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -24,6 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.support.http import BackgroundServer, QuietHandler
 
 APP_KEY = "projectrak-outgoing-webhooks"
+REPORT_ACCOUNTS_PATH = "/rest/atlassian-connect/latest/report-accounts"
+MAX_REPORTED_ACCOUNTS = 90
+UPDATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 
 
 def qsh(method: str, path: str, query: str = "") -> str:
@@ -69,6 +73,15 @@ class FakeSite:
     # Changes applied to a project just before each `GET /rest/api/3/project/{id}` answer, one per call
     # (lets a test make Jira's state move between the add-on's reads).
     scripted_changes: dict[str, list[dict]] = field(default_factory=dict)
+    # Atlassian's personal data reporting API (CONTRACT §11), whichever door reported: accounts it answers
+    # `closed` or `updated` (200 listing those of the batch; 204 when the batch has none), a `Cycle-Period` header
+    # (seconds) on every answer when set, and answers scripted ahead of those (`(status, body, headers)`, taken in
+    # order, e.g. `(429, None, {"Retry-After": "120"})`). `reports` holds every batch received, as sent.
+    closed_accounts: set[str] = field(default_factory=set)
+    updated_accounts: set[str] = field(default_factory=set)
+    cycle_period_s: int | None = None
+    report_answers: list[tuple[int, Any, dict[str, str]]] = field(default_factory=list)
+    reports: list[list[dict]] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -136,6 +149,32 @@ class FakeSite:
             "assigneeType": assignee[project["assigneeType"]],
         }
 
+    # Atlassian's personal data reporting API, whichever door the call came through (credentials checked).
+
+    def answer_report(self, body: Any) -> tuple[int, Any, dict[str, str]]:
+        """`{"accounts": [{"accountId", "updatedAt"}, …]}` → 204, 200 with the closed and updated accounts, or a
+        scripted answer; a batch that breaks Atlassian's rules is 400 (and not recorded)."""
+        accounts = body.get("accounts") if isinstance(body, dict) else None
+        if (not isinstance(accounts, list) or not 1 <= len(accounts) <= MAX_REPORTED_ACCOUNTS
+                or not all(isinstance(a, dict) and isinstance(a.get("accountId"), str) and a["accountId"]
+                           and isinstance(a.get("updatedAt"), str) and UPDATED_AT.match(a["updatedAt"])
+                           for a in accounts)):
+            return 400, {"errorMessages": [f"not a report of 1-{MAX_REPORTED_ACCOUNTS} accounts"]}, {}
+        self.reports.append(accounts)
+        headers = {"Cycle-Period": str(self.cycle_period_s)} if self.cycle_period_s is not None else {}
+        if self.report_answers:
+            status, payload, extra = self.report_answers.pop(0)
+            return status, payload, {**headers, **extra}
+        ids = [a["accountId"] for a in accounts]
+        listed = ([{"accountId": i, "status": "closed"} for i in ids if i in self.closed_accounts]
+                  + [{"accountId": i, "status": "updated"} for i in ids if i in self.updated_accounts])
+        return (200, {"accounts": listed}, headers) if listed else (204, None, headers)
+
+    @property
+    def reported_ids(self) -> list[str]:
+        """Every accountId reported so far, in order (with repeats)."""
+        return [a["accountId"] for batch in self.reports for a in batch]
+
     # Jira's REST API, whichever door the call came through (the caller has checked its credentials).
 
     def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any
@@ -145,6 +184,8 @@ class FakeSite:
             return 503, {"errorMessages": ["Jira is down"]}, {}
         if self.refusal is not None:
             return self.refusal, {"errorMessages": [f"refused with {self.refusal}"]}, dict(self.refusal_headers)
+        if method == "POST" and path == REPORT_ACCOUNTS_PATH:
+            return self.answer_report(body)
         if method == "GET" and path == "/rest/api/3/project/search":
             start = int(query.get("startAt", ["0"])[0])
             size = int(query.get("maxResults", ["50"])[0])
@@ -348,6 +389,6 @@ def _handler_for(fake: FakeAtlassian) -> type[QuietHandler]:
             query = parse_qs(parts.query, keep_blank_values=True)
             site.calls.append(JiraCall(method, path, query, body, claims))
             status, payload, headers = site.answer(method, path, query, body)
-            self.send_bytes(status, json.dumps(payload).encode(), headers=headers)
+            self.send_bytes(status, b"" if payload is None else json.dumps(payload).encode(), headers=headers)
 
     return Handler

@@ -36,6 +36,7 @@ EVENT_TIMEOUT_S = 5.0
 EVENT_RETRIES = 4
 UI_TIMEOUT_S = 25.0
 FIT_LIFETIME_S = 25
+PRIVACY_REPORT_PATH = "/app/report-accounts/"
 DROP = object()  # a value for `FakeInstallation.fit(changes=…)` that removes the claim
 
 
@@ -335,6 +336,9 @@ def _handler_for(forge: FakeForge) -> type[QuietHandler]:
                 else:
                     self._json(200, forge.jwks())
                 return
+            if parts.path == PRIVACY_REPORT_PATH and method == "POST":
+                self._report_accounts(body_raw)
+                return
             # /ex/jira/<cloudId>/rest/api/3/...
             segments = parts.path.split("/", 4)
             installation = None
@@ -359,5 +363,20 @@ def _handler_for(forge: FakeForge) -> type[QuietHandler]:
                 return
             status, payload, headers = site.answer(method, path, query, body)
             self._json(status, payload, headers)
+
+        def _report_accounts(self, body_raw: bytes) -> None:
+            """Atlassian's personal data reporting API for Forge apps (`{PRIVACY_API_URL}/app/report-accounts/`):
+            the installation is the one whose live system token the call carries; answered from its site."""
+            auth = self.headers.get("Authorization")
+            installation = next((i for i in list(forge.installations.values())
+                                 if auth and auth.startswith("Bearer ") and auth[7:] in i.system_tokens), None)
+            if installation is None:
+                self._json(401, {"code": 401, "message": "Unauthorized"})
+                return
+            body = json.loads(body_raw) if body_raw else None
+            site = installation.site
+            site.calls.append(JiraCall("POST", PRIVACY_REPORT_PATH, {}, body, {"system_token": auth[7:]}))
+            status, payload, headers = site.answer_report(body)
+            self.send_bytes(status, b"" if payload is None else json.dumps(payload).encode(), headers=headers)
 
     return Handler

@@ -1,7 +1,7 @@
 """webhooks.headers: a webhook's custom headers (CONTRACT §10.3), names in the clear, each value sealed
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 from typing import Sequence, Union
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: Union[str, Sequence[str], None] = "0004"
+down_revision: Union[str, Sequence[str], None] = "0005"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
