@@ -8,16 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import requests
-
 from addon import __version__
 from addon.connect.jwt import encode_app_token
-from addon.doors import JiraError, JiraNotFound, JiraUnavailable, ReportAnswer
+from addon.doors import ReportAnswer
+from addon.jira_http import pooled_session, read_answer, send
 
 log = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -34,12 +30,7 @@ class JiraClient:
 
     def __init__(self, app_key: str) -> None:
         self._app_key = app_key
-        self._http = requests.Session()
-        self._http.trust_env = False
-        self._http.headers["User-Agent"] = f"projectrak-outgoing-webhooks/{__version__} ({app_key})"
-        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
-        self._http.mount("https://", adapter)
-        self._http.mount("http://", adapter)
+        self._http = pooled_session(f"projectrak-outgoing-webhooks/{__version__} ({app_key})")
 
     def request(self, tenant: TenantCredentials, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json: Any = None) -> Any:
@@ -57,27 +48,8 @@ class JiraClient:
         headers = {"Authorization": f"JWT {token}", "Accept": "application/json"}
         if json is not None:
             headers["X-Atlassian-Token"] = "nocheck"
-        try:
-            response = self._http.request(method, base + relative_url, headers=headers, json=json,
-                                          timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=False)
-        except requests.Timeout:
-            raise JiraUnavailable(f"Jira timed out on {method} {path}") from None
-        except requests.RequestException as err:
-            raise JiraUnavailable(f"Jira could not be reached on {method} {path}: {type(err).__name__}") from None
-        status = response.status_code
-        retry_after = response.headers.get("Retry-After")
-        if status >= 500:
-            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status, retry_after)
-        if status == 404:
-            raise JiraNotFound(f"Jira answered 404 on {method} {path}", status)
-        if status >= 300:
-            raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
-        if not response.content:
-            return ReportAnswer(status, None, response.headers)
-        try:
-            return ReportAnswer(status, response.json(), response.headers)
-        except ValueError:
-            raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
+        response = send(self._http, method, base + relative_url, path, headers=headers, json=json)
+        return read_answer(response, method, path)
 
 
 

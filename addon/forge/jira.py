@@ -15,26 +15,21 @@ from typing import Any
 import requests
 
 from addon import __version__
-from addon.doors import JiraError, JiraNotFound, JiraUnavailable, ReportAnswer
+from addon.doors import JiraUnavailable, ReportAnswer
 from addon.forge.tenants import TOKEN_FRESH_FOR, jira_access, mark_refused
+from addon.jira_http import pooled_session, read_answer, send
 from addon.process.runtime import Runtime
 from addon.storage.models import utcnow
 
 PRIVACY_REPORT_PATH = "/app/report-accounts/"
-CONNECT_TIMEOUT_S = 3.0
-READ_TIMEOUT_S = 10.0
 
 
 class ForgeHttp:
     """One HTTP session for the Jira calls of every Forge tenant of a process."""
 
     def __init__(self, app_id: str) -> None:
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.headers["User-Agent"] = f"projectrak-outgoing-webhooks/{__version__} (forge {app_id})"
-        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.session: requests.Session = pooled_session(
+            f"projectrak-outgoing-webhooks/{__version__} (forge {app_id})")
 
 
 class ForgeJira:
@@ -71,27 +66,9 @@ class ForgeJira:
                                   "the next request of the installation brings one)")
         headers = {"Authorization": f"Bearer {access.token}", "Accept": "application/json"}
         target = url or f"{access.api_base_url}{path}"
-        try:
-            response = self._http.session.request(method, target, params=params, json=json, headers=headers,
-                                                  timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), allow_redirects=False)
-        except requests.Timeout:
-            raise JiraUnavailable(f"Jira timed out on {method} {path}") from None
-        except requests.RequestException as err:
-            raise JiraUnavailable(f"Jira could not be reached on {method} {path}: {type(err).__name__}") from None
+        response = send(self._http.session, method, target, path, headers=headers, params=params, json=json)
         status = response.status_code
         refused = status in (401, 403)
         if (refused or status < 500) and refused != (access.refused_since is not None):
             mark_refused(self._runtime, self._tenant_id, refused)
-        retry_after = response.headers.get("Retry-After")
-        if status >= 500:
-            raise JiraUnavailable(f"Jira answered {status} on {method} {path}", status, retry_after)
-        if status == 404:
-            raise JiraNotFound(f"Jira answered 404 on {method} {path}", status)
-        if status >= 300:
-            raise JiraError(f"Jira answered {status} on {method} {path}", status, retry_after)
-        if not response.content:
-            return ReportAnswer(status, None, response.headers)
-        try:
-            return ReportAnswer(status, response.json(), response.headers)
-        except ValueError:
-            raise JiraUnavailable(f"Jira answered {method} {path} with a body that is not JSON") from None
+        return read_answer(response, method, path)
