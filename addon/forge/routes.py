@@ -26,7 +26,7 @@ from addon.doors import Caller
 from addon.intake import jira_events
 from addon.intake.fields import ChangeError
 from addon.intake.outgoing import now_ms
-from addon.intake.projects import directory
+from addon.intake.routes import accept_jira_event
 from addon.process.runtime import current_runtime
 from addon.web.json_body import read_json, unprocessable
 
@@ -127,16 +127,11 @@ def jira_event():
                                                     "project": body.get("project")}, received_ms)
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
-    runtime = current_runtime()
     retried = isinstance(body.get("retryContext"), dict)
     seen_for = jira_events.SEEN_FOR if retried else FIRST_DELIVERY_WINDOW
-    if not jira_events.accept(runtime.sessions, caller.tenant_id, webhook, dedupe_key(body), user,
-                              seen_for=seen_for):
+    if not accept_jira_event(caller, webhook, dedupe_key(body), user, seen_for=seen_for):
         log.info("repeated forge event dropped tenant=%s event=%s project=%s", caller.tenant_id, event,
                  webhook.project_id)
         return "", 204
-    if event == jira_events.PROJECT_UPDATED or event in jira_events.FORGETTING_EVENTS:
-        directory.forget(caller.tenant.client_key, webhook.project_id)  # the next lookup asks Jira
-    runtime.jira_events_committed.notify()
     log.info("forge jira event accepted tenant=%s event=%s project=%s", caller.tenant_id, event, webhook.project_id)
     return "", 204

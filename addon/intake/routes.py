@@ -10,6 +10,7 @@ a site without webhooks (`{"event_id": <id>, "deliveries": 0}`).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -113,14 +114,24 @@ def jira_webhook(event: str):
         webhook = jira_events.parse_webhook(event, read_json(), received_ms)
     except ChangeError as err:
         raise unprocessable(err.path, err.message) from None
-    runtime = current_runtime()
     identifier = jira_events.normalize_identifier(request.headers.get(jira_events.IDENTIFIER_HEADER))
-    if not jira_events.accept(runtime.sessions, caller.tenant_id, webhook, identifier, caller.account_id):
+    if not accept_jira_event(caller, webhook, identifier, caller.account_id):
         log.info("duplicate jira webhook dropped tenant=%s event=%s project=%s", caller.tenant_id, event,
                  webhook.project_id)
         return "", 204
-    if event == jira_events.PROJECT_UPDATED or event in jira_events.FORGETTING_EVENTS:
-        directory.forget(caller.tenant.client_key, webhook.project_id)  # the next lookup asks Jira
-    runtime.jira_events_committed.notify()
     log.info("jira webhook accepted tenant=%s event=%s project=%s", caller.tenant_id, event, webhook.project_id)
     return "", 204
+
+
+def accept_jira_event(caller: Caller, webhook: jira_events.JiraWebhook, identifier: str | None, user: str | None,
+                      *, seen_for: dt.timedelta = jira_events.SEEN_FOR) -> bool:
+    """Store a project event of either door in the Jira inbox and wake its processor; False when the tenant has
+    seen `identifier` within `seen_for` (nothing stored). A project that changed or went is forgotten by the
+    project directory, so the next lookup asks Jira."""
+    runtime = current_runtime()
+    if not jira_events.accept(runtime.sessions, caller.tenant_id, webhook, identifier, user, seen_for=seen_for):
+        return False
+    if webhook.event == jira_events.PROJECT_UPDATED or webhook.event in jira_events.FORGETTING_EVENTS:
+        directory.forget(caller.tenant.client_key, webhook.project_id)
+    runtime.jira_events_committed.notify()
+    return True
