@@ -117,7 +117,7 @@ _BASE64URL_SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
 class _SegmentsCheckedAtOnce(jwt.PyJWS):
     """PyJWS whose segment check is PyJWT's own (`PyJWS._decode_base64url_segment`, PyJWT 2.15), with the alphabet
     tested by one regular expression instead of a generator over every character, which was a third of each
-    verification. tests/test_jwt_verify.py holds it to PyJWT's on arbitrary segments."""
+    verification. tests/connect/test_jwt_verify.py holds it to PyJWT's on arbitrary segments."""
 
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
