@@ -590,6 +590,11 @@ def parse_changes(raw_changes: Any) -> list[Any]:
     return raw_changes
 
 
+def field_entry(field_id: int, name: str, type_: str, previous: Any, current: Any) -> dict[str, Any]:
+    """One item of the body's `fields` array (CONTRACT §6.1), for Projectrak fields and Jira attributes alike."""
+    return {"id": field_id, "name": name, "type": type_, "value": {"current": current, "previous": previous}}
+
+
 def build_fields(raw_changes: Any, ctx: ValueContext) -> list[dict[str, Any]]:
     """The outgoing ``fields`` (CONTRACT §6.1) of a Projectrak ``changes`` array, in input order.
 
@@ -610,12 +615,5 @@ def build_fields(raw_changes: Any, ctx: ValueContext) -> list[dict[str, Any]]:
     for change, final_values in changes:
         previous, current = final_values if final_values is not None else _values(change, memo)
         if previous != current:
-            fields.append(
-                {
-                    "id": change.field_id,
-                    "name": change.name,
-                    "type": change.type,
-                    "value": {"current": current, "previous": previous},
-                }
-            )
+            fields.append(field_entry(change.field_id, change.name, change.type, previous, current))
     return fields

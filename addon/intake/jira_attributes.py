@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from addon.intake.fields import field_entry
+
 Attributes = dict[int, str | None]
 
 
@@ -181,14 +183,7 @@ def diff_attributes(old: Mapping[int, str | None], new: Mapping[int, str | None]
             continue
         previous, current = _string(old[attribute.id]), _string(new[attribute.id])
         if previous != current:
-            fields.append(
-                {
-                    "id": attribute.id,
-                    "name": attribute.name,
-                    "type": attribute.type,
-                    "value": {"current": current, "previous": previous},
-                }
-            )
+            fields.append(field_entry(attribute.id, attribute.name, attribute.type, previous, current))
     return fields
 
 
