@@ -25,6 +25,11 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
+# The tests' helpers, which import nothing of `addon` (measure_addon_src chooses which `addon` is loaded).
+from tests.support.figures import percentile
+from tests.support.processes import CommandProcess
+from tests.support.waiting import wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -74,14 +79,6 @@ def postgres_version(url: str) -> str | None:
 # -- numbers ------------------------------------------------------------------------------------------------
 
 
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile of already sorted values (p in 0..100)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
-    return sorted_values[rank]
-
-
 def summary_ms(values_s: Iterable[float]) -> dict[str, float]:
     values = sorted(v * 1000 for v in values_s)
     if not values:
@@ -97,8 +94,6 @@ def summary_ms(values_s: Iterable[float]) -> dict[str, float]:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
-    from tests.support.addon_server import wait_for
-
     return wait_for(condition, timeout=timeout, interval=interval, message=what)
 
 
@@ -396,47 +391,11 @@ def addon_env(database: Database, receiver: ReceiverProcess, secret_key: str, *,
 ADDON = str(Path(PYTHON).with_name("addon"))
 
 
-class Process:
-    """A command in its own process group (like `tests.support.processes.AddonProcess`), output to a log file."""
+class Process(CommandProcess):
+    """A command started by a benchmark, its output in `<workdir>/<name>.log` (the tests' `CommandProcess`)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], workdir: Path, name: str) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.pid = self.proc.pid
-
-    def wait_healthy(self, url: str, timeout: float = 60) -> None:
-        import requests
-
-        def healthy() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.output()[-2000:]}")
-            try:
-                return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(healthy, timeout, 0.1, f"{self.name} to answer /healthz")
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30) -> int:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
+        super().__init__(argv, env, workdir, workdir / f"{name}.log", name)
 
 
 #: A directory holding another copy of the `addon` package to measure instead of the working tree's (set by

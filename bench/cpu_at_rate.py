@@ -19,11 +19,11 @@ from bench import stack as stacks
 from bench.common import WEBHOOK_PATHS, children
 from bench.context import tool_context
 from bench.profile_worker import cpu_seconds
+from tests.support.figures import percentile
 
 
 def _percentile_ms(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000, 2) if ordered else None
+    return round(percentile(sorted(values), q * 100) * 1000, 2) if values else None
 
 
 def main() -> int:

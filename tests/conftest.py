@@ -20,6 +20,7 @@ from tests.receivers import Receiver
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.forge import FakeForge
+from tests.support.intake import install_and_enable
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 PG_SKIP_REASON = "TEST_DATABASE_URL is not set: PostgreSQL tests skipped"
@@ -105,15 +106,21 @@ def addon(atlassian: FakeAtlassian, sqlite_url: str) -> Iterator[AddonServer]:
 
 
 @pytest.fixture
+def db_addon(atlassian: FakeAtlassian, database_url: str) -> Iterator[AddonServer]:
+    """The add-on (with its delivery worker) on SQLite and on PostgreSQL."""
+    server = AddonServer(make_settings(atlassian, database_url))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def site(atlassian: FakeAtlassian, addon: AddonServer) -> FakeSite:
     """A Jira site with the add-on installed and enabled, two projects and one administrator."""
     site = atlassian.new_site()
     site.admins.add("admin-account")
     site.add_project(10000, "DEMO", "Demo project")
     site.add_project(10001, "OPS", "Operations")
-    assert site.install(addon.url).status_code == 204
-    enabled = site.call(addon.url, "POST", "/lifecycle/enabled", json_body=site.lifecycle_body("enabled"))
-    assert enabled.status_code == 204
+    install_and_enable(site, addon)
     return site
 
 

@@ -17,7 +17,7 @@ from addon.storage.models import Attempt, Delivery, DeliveryStatus, Event, Webho
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
-from tests.support.delivery import emit, tenant_id_of
+from tests.support.delivery import emit
 
 PUBLIC_URL = "https://93.184.215.14/hook"  # a public literal address: no DNS needed
 
@@ -30,8 +30,6 @@ def admin(addon, site) -> AdminClient:
 @pytest.fixture
 def strict_addon(atlassian, sqlite_url):
     """The add-on with the private-address guard on, as in production."""
-    from tests.conftest import make_settings
-    from tests.support.addon_server import AddonServer
 
     server = AddonServer(make_settings(atlassian, sqlite_url, allow_private_networks=False), background=False)
     yield server
@@ -246,18 +244,6 @@ def test_admin_page_refuses_context_tokens(addon, site):
 
 
 # -- test deliveries, redelivery, limits and ids, with a real receiver, on both databases -----------------------
-
-
-@pytest.fixture
-def hooked(atlassian, database_url, receiver):
-    """The add-on (worker running) on both databases, trusting the receiver's CA; an installed site; its admin."""
-    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
-    site = atlassian.new_site()
-    site.admins.add("admin-account")
-    site.add_project(10000, "DEMO", "Demo project")
-    assert site.install(server.url).status_code == 204
-    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key)
-    server.stop()
 
 
 def _test_deliveries(addon) -> list[Delivery]:

@@ -25,6 +25,7 @@ from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.browser import AdminPage, admin_page_url, axe_violations, chromium  # noqa: F401 - a fixture
+from tests.support.intake import install_and_enable
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=10_000)
@@ -50,9 +51,7 @@ def world(tmp_path_factory) -> Iterator[World]:
         site.admins.add("admin-account")
         site.add_project(10000, "DEMO", "Demo project")
         site.add_project(10001, "OPS", "Operations")
-        assert site.install(addon.url).status_code == 204
-        enabled = site.call(addon.url, "POST", "/lifecycle/enabled", json_body=site.lifecycle_body("enabled"))
-        assert enabled.status_code == 204
+        install_and_enable(site, addon)
         # the install snapshot names the project of test deliveries
         wait_for(lambda: _count(addon, select(func.count()).select_from(ProjectSnapshot)) == 2,
                  message="the install snapshot")

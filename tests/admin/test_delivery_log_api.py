@@ -7,22 +7,17 @@ from sqlalchemy import select, update
 
 from addon.storage.engine import transaction
 from addon.storage.models import Attempt, Delivery, DeliveryStatus, utcnow
-from tests.conftest import make_settings
-from tests.support.addon_server import AddonServer, wait_for
+from tests.admin.conftest import hooked_addon
+from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient
-from tests.support.delivery import emit, tenant_id_of
+from tests.support.delivery import emit
 
 
 @pytest.fixture
 def hooked(atlassian, database_url, receiver):
-    """The add-on (worker running) trusting the receiver's CA; an installed site; its admin."""
-    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
-    site = atlassian.new_site()
-    site.admins.add("admin-account")
-    site.add_project(10000, "DEMO", "Demo project")
-    assert site.install(server.url).status_code == 204
-    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key), site
-    server.stop()
+    """`hooked`, with the site too."""
+    with hooked_addon(atlassian, database_url, receiver) as world:
+        yield world
 
 
 def _log(admin: AdminClient, webhook_id: int, query: str = "") -> dict:

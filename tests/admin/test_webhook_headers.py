@@ -10,25 +10,18 @@ from sqlalchemy import select, update
 
 from addon.storage.engine import transaction
 from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, utcnow
-from tests.conftest import make_settings
-from tests.support.addon_server import AddonServer, wait_for
-from tests.support.admin import AdminClient
-from tests.support.delivery import emit, tenant_id_of
+from tests.admin.conftest import hooked_addon
+from tests.support.addon_server import wait_for
+from tests.support.delivery import emit
 
 VALUE = "Bearer gateway-key-0123456789"
 
 
 @pytest.fixture
 def hooked(atlassian, database_url, receiver):
-    key = Fernet.generate_key().decode()
-    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0,
-                                       secret_key=key))
-    site = atlassian.new_site()
-    site.admins.add("admin-account")
-    site.add_project(10000, "DEMO", "Demo project")
-    assert site.install(server.url).status_code == 204
-    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key)
-    server.stop()
+    """`hooked` with a secret key of its own, which seals the headers' values."""
+    with hooked_addon(atlassian, database_url, receiver, secret_key=Fernet.generate_key().decode()) as world:
+        yield world[:3]
 
 
 @pytest.mark.timeout(90)

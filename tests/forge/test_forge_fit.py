@@ -22,6 +22,7 @@ from addon.forge.fit import FitError, FitKeysUnavailable, FitVerifier
 from tests.support.atlassian import new_rsa_key
 from tests.support.forge import DROP, FakeForge, FakeInstallation, new_app_id
 from tests.support.processes import ADDON, addon_env
+from tests.support.waiting import wait_for
 
 HOSTS = ("127.0.0.1", "api.atlassian.com")
 
@@ -34,13 +35,6 @@ def inst(forge: FakeForge) -> FakeInstallation:
 @pytest.fixture
 def verifier(forge: FakeForge) -> FitVerifier:
     return FitVerifier(forge.app_id, forge.jwks_url, HOSTS)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        time.sleep(0.02)
 
 
 def refused(verifier: FitVerifier, token: str) -> str:
@@ -168,7 +162,7 @@ def test_a_rotated_key_is_fetched_once_and_the_removed_one_stops_working(forge: 
     old_token = inst.fit()
     fetched_at = time.monotonic()
     forge.rotate_keys()
-    wait_until(lambda: time.monotonic() - fetched_at > 0.6)  # the refetch interval has passed
+    wait_for(lambda: time.monotonic() - fetched_at > 0.6, message="the refetch interval to pass")
 
     verifier.verify(inst.fit())  # signed with the new kid
     assert forge.jwks_fetches == 2
@@ -196,7 +190,7 @@ def test_a_flood_of_unknown_kids_after_the_interval_fetches_once_per_interval(fo
     verifier = FitVerifier(forge.app_id, forge.jwks_url, HOSTS, refetch_interval_s=interval)
     verifier.verify(inst.fit())
     fetched_at = time.monotonic()
-    wait_until(lambda: time.monotonic() - fetched_at > interval + 0.1)
+    wait_for(lambda: time.monotonic() - fetched_at > interval + 0.1, message="the interval to pass")
     started = time.monotonic()
     for _ in range(40):
         refused(verifier, inst.fit(kid=f"forge/invocation-token/{uuid.uuid4().hex}"))
@@ -224,7 +218,7 @@ def test_an_unreachable_key_set_refuses_tokens_and_is_not_hammered(forge: FakeFo
         except FitKeysUnavailable:
             return False
 
-    wait_until(accepted)
+    wait_for(accepted, message="the token to be accepted")
 
 
 @pytest.mark.parametrize("body", [b"<html>maintenance</html>", b"[]", b'{"keys": "none"}', b'{"keys": []}',

@@ -56,13 +56,6 @@ DEMO_RECORDED = {KEY: "DEMO", NAME: "Demo project", TYPE: "software", URL: None,
 
 
 @pytest.fixture
-def db_addon(atlassian: FakeAtlassian, database_url: str) -> Iterator[AddonServer]:
-    server = AddonServer(make_settings(atlassian, database_url))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def db_site(atlassian: FakeAtlassian, db_addon: AddonServer) -> FakeSite:
     site = atlassian.new_site()
     site.add_project(10000, "DEMO", "Demo project")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from addon.storage.models import Delivery, Event
-from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.intake import (
@@ -34,14 +32,6 @@ CONTRACT_EXAMPLE = {
          "current": {"name": "Done"}},
     ],
 }
-
-
-@pytest.fixture
-def db_addon(atlassian: FakeAtlassian, database_url: str) -> Iterator[AddonServer]:
-    """The add-on on SQLite and on PostgreSQL."""
-    server = AddonServer(make_settings(atlassian, database_url))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

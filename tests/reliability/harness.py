@@ -40,6 +40,7 @@ from tests.receivers import ReceivedRequest, Receiver
 from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
+from tests.support.figures import percentile
 from tests.support.http import free_port
 from tests.support.processes import AddonProcess, addon_env
 
@@ -99,7 +100,7 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float |
     ordered = sorted(values)
 
     def rank(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * scale, 1)
+        return round(percentile(ordered, p * 100) * scale, 1)
 
     return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1] * scale, 1)}
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 from werkzeug.serving import make_server
 
@@ -15,6 +12,7 @@ from addon.config import Settings
 from addon.process.background import Background
 from addon.storage.migrate import upgrade
 from tests.support.http import free_port
+from tests.support.waiting import wait_for  # noqa: F401 - imported from here by many tests
 
 # werkzeug's request log carries the query string (and so `?jwt=` tokens); production uses gunicorn's access log
 # without it. Keep tokens out of test logs too.
@@ -47,15 +45,3 @@ class AddonServer:
         self._server.shutdown()
         self._server.server_close()
         self.runtime.close()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message or condition}")
-        time.sleep(interval)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.addon_server import wait_for
+from tests.support.waiting import wait_for
 
 ADDON = str(Path(sys.executable).with_name("addon"))
 
@@ -21,26 +21,28 @@ def addon_env(**values: str) -> dict[str, str]:
     return env
 
 
-class AddonProcess:
-    """`addon serve` or `addon worker` in its own process group, its output captured to a file."""
+class CommandProcess:
+    """A command in its own process group (so that stopping it stops its children too), its output captured to a
+    file. The tests and the benchmarks (`bench.common.Process`) start every add-on process through it."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path, *,
-                 executable: str = ADDON) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path, name: str = "") -> None:
+        self.name = name or Path(argv[0]).name
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([executable, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.pid = self.proc.pid
 
     def wait_healthy(self, url: str, timeout: float = 60) -> None:
         def healthy() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"addon exited with {self.proc.returncode}: {self.output()}")
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}: {self.output()[-2000:]}")
             try:
                 return requests.get(f"{url}/healthz", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        wait_for(healthy, timeout=timeout, interval=0.1, message="addon to answer /healthz")
+        wait_for(healthy, timeout=timeout, interval=0.1, message=f"{self.name} to answer /healthz")
 
     def output(self) -> str:
         if not self._log.closed:
@@ -65,3 +67,11 @@ class AddonProcess:
         self.signal(signal.SIGKILL)
         self.proc.wait(10)
         self._log.close()
+
+
+class AddonProcess(CommandProcess):
+    """`addon serve` or `addon worker` in its own process group, its output captured to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path, *,
+                 executable: str = ADDON) -> None:
+        super().__init__([executable, *args], env, cwd, log_path, name="addon")

@@ -6,12 +6,9 @@ neither database encodes a lone surrogate) and the request answered 500, which J
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from addon.storage.models import Delivery, Event, JiraInboxEvent, ProjectSnapshot, Webhook
-from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer
 from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
@@ -19,13 +16,6 @@ from tests.support.intake import count, install_and_enable, post_changes, wait_i
 
 UNSTORABLE = {"nul": "a\x00b", "lone-high": "a\ud800", "lone-low": "\udfffb"}
 MESSAGE = "a string cannot hold a NUL or a lone surrogate"
-
-
-@pytest.fixture
-def db_addon(atlassian: FakeAtlassian, database_url: str) -> Iterator[AddonServer]:
-    server = AddonServer(make_settings(atlassian, database_url))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
