@@ -85,7 +85,11 @@ def test_a_gone_webhook_is_told_disabled_once_then_recovered_once(hooked, receiv
     enabled = admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"enabled": True})
     assert enabled.status_code == 200 and "alert" not in enabled.json()  # changed: the page stops showing it
     emit(addon, tenant_id)
-    emit(addon, tenant_id)
+    # The intake's own store (one statement per database) fans out to the webhooks, never to the operational one.
+    change = {"project": {"id": 10000}, "changes": [{"field": {"id": 1, "name": "Budget", "type": "number"},
+                                                     "previous": 1, "current": 2}]}
+    intake = admin.site.call(addon.url, "POST", "/events/projectrak/field-changes", json_body=change, sub="someone")
+    assert intake.status_code == 202, intake.text
     wait_for(lambda: _attempts(addon, webhook_id) == 3, timeout=20, message="both events delivered")
     recovered = receiver.wait_for(2, timeout=20, path="/ops")[1]
     payload = receiver.verify(recovered, [secret])
