@@ -33,6 +33,7 @@ from addon.storage.models import (
     Event,
     Tenant,
     Webhook,
+    WebhookKind,
     utcnow,
 )
 from addon.web.errors import ApiError
@@ -71,7 +72,8 @@ def _get_webhook(session: Session, webhook_id: int, *, lock: bool = False) -> We
     if webhook_id <= MAX_ID:
         webhook = session.get(Webhook, webhook_id, with_for_update={"key_share": True} if lock else None,
                               populate_existing=lock)
-    if webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None:
+    if (webhook is None or webhook.tenant_id != _tenant_id() or webhook.deleted_at is not None
+            or webhook.kind != WebhookKind.WEBHOOK):
         raise ApiError(404, "not_found", f"webhook {webhook_id} does not exist")
     return webhook
 
@@ -92,14 +94,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
             raise unprocessable("name", f"must be at most {MAX_NAME_LENGTH} characters")
         fields["name"] = name.strip()
     if "url" in body or creating:
-        url = body.get("url")
-        if not isinstance(url, str) or not url.strip():
-            raise unprocessable("url", "is required: an https:// URL")
-        url = url.strip()
-        try:
-            fields["url"] = check_url_for_saving(url, current_runtime().settings.allow_private_networks)
-        except UrlRejected as err:
-            raise ApiError(400, err.code, f"url: {err.message}") from None
+        fields["url"] = checked_url("url", body.get("url"))
     if "enabled" in body:
         if not isinstance(body["enabled"], bool):
             raise unprocessable("enabled", "must be true or false")
@@ -107,12 +102,25 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
     return fields
 
 
+def checked_url(name: str, url: Any) -> str:
+    """A URL field as §6.3 lets one be saved (the form that is sent): 422 when it is no string, 400 with the
+    address policy's code (`invalid_url`, `private_address`) when it may not be sent to. May resolve DNS: call it
+    before any transaction."""
+    if not isinstance(url, str) or not url.strip():
+        raise unprocessable(name, "is required: an https:// URL")
+    try:
+        return check_url_for_saving(url.strip(), current_runtime().settings.allow_private_networks)
+    except UrlRejected as err:
+        raise ApiError(400, err.code, f"{name}: {err.message}") from None
+
+
 @bp.get("/webhooks")
 @admin_required
 def list_webhooks():
     with transaction(current_runtime().sessions) as session:
         webhooks = session.scalars(
-            select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None)).order_by(Webhook.id)
+            select(Webhook).where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None),
+                                  Webhook.kind == WebhookKind.WEBHOOK).order_by(Webhook.id)
         )
         return jsonify([webhook_json(w) for w in webhooks])
 
@@ -130,7 +138,8 @@ def create_webhook():
         session.execute(select(Tenant.id).where(Tenant.id == _tenant_id()).with_for_update(key_share=True))
         count = session.scalar(
             select(func.count()).select_from(Webhook)
-            .where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None))
+            .where(Webhook.tenant_id == _tenant_id(), Webhook.deleted_at.is_(None),
+                   Webhook.kind == WebhookKind.WEBHOOK)
         )
         if count >= MAX_WEBHOOKS_PER_TENANT:
             raise ApiError(422, "too_many_webhooks", f"a site may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks")
@@ -160,6 +169,8 @@ def update_webhook(webhook_id: int):
     fields = _validated_fields(body, creating=False)
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id, lock="headers" in body)
+        if fields or "headers" in body:
+            outcomes.webhook_changed(webhook)  # a changed webhook's alert leaves the page
         if "headers" in body:  # replaces them all; a name given with null keeps its stored value
             webhook.headers = headers.validated(body["headers"], webhook.headers, current_runtime().box)
         if "name" in fields:
@@ -188,22 +199,24 @@ def delete_webhook(webhook_id: int):
 def rotate_secret(webhook_id: int):
     """A new signing secret. The old one keeps signing beside it for 24 h, so receivers can switch over, unless the
     body says `{"keep_old": false}` (a leaked secret stops signing at once)."""
-    keep_old = _rotation_keeps_old_secret()
-    runtime = current_runtime()
+    keep_old = rotation_keeps_old_secret()
+    with transaction(current_runtime().sessions) as session:
+        return jsonify(rotate(_get_webhook(session, webhook_id), keep_old))
+
+
+def rotate(webhook: Webhook, keep_old: bool) -> dict[str, Any]:
+    """A new signing secret for `webhook` (locked or not: the last rotation wins); the answer that shows it."""
     secret = generate_secret()
-    with transaction(runtime.sessions) as session:
-        webhook = _get_webhook(session, webhook_id)
-        if keep_old:
-            webhook.previous_secret = webhook.secret
-            webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
-        else:
-            webhook.previous_secret = webhook.previous_secret_expires_at = None
-        webhook.secret = runtime.box.seal(secret)
-        expires_at = webhook.previous_secret_expires_at
-    return jsonify({"secret": secret, "old_secret_expires_at": iso(expires_at)})
+    if keep_old:
+        webhook.previous_secret = webhook.secret
+        webhook.previous_secret_expires_at = utcnow() + SECRET_ROTATION_GRACE
+    else:
+        webhook.previous_secret = webhook.previous_secret_expires_at = None
+    webhook.secret = current_runtime().box.seal(secret)
+    return {"secret": secret, "old_secret_expires_at": iso(webhook.previous_secret_expires_at)}
 
 
-def _rotation_keeps_old_secret() -> bool:
+def rotation_keeps_old_secret() -> bool:
     """The rotation's optional body: nothing, or `{"keep_old": true|false}`."""
     if not request.get_data(cache=True).strip():
         return True

@@ -33,6 +33,11 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
     # has no key, so the shape is §7's own.
     if webhook.headers:
         shape["headers"] = dict.fromkeys(json.loads(webhook.headers))
+    # CONTRACT §10.5: disabled by the add-on, or failing for 24 hours, until it succeeds again or is changed. A
+    # webhook without an alert has no key, so the shape is §7's own.
+    if webhook.alert_state is not None and webhook.alert_shown:
+        shape["alert"] = {"state": webhook.alert_state, "reason": webhook.alert_reason,
+                          "since": iso(webhook.alert_since)}
     # While a rotation's grace lasts, receivers may still verify with the old secret: the page says until when.
     # Outside it the key is absent, so the shape is the contract's own.
     old_secret_expires_at = _live(webhook.previous_secret_expires_at)

@@ -6,13 +6,17 @@ from sqlalchemy import ColumnElement, func, or_, select
 
 from addon.process.runtime import Runtime
 from addon.storage.engine import transaction
-from addon.storage.models import MAX_WEBHOOKS_PER_TENANT, Tenant, Webhook
+from addon.storage.models import MAX_WEBHOOKS_PER_TENANT, Tenant, Webhook, WebhookKind
+
+#: The administrators' webhooks: the operational webhook (CONTRACT §10.5) is a setting, neither counted nor copied.
+_ADMINISTRATORS = Webhook.kind == WebhookKind.WEBHOOK
 
 
 def list_tenants(runtime: Runtime) -> list[dict]:
     with transaction(runtime.sessions) as session:
         counts = dict(session.execute(
-            select(Webhook.tenant_id, func.count()).where(Webhook.deleted_at.is_(None)).group_by(Webhook.tenant_id)
+            select(Webhook.tenant_id, func.count()).where(Webhook.deleted_at.is_(None), _ADMINISTRATORS)
+            .group_by(Webhook.tenant_id)
         ).all())
         return [
             {"client_key": t.client_key or t.installation_id, "door": t.door, "base_url": t.base_url, "state": t.state,
@@ -37,9 +41,10 @@ def copy_webhooks(runtime: Runtime, from_client_key: str, to_client_key: str) ->
             raise LookupError(f"no tenant with clientKey or Forge installationId {missing!r}")
         session.execute(select(Tenant.id).where(Tenant.id == target.id).with_for_update(key_share=True))
         existing = set(session.scalars(select(Webhook.url).where(Webhook.tenant_id == target.id,
-                                                                 Webhook.deleted_at.is_(None))))
+                                                                 Webhook.deleted_at.is_(None), _ADMINISTRATORS)))
         to_copy = [webhook for webhook in session.scalars(
-            select(Webhook).where(Webhook.tenant_id == source.id, Webhook.deleted_at.is_(None)).order_by(Webhook.id))
+            select(Webhook).where(Webhook.tenant_id == source.id, Webhook.deleted_at.is_(None), _ADMINISTRATORS)
+            .order_by(Webhook.id))
             if webhook.url not in existing]
         if len(existing) + len(to_copy) > MAX_WEBHOOKS_PER_TENANT:
             raise ValueError(f"the target tenant would have {len(existing) + len(to_copy)} webhooks, more than "

@@ -1,8 +1,8 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
 and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
-tenants after 30 days; disable webhooks that have only failed for 5 days; report the stored accountIds to Atlassian
-(each tenant daily, `addon.privacy.report`). Every job is idempotent, so several
-processes on one PostgreSQL database may run them side by side."""
+tenants after 30 days; disable webhooks that have only failed for 5 days and tell those failing for 24 hours;
+report the stored accountIds to Atlassian (each tenant daily, `addon.privacy.report`). Every job is idempotent,
+so several processes on one PostgreSQL database may run them side by side."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
-from addon.delivery.outcomes import cancel_abandoned_tests, cancel_tenant_deliveries, disable_webhook
+from addon.delivery.operational import FAILING_ALERT_AFTER
+from addon.delivery.outcomes import (
+    cancel_abandoned_tests,
+    cancel_tenant_deliveries,
+    disable_webhook,
+    tell_if_failing,
+)
 from addon.delivery.retry import FAILING_DISABLE_AFTER
 from addon.intake.inbox import prune as prune_jira_inbox
 from addon.privacy.report import LOOK_EVERY
@@ -32,6 +38,7 @@ from addon.storage.models import (
     TenantState,
     UsedInstallToken,
     Webhook,
+    WebhookKind,
     utcnow,
 )
 
@@ -107,14 +114,27 @@ def infer_forge_uninstalls(runtime: Runtime) -> None:
 
 
 def disable_failing_webhooks(runtime: Runtime) -> None:
-    """Webhooks with only failed attempts for 5 days are disabled even when no new attempt is due."""
+    """Webhooks with only failed attempts for 5 days are disabled even when no new attempt is due (the operational
+    webhook is never disabled: nobody would be told), and those failing for 24 hours are told once
+    (`outcomes.tell_if_failing`). Rows are locked, in id order, as recording an attempt locks them, so two
+    processes' passes, or a pass and a recording, never tell the same transition twice."""
     now = utcnow()
+    told = False
     with transaction(runtime.sessions) as session:
         failing = session.scalars(
-            select(Webhook).where(Webhook.enabled.is_(True), Webhook.failing_since < now - FAILING_DISABLE_AFTER)
+            select(Webhook).where(Webhook.enabled.is_(True), Webhook.kind == WebhookKind.WEBHOOK,
+                                  Webhook.failing_since < now - FAILING_ALERT_AFTER,
+                                  or_(Webhook.failing_since < now - FAILING_DISABLE_AFTER,
+                                      Webhook.alert_state.is_(None), Webhook.alert_state == "disabled"))
+            .order_by(Webhook.id).with_for_update(key_share=True)
         ).all()
         for webhook in failing:
-            disable_webhook(session, webhook, "failing", now)
+            if webhook.failing_since is not None and now - webhook.failing_since >= FAILING_DISABLE_AFTER:
+                told = disable_webhook(session, webhook, "failing", now) or told
+            else:
+                told = tell_if_failing(session, webhook, now) or told
+    if told:
+        runtime.deliveries_committed.notify()
 
 
 JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (

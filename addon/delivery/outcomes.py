@@ -1,7 +1,9 @@
 """Outcomes: the only code that changes a delivery's or a webhook's state.
 
 Recording attempts: each attempt's row, its delivery's next step (finished, or its next attempt scheduled), and
-its webhook's last execution and status, which may disable the webhook (a 410, or 5 days of failures).
+its webhook's last execution and status, which may disable the webhook (a 410, or 5 days of failures). The
+transitions administrators are told of (CONTRACT §10.5: disabled by the add-on, failing for 24 hours, recovered)
+are decided here too, each once, and told through `addon.delivery.operational`.
 
 `record` writes one attempt in a transaction of its own (the admin page's test delivery, and the worker's
 fallback); `record_many` writes a batch of outcomes in one transaction, as the worker's recorder thread does.
@@ -36,13 +38,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import TypeEngine
 
+from addon.delivery import operational
 from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
 from addon.outbox.claim import Job
 from addon.process.metrics import count_attempt
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
 from addon.storage.engine import rowcount, transaction
-from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, table_of, utcnow
+from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookKind, table_of, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +97,59 @@ def cancel_abandoned_tests(session: Session, older_than: dt.datetime, now: dt.da
     return _cancel(session, abandoned, now)
 
 
-def disable_webhook(session: Session, webhook: Webhook, reason: str, now: dt.datetime | None = None) -> None:
+def disable_webhook(session: Session, webhook: Webhook, reason: str, now: dt.datetime | None = None) -> bool:
     """Disable a webhook (`reason`: "manual", "gone" or "failing") and cancel its pending deliveries. The caller
-    holds the webhook's row lock first where attempts may be recorded at the same time (see `record`)."""
+    holds the webhook's row lock first where attempts may be recorded at the same time (see `record`).
+
+    Disabled by the add-on (not "manual"): the page shows it at the top and the operational webhook is told, once
+    (a disabled webhook is never disabled again before it is enabled). Returns whether a notice was queued (the
+    caller wakes the workers after its commit)."""
+    now = now or utcnow()
     webhook.enabled = False
     webhook.disabled_reason = reason
     cancel_webhook_deliveries(session, webhook.id, now)
-    if reason != "manual":
-        log.warning("webhook disabled tenant=%s webhook=%s reason=%s", webhook.tenant_id, webhook.id, reason)
+    if reason == "manual":
+        return False
+    log.warning("webhook disabled tenant=%s webhook=%s reason=%s", webhook.tenant_id, webhook.id, reason)
+    _set_alert(webhook, "disabled", reason, now)
+    return operational.tell(session, webhook, operational.DISABLED, reason)
+
+
+def tell_if_failing(session: Session, webhook: Webhook, now: dt.datetime) -> bool:
+    """A webhook with only failed attempts for 24 hours is "failing": shown on the page and told once per failing
+    streak (its streak starts again only after a success or an enabling, so later looks tell nothing new). The
+    caller holds the webhook's row lock. Returns whether a notice was queued."""
+    if not (webhook.kind == WebhookKind.WEBHOOK and webhook.enabled and webhook.failing_since is not None
+            and now - webhook.failing_since >= operational.FAILING_ALERT_AFTER
+            and webhook.alert_state in _FAILING_NOT_TOLD):
+        return False
+    _set_alert(webhook, "failing", "failing", webhook.failing_since)
+    log.warning("webhook failing for 24 hours tenant=%s webhook=%s", webhook.tenant_id, webhook.id)
+    return operational.tell(session, webhook, operational.FAILING, "failing")
+
+
+#: The alert states in which an enabled webhook's failing streak has not been told: none, or a disabling told
+#: before the webhook was enabled again (`enable_webhook` starts a new streak).
+_FAILING_NOT_TOLD = (None, "disabled")
+
+
+def _set_alert(webhook: Webhook, state: str, reason: str, since: dt.datetime) -> None:
+    webhook.alert_state, webhook.alert_reason, webhook.alert_since, webhook.alert_shown = state, reason, since, True
+
+
+def _recovered(session: Session, webhook: Webhook) -> bool:
+    """A success after a disabling or a failing streak that was told: the operational webhook hears it once, and
+    the page's alert goes. Returns whether a notice was queued."""
+    reason = webhook.alert_reason
+    webhook.alert_state = webhook.alert_reason = webhook.alert_since = None
+    webhook.alert_shown = False
+    log.info("webhook recovered tenant=%s webhook=%s", webhook.tenant_id, webhook.id)
+    return operational.tell(session, webhook, operational.RECOVERED, reason)
+
+
+def webhook_changed(webhook: Webhook) -> None:
+    """An administrator changed the webhook: the page stops showing its alert (its recovery is still told)."""
+    webhook.alert_shown = False
 
 
 def enable_webhook(webhook: Webhook) -> None:
@@ -184,10 +232,11 @@ def record(runtime: Runtime, job: Job, result: SendResult, *, retry: bool = True
                     delivery.status, delivery.finished_at = DeliveryStatus.FAILED, now
                 else:
                     delivery.next_attempt_at = next_at
-        if webhook is not None:
-            _webhook_saw(session, webhook, result, attempt.error, now)
+        told = webhook is not None and _webhook_saw(session, webhook, result, attempt.error, now)
         session.flush()
         attempt_id = attempt.id
+    if told:
+        runtime.deliveries_committed.notify()
     _log_attempt(job, result, next_at, now)
     count_attempt(result.ok, next_at is None, result.duration_ms, test=not retry)
     return attempt_id
@@ -198,20 +247,25 @@ def _error_text(result: SendResult) -> str | None:
 
 
 def _webhook_saw(session: Session, webhook: Webhook, result: SendResult, error: str | None,
-                 now: dt.datetime) -> None:
-    """A webhook's last execution and status after one attempt; disables it on a 410 or 5 days of failures."""
+                 now: dt.datetime) -> bool:
+    """A webhook's last execution and status after one attempt; disables it on a 410 or 5 days of failures, and
+    tells the transitions (disabled, failing for 24 hours, recovered). The operational webhook is never disabled
+    nor told about: nobody would hear of it. Returns whether a notice was queued."""
     webhook.last_execution_at = now
     webhook.last_status = "OK" if result.ok else "ERROR"
     webhook.last_status_code = result.http_code
     webhook.last_error = error
     if result.ok:
         webhook.failing_since = None
-    else:
-        webhook.failing_since = webhook.failing_since or now
-        if webhook.enabled and result.gone:
-            disable_webhook(session, webhook, "gone", now)
-        elif webhook.enabled and now - webhook.failing_since >= FAILING_DISABLE_AFTER:
-            disable_webhook(session, webhook, "failing", now)
+        return webhook.alert_state is not None and _recovered(session, webhook)
+    webhook.failing_since = webhook.failing_since or now
+    if webhook.kind != WebhookKind.WEBHOOK or not webhook.enabled:
+        return False
+    if result.gone:
+        return disable_webhook(session, webhook, "gone", now)
+    if now - webhook.failing_since >= FAILING_DISABLE_AFTER:
+        return disable_webhook(session, webhook, "failing", now)
+    return tell_if_failing(session, webhook, now)
 
 
 def _log_attempt(job: Job, result: SendResult, next_at: dt.datetime | None, now: dt.datetime) -> None:
@@ -240,8 +294,9 @@ def _retrying(delivery_id: ColumnElement, attempt: ColumnElement, next_at: Colum
 # Their executemany forms (one row's values per execution).
 _FINISH = _finishing(bindparam("d_id"), bindparam("d_attempt"), bindparam("d_status"), bindparam("d_now"))
 _RETRY = _retrying(bindparam("d_id"), bindparam("d_attempt"), bindparam("d_next"))
-# The webhooks of a batch, locked in id order (see `record_many`).
-_LOCK_WEBHOOKS = (select(_webhooks.c.id).where(_webhooks.c.id.in_(bindparam("ids", expanding=True)))
+# The webhooks of a batch, locked in id order (see `record_many`), with whether a recovery would be told.
+_LOCK_WEBHOOKS = (select(_webhooks.c.id, _webhooks.c.alert_state.is_not(None))
+                  .where(_webhooks.c.id.in_(bindparam("ids", expanding=True)))
                   .order_by(_webhooks.c.id).with_for_update(key_share=True))
 # The last execution of a webhook whose attempts in the batch all succeeded.
 _WEBHOOK_OK = (
@@ -332,24 +387,30 @@ def record_many(runtime: Runtime, outcomes: list[tuple[Job, SendResult]]) -> Non
     with runtime.engine.begin() as connection:
         # Lock order as in `record`: the webhook rows (in id order, so two recorders cannot deadlock on each
         # other) before any delivery row.
-        present = set(connection.execute(_LOCK_WEBHOOKS, {"ids": sorted(by_webhook)}).scalars())
+        alerted = {webhook_id: bool(has_alert) for webhook_id, has_alert in
+                   connection.execute(_LOCK_WEBHOOKS, {"ids": sorted(by_webhook)})}
         write_rows = _write_rows_postgresql if connection.dialect.name == "postgresql" else _write_rows
         write_rows(connection, _attempt_rows(outcomes, now), finish, retry, now)
-        all_ok = [{"w_id": webhook_id, "w_now": now, "w_code": results[-1].http_code}
-                  for webhook_id, results in sorted(by_webhook.items())
-                  if webhook_id in present and all(r.ok for r in results)]
+        # Webhooks whose attempts all succeeded and that have nothing to tell: their status in one statement.
+        plain = {webhook_id for webhook_id, results in by_webhook.items()
+                 if webhook_id in alerted and not alerted[webhook_id] and all(r.ok for r in results)}
+        all_ok = [{"w_id": webhook_id, "w_now": now, "w_code": by_webhook[webhook_id][-1].http_code}
+                  for webhook_id in sorted(plain)]
         if all_ok:
             connection.execute(_WEBHOOK_OK, all_ok)
-        failed = [(webhook_id, results) for webhook_id, results in sorted(by_webhook.items())
-                  if webhook_id in present and not all(r.ok for r in results)]
-        if failed:
+        others = [(webhook_id, results) for webhook_id, results in sorted(by_webhook.items())
+                  if webhook_id in alerted and webhook_id not in plain]
+        told = False
+        if others:
             with Session(bind=connection) as session:  # joins the connection's transaction, never ends it
-                for webhook_id, results in failed:
+                for webhook_id, results in others:
                     webhook = session.get(Webhook, webhook_id)  # already locked above
                     assert webhook is not None
                     for result in results:
-                        _webhook_saw(session, webhook, result, _error_text(result), now)
+                        told = _webhook_saw(session, webhook, result, _error_text(result), now) or told
                 session.flush()
+    if told:
+        runtime.deliveries_committed.notify()
     for (job, result), next_at in zip(outcomes, next_ats, strict=True):
         _log_attempt(job, result, next_at, now)
         count_attempt(result.ok, next_at is None, result.duration_ms)

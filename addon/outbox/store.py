@@ -27,7 +27,17 @@ from sqlalchemy.orm import Session
 
 from addon.sending.signing import new_message_id
 from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
-from addon.storage.models import Delivery, DeliveryStatus, Event, Tenant, UTCDateTime, Webhook, table_of, utcnow
+from addon.storage.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Tenant,
+    UTCDateTime,
+    Webhook,
+    WebhookKind,
+    table_of,
+    utcnow,
+)
 from addon.storage.tenants import TenantChanged, TenantView, tenant_key_column, tenant_secret_column
 
 # PostgreSQL channel that wakes `addon worker` processes; the in-process Wakeup covers the same process.
@@ -86,6 +96,8 @@ def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False
         rows = rows.where(_webhooks.c.enabled.is_(True))
     if only_ids:
         rows = rows.where(_webhooks.c.id.in_(bindparam("webhook_ids", expanding=True)))
+    else:  # an event goes to the administrators' webhooks, never to the operational one (CONTRACT §10.5)
+        rows = rows.where(_webhooks.c.kind == literal(WebhookKind.WEBHOOK.value))
     columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
                "schedule_started_at", "created_at"]
     return insert(_deliveries).from_select(columns, rows)

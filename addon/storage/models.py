@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -162,6 +163,11 @@ class ProjectSnapshot(Base):
 MAX_WEBHOOKS_PER_TENANT = 50
 
 
+class WebhookKind(enum.StrEnum):
+    WEBHOOK = "webhook"
+    OPERATIONAL = "operational"
+
+
 class Webhook(Base):
     __tablename__ = "webhooks"
     __table_args__ = (Index("ix_webhooks_tenant", "tenant_id", "enabled"),)
@@ -184,6 +190,17 @@ class Webhook(Base):
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # first failure after a success
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # kept for its delivery log
     headers: Mapped[str | None] = mapped_column(Text)  # custom headers: JSON {name: sealed value}
+    # `webhook`, or `operational`: the tenant's operational webhook (CONTRACT §10.5), at most one not deleted; it
+    # gets only the add-on's own notices, never the tenant's events, and is not listed with the webhooks.
+    kind: Mapped[str] = mapped_column(String(16), default=WebhookKind.WEBHOOK,
+                                      server_default=WebhookKind.WEBHOOK.value)
+    # The last transition told to the operational webhook (`disabled` | `failing`), its reason and since when;
+    # kept until the webhook succeeds again (which is told as recovered). `alert_shown`: the page still shows it
+    # at the top (a change of the webhook hides it).
+    alert_state: Mapped[str | None] = mapped_column(String(16))
+    alert_reason: Mapped[str | None] = mapped_column(String(16))
+    alert_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    alert_shown: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Event(Base):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 
+from addon.delivery.outcomes import MAX_RECOVERED
+from addon.delivery.worker import DeliveryWorker
 from addon.storage.engine import transaction
 from addon.storage.models import Delivery, DeliveryStatus, utcnow
 from tests.support.addon_server import wait_for
@@ -68,3 +70,72 @@ def test_recover_refuses_a_disabled_webhook_and_a_bad_time(hooked, receiver):
         answer = admin.request("POST", f"/api/webhooks/{webhook_id}/recover", body)
         assert answer.status_code == 422 and answer.json()["error"]["message"].startswith(f"{named}: "), answer.text
     assert admin.request("POST", "/api/webhooks/999999/recover", {"since": "2026-01-01T00:00:00Z"}).status_code == 404
+
+
+@pytest.fixture
+def idle(atlassian, database_url, receiver):
+    """The add-on without its background work: deliveries stay as a test stores them until it starts a worker."""
+    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0),
+                         background=False)
+    site = atlassian.new_site()
+    site.admins.add("admin-account")
+    site.add_project(10000, "DEMO", "Demo project")
+    assert site.install(server.url).status_code == 204
+    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key)
+    server.stop()
+
+
+@pytest.mark.timeout(90)
+def test_recovered_deliveries_reach_the_receiver_oldest_first_with_their_ids(idle, receiver):
+    addon, admin, tenant_id = idle
+    webhook_id = admin.create("orders", receiver.url("/orders"))["id"]
+    for _ in range(6):
+        emit(addon, tenant_id)
+    deliveries = _deliveries(addon, webhook_id)
+    start = utcnow() - dt.timedelta(hours=3)
+    statuses = [DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED,
+                DeliveryStatus.CANCELLED, DeliveryStatus.FAILED]
+    with transaction(addon.sessions) as session:  # an outage's outcomes, accepted a minute apart
+        for minute, (delivery, status) in enumerate(zip(deliveries, statuses, strict=True)):
+            session.execute(update(Delivery).where(Delivery.id == delivery.id).values(
+                status=status, attempt_count=8, created_at=start + dt.timedelta(minutes=minute),
+                finished_at=utcnow()))
+    answer = admin.request("POST", f"/api/webhooks/{webhook_id}/recover",
+                           {"since": (start - dt.timedelta(seconds=1)).isoformat()})
+    assert answer.status_code == 202 and answer.json() == {"queued": 5, "remaining": 0}
+
+    worker = DeliveryWorker(addon.runtime, 1).start()  # one attempt at a time: the order is the claim's
+    try:
+        sent = receiver.wait_for(5, timeout=30, path="/orders")
+    finally:
+        worker.stop()
+    expected = [d.message_id for d, status in zip(deliveries, statuses, strict=True)
+                if status != DeliveryStatus.SUCCEEDED]
+    assert [r.headers["webhook-id"] for r in sent] == expected
+
+
+@pytest.mark.timeout(180)
+def test_one_recovery_queues_at_most_10000_and_says_how_many_are_left(idle, receiver):
+    addon, admin, tenant_id = idle
+    webhook_id = admin.create("bulk", receiver.url("/bulk"))["id"]
+    event_id = emit(addon, tenant_id)
+    start = utcnow() - dt.timedelta(days=1)
+    total = MAX_RECOVERED + 3
+    with transaction(addon.sessions) as session:  # an outage's 10,003 given-up deliveries, stored in one go
+        session.execute(insert(Delivery), [
+            {"tenant_id": tenant_id, "event_id": event_id, "webhook_id": webhook_id, "message_id": f"msg_bulk_{n}",
+             "status": DeliveryStatus.FAILED, "attempt_count": 8, "next_attempt_at": start,
+             "created_at": start + dt.timedelta(seconds=n), "schedule_started_at": start, "finished_at": start}
+            for n in range(total)])
+    since = {"since": (start - dt.timedelta(seconds=1)).isoformat().replace("+00:00", "Z")}
+    first = admin.request("POST", f"/api/webhooks/{webhook_id}/recover", since)
+    assert first.status_code == 202 and first.json() == {"queued": MAX_RECOVERED, "remaining": 3}
+    with addon.sessions() as session:
+        left = session.scalars(select(Delivery.message_id).where(
+            Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.FAILED)).all()
+        pending = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.PENDING))
+    assert sorted(left) == sorted(f"msg_bulk_{n}" for n in range(MAX_RECOVERED, total))  # the newest wait
+    assert pending == MAX_RECOVERED + 1  # and the event emitted above, never sent (no worker)
+    second = admin.request("POST", f"/api/webhooks/{webhook_id}/recover", since)
+    assert second.json() == {"queued": 3, "remaining": 0}

@@ -119,3 +119,28 @@ def test_invalid_headers_are_422_naming_the_header(hooked, receiver):
     assert ok.status_code == 201 and len(ok.json()["headers"]) == 10
     answer = admin.request("PATCH", f"/api/webhooks/{ok.json()['id']}", {"headers": {"Host": "x"}})
     assert answer.status_code == 422 and answer.json()["error"]["message"].startswith("headers.Host: ")
+
+
+@pytest.mark.timeout(60)
+def test_header_values_appear_in_no_answer(hooked, receiver):
+    """Every answer of the admin API that names the webhook or its deliveries, after the values were sent."""
+    addon, admin, tenant_id = hooked
+    values = {"Authorization": VALUE, "X-Api-Key": "key-5f0c1e9a7b"}
+    created = admin.request("POST", "/api/webhooks", {"name": "gw", "url": receiver.url("/a"), "headers": values})
+    webhook_id = created.json()["id"]
+    patched = admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"headers": {"Authorization": None,
+                                                                                "X-Api-Key": "key-5f0c1e9a7b"}})
+    tested = admin.request("POST", f"/api/webhooks/{webhook_id}/test")
+    emit(addon, tenant_id)
+    wait_for(lambda: len(_attempts(addon, webhook_id)) >= 2, message="the event's attempt recorded")
+    log = admin.request("GET", f"/api/webhooks/{webhook_id}/deliveries")
+    answers = [created, patched, tested, log, admin.request("GET", "/api/webhooks"),
+               admin.request("GET", f"/api/webhooks/{webhook_id}"),
+               admin.request("GET", f"/api/attempts/{log.json()['items'][0]['id']}"),
+               admin.request("POST", f"/api/deliveries/{log.json()['items'][0]['delivery_id']}/redeliver"),
+               admin.request("POST", f"/api/webhooks/{webhook_id}/rotate-secret"),
+               admin.request("POST", f"/api/webhooks/{webhook_id}/recover", {"since": "2026-01-01T00:00:00Z"})]
+    assert all(a.status_code < 300 for a in answers), [a.text for a in answers]
+    for answer in answers:
+        assert VALUE not in answer.text and "key-5f0c1e9a7b" not in answer.text and "gateway-key" not in answer.text
+    assert [r.headers["x-api-key"] for r in receiver.wait_for(2, path="/a")[:2]] == ["key-5f0c1e9a7b"] * 2

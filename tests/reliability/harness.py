@@ -120,7 +120,7 @@ class Answer:
     url: str
     status: int
     text: str  # headers and body
-    may_carry_secret: bool  # the answer of a create or a rotation, which carries the webhook's new secret
+    may_carry_secret: bool  # the answer of a create, a rotation or a new operational URL, which carries a new secret
 
 
 class Collector:
@@ -161,7 +161,9 @@ class Collector:
     def add_answer(self, method: str, url: str, status: int, headers: dict[str, str], body: bytes) -> None:
         path = url.split("?", 1)[0]
         may_carry = (method == "POST" and status == 201 and path.endswith("/api/webhooks")) or (
-            method == "POST" and status == 200 and path.endswith("/rotate-secret"))
+            method == "POST" and status == 200 and path.endswith("/rotate-secret")) or (
+            # the operational webhook's: the PATCH that sets its URL (one that clears it carries none)
+            method == "PATCH" and status == 200 and path.endswith("/api/settings") and b'"secret"' in body)
         text = "\n".join(f"{k}: {v}" for k, v in headers.items()) + "\n\n" + body.decode("utf-8", "replace")
         with self._lock:
             self.answers.append(Answer(method, url, status, text, may_carry))

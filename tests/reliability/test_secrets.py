@@ -6,7 +6,9 @@ The scenario first runs a workload of its own against `addon serve` (SQLite, wit
 are stored in plain text): a signed install, lifecycle calls with the token in the query string, the admin page,
 every admin API route (create, rotate, test delivery, delivery log, redelivery), a delivery, refused and forged
 tokens, bodies over 1 MiB (by length and chunked, through gunicorn), a re-install with a new shared secret and an
-uninstall, and `/metrics` scraped with a wrong token and the right one; its log lines are JSON (`LOG_FORMAT=json`).
+uninstall, custom header values and the operational webhook (its secret set, rotated, and signing the notice of a
+webhook disabled by a 410), and `/metrics` scraped with a wrong token and the right one; its log lines are JSON
+(`LOG_FORMAT=json`).
 Run alone, it checks that workload; in `make test`, everything the suite did.
 Time budget: 90 s (pytest-timeout).
 """
@@ -76,6 +78,27 @@ def _workload(stack: ProcessStack, atlassian: FakeAtlassian, receiver: Receiver)
         response = _post(url + FIELD_CHANGES, data, {"Authorization": f"JWT {site.token('POST', FIELD_CHANGES)}"})
         assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large", \
             response.text[:200]
+    # Custom header values (sent on every attempt, never shown) and the operational webhook's secret (shown once by
+    # the PATCH that sets its URL and by its rotation), which signs the notice of a webhook the add-on disabled.
+    header_value = secrets_module.token_urlsafe(24)
+    COLLECTOR.add_secret(header_value, "custom header value")
+    gated = admin.create("gateway", receiver.url("/gone", host="127.0.0.1"), headers={"X-Api-Key": header_value})
+    assert admin.request("PATCH", f"/api/webhooks/{gated['id']}",
+                         {"headers": {"X-Api-Key": None, "X-Other": header_value[::-1]}}).status_code == 200
+    COLLECTOR.add_secret(header_value[::-1], "custom header value (second)")
+    operational = admin.request("PATCH", "/api/settings", {"operational_url": receiver.url("/ops", host="127.0.0.1")})
+    assert operational.status_code == 200, operational.text
+    COLLECTOR.add_secret(operational.json()["secret"], "operational webhook secret")
+    rotated_ops = admin.request("POST", "/api/settings/rotate-secret")
+    assert rotated_ops.status_code == 200, rotated_ops.text
+    COLLECTOR.add_secret(rotated_ops.json()["secret"], "operational webhook secret (rotated)")
+    assert admin.request("GET", "/api/settings").status_code == 200
+    receiver.behave("/gone", status=410)
+    assert site.call(url, "POST", FIELD_CHANGES, json_body=body, sub="someone").status_code == 202
+    [notice] = receiver.wait_for(1, timeout=30, path="/ops")
+    assert notice.json()["data"]["event"] == "webhook.disabled"
+    assert receiver.requests_for("/gone")[0].headers["x-api-key"] == header_value
+    assert admin.request("GET", "/api/webhooks").status_code == 200
     # A re-install with a new shared secret, then an uninstall; the old secret and the uninstalled tenant fail.
     old_secret = site.shared_secret
     site.shared_secret = site.shared_secret[::-1] + "new"
@@ -89,7 +112,7 @@ def _workload(stack: ProcessStack, atlassian: FakeAtlassian, receiver: Receiver)
     assert requests.get(f"{url}/metrics", headers={"Authorization": "Bearer x" + token}, timeout=10).status_code == 401
     scrape = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert scrape.status_code == 200 and "addon_delivery_attempts_total" in scrape.text
-    return {"webhooks_created": 1, "secrets_rotated": 1}
+    return {"webhooks_created": 2, "secrets_rotated": 2}
 
 
 def _post(url: str, data: object, headers: dict[str, str]) -> requests.Response:
@@ -112,10 +135,13 @@ def _findings(text: str, where: str, secrets: dict[str, str]) -> list[str]:
 
 @pytest.mark.after_all_scenarios
 @pytest.mark.timeout(90)
-def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, receiver: Receiver, make_stack) -> None:
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, receiver: Receiver, make_stack,
+                                        log_format: str) -> None:
     stack: ProcessStack = make_stack(f"sqlite:///{tmp_path}/secrets.db", secret_key=None)
-    # JSON log lines (`LOG_FORMAT=json`), and `/metrics` with its token, are scanned too.
-    stack.env["LOG_FORMAT"] = "json"
+    # Plain and JSON log lines (`LOG_FORMAT=json`), and `/metrics` with its token, are scanned.
+    if log_format == "json":
+        stack.env["LOG_FORMAT"] = "json"
     stack.env["METRICS_TOKEN"] = metrics_token = secrets_module.token_urlsafe(24)
     COLLECTOR.add_secret(metrics_token, "METRICS_TOKEN")
     stack.start_server()
@@ -123,8 +149,10 @@ def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, rece
         _workload(stack, atlassian, receiver)
     finally:
         stack.stop()
-    json_lines = [line for line in stack.server.output().splitlines() if line.strip()] if stack.server else []
-    assert json_lines and all(json.loads(line)["message"] is not None for line in json_lines)
+    lines = [line for line in stack.server.output().splitlines() if line.strip()] if stack.server else []
+    assert lines
+    if log_format == "json":
+        assert all(json.loads(line)["message"] is not None for line in lines)
     secrets = dict(COLLECTOR.secrets)
     probe = f"{next(iter(atlassian.sites.values())).token('GET', '/')} {next(iter(secrets))} whsec_{'A' * 43}="
     assert len(_findings(probe, "probe", secrets)) >= 3, "the scan must see each kind of thing it looks for"
@@ -151,7 +179,7 @@ def test_no_secret_in_any_log_or_answer(tmp_path, atlassian: FakeAtlassian, rece
                "in_process_log_records": len(COLLECTOR.log_lines), "answers": len(COLLECTOR.answers),
                "answers_allowed_their_own_secret": allowed, "known_secrets": len(secrets), "findings": len(findings),
                "first_findings": findings[:10]}
-    record_figures("secrets", figures)
-    assert allowed >= 2  # the workload's create and rotation at least
+    record_figures("secrets" if log_format == "json" else "secrets-plain-logs", figures)
+    assert allowed >= 5  # the workload's creates, rotations and operational URL at least
     assert sum(1 for answer in COLLECTOR.answers if answer.url.endswith("/metrics")) >= 2
     assert not findings, findings[:20]

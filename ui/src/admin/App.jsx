@@ -7,12 +7,15 @@ import Heading from '@atlaskit/heading';
 import SectionMessage, { SectionMessageAction } from '@atlaskit/section-message';
 import Spinner from '@atlaskit/spinner';
 
+import { AlertBanner } from './AlertBanner.jsx';
 import { CreateForm } from './CreateForm.jsx';
 import { DeliveryLog } from './DeliveryLog.jsx';
 import { ConfirmDialog, EditDialog, RotateDialog, SecretDialog } from './dialogs.jsx';
 import { HOUR_MS, parseTime } from './format.js';
 import { call } from './host.js';
 import { isTransient, plainMessage } from './messages.js';
+import { RecoverDialog } from './RecoverDialog.jsx';
+import { Settings } from './Settings.jsx';
 import { WebhookTable } from './WebhookTable.jsx';
 
 export const REFRESH_MS = 15000;
@@ -41,6 +44,7 @@ export function App({ host }) {
   const [confirm, setConfirm] = useState(null);
   const [editing, setEditing] = useState(null);
   const [rotating, setRotating] = useState(null);
+  const [recovering, setRecovering] = useState(null);
   const [log, setLog] = useState(null);
   const [announcement, setAnnouncement] = useState('');
   const [pageFlags, setPageFlags] = useState([]);
@@ -190,6 +194,7 @@ export function App({ host }) {
     },
     edit: (webhook, returnFocus) => setEditing({ webhook, returnFocus }),
     rotate: (webhook, returnFocus) => setRotating({ webhook, returnFocus }),
+    recover: (webhook, returnFocus) => setRecovering({ webhook, returnFocus }),
     remove: (webhook) => setConfirm({
       title: `Delete “${webhook.name}”?`,
       body: <p>Nothing more is sent to <strong>{webhook.url}</strong>, and its pending retries are cancelled. This cannot be undone.</p>,
@@ -259,6 +264,7 @@ export function App({ host }) {
       </header>
 
       <div className="status-region" role="status" aria-live="polite" data-testid="announcer">{announcement}</div>
+      {!forbidden && <AlertBanner webhooks={webhooks} />}
 
       {forbidden && (
         <div data-testid="forbidden-state">
@@ -313,7 +319,11 @@ export function App({ host }) {
         </section>
       )}
 
+      {!forbidden && webhooks && <Settings host={host} onSecret={setSecret} flag={flag} />}
+
       <SecretDialog secret={secret} onClose={() => setSecret(null)} />
+      <RecoverDialog host={host} recovering={recovering} onClose={() => setRecovering(null)}
+        onRecovered={(webhook, answer) => { announce(`${answer.queued} deliveries to ${webhook.name} queued again.`); loadList(); }} />
       <ConfirmDialog request={confirm} onClose={() => setConfirm(null)} />
       <EditDialog host={host} editing={editing} onClose={() => setEditing(null)}
         onSaved={(saved) => { replaceWebhook(saved); setEditing(null); flag(`“${saved.name}” saved`, ''); }} />

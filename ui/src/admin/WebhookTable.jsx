@@ -98,6 +98,7 @@ function ActionsCell({ webhook, actions, menuRefs, logRefs }) {
           <DropdownItem onClick={() => actions.test(webhook)} testId="action-test">Send a test</DropdownItem>
           <DropdownItem onClick={() => actions.edit(webhook, focusTrigger)} testId="action-edit">Edit</DropdownItem>
           <DropdownItem onClick={() => actions.rotate(webhook, focusTrigger)} testId="action-rotate">Rotate secret</DropdownItem>
+          <DropdownItem onClick={() => actions.recover(webhook, focusTrigger)} testId="action-recover">Resend failed since…</DropdownItem>
         </DropdownItemGroup>
         <DropdownItemGroup hasSeparator>
           <DropdownItem onClick={() => actions.remove(webhook, focusTrigger)} testId="action-delete">Delete</DropdownItem>
