@@ -8,6 +8,7 @@ import SectionMessage from '@atlaskit/section-message';
 import Textfield from '@atlaskit/textfield';
 
 import { FieldError } from './CreateForm.jsx';
+import { FilterEditor } from './FilterEditor.jsx';
 import { dayAndTime, parseTime } from './format.js';
 import { call } from './host.js';
 import { errorField, plainMessage } from './messages.js';
@@ -137,6 +138,7 @@ export function EditDialog({ host, editing, onClose, onSaved }) {
 function EditForm({ host, webhook, onClose, onSaved }) {
   const [name, setName] = useState(webhook.name);
   const [url, setUrl] = useState(webhook.url);
+  const [filter, setFilter] = useState(webhook.filter || null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   async function save(event) {
@@ -144,7 +146,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
     setBusy(true);
     setError(null);
     try {
-      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url });
+      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, filter });
       onSaved(saved);
     } catch (err) {
       setBusy(false);
@@ -168,6 +170,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
             aria-describedby={errorOf('url') ? 'edit-url-error' : undefined} onChange={(e) => setUrl(e.target.value)} />
           {errorOf('url') && <FieldError id="edit-url-error" field="url">{error.message}</FieldError>}
         </div>
+        <FilterEditor host={host} filter={webhook.filter || null} onChange={setFilter} />
         {errorOf('form') && <FieldError id="edit-form-error" field="form">{error.message}</FieldError>}
       </ModalBody>
       <ModalFooter>
