@@ -358,7 +358,7 @@ def _erase_from_own_bodies(session: Session, event_ids: list[int], closed: set[s
     holds a closed account only where its event did): rewritten likewise."""
     own = select(Delivery.id, Delivery.body).where(Delivery.event_id.in_(event_ids), Delivery.body.is_not(None))
     for delivery_id, text in session.execute(own).all():
-        body = _parsed(text)
+        body = _parsed(text) if text is not None else None
         if body is not None and erase_from_body(body, closed):
             session.execute(update(Delivery).where(Delivery.id == delivery_id).values(body=encode_body(body)))
 
