@@ -4,7 +4,6 @@ Jira finds them by name or key."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from addon.admin.permissions import admin_required
 from addon.admin.serialize import iso
 from addon.doors import JiraError, current_caller
+from addon.intake import seen_fields
 from addon.intake.jira_attributes import ATTRIBUTES
 from addon.intake.projects import directory, project_info
 from addon.process.runtime import current_runtime
@@ -25,8 +25,6 @@ from addon.web.errors import ApiError
 log = logging.getLogger(__name__)
 bp = Blueprint("admin_catalog", __name__, url_prefix="/api")
 
-#: A field sent longer ago than this is no longer offered.
-FIELDS_WINDOW = dt.timedelta(days=30)
 #: Projects in one answer of `GET /api/projects` (Jira's page), and the longest query passed on.
 PROJECTS_PAGE = 50
 MAX_QUERY_CHARS = 255
@@ -37,7 +35,7 @@ MAX_QUERY_CHARS = 255
 def list_fields():
     """The Jira attributes (ids -1…-9, `last_seen_at` null: every project has them), then the fields seen in the
     last 30 days, by name."""
-    since = utcnow() - FIELDS_WINDOW
+    since = utcnow() - seen_fields.WINDOW
     with transaction(current_runtime().sessions) as session:
         seen = session.scalars(select(SeenField).where(SeenField.tenant_id == current_caller().tenant_id,
                                                        SeenField.last_seen_at >= since)

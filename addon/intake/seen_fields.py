@@ -6,6 +6,7 @@ old, which a 30-day window does not notice."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import weakref
@@ -13,17 +14,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from cachetools import TTLCache
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from addon.storage.engine import transaction
+from addon.storage.engine import rowcount, transaction
 from addon.storage.models import SeenField, utcnow
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 6 * 3600.0
+#: A field last sent longer ago than this is no longer offered (and housekeeping forgets it).
+WINDOW = dt.timedelta(days=30)
 MAX_ENTRIES = 100_000
 
 _recorded: weakref.WeakKeyDictionary[Engine, TTLCache[tuple[int, int, str, str], bool]] = weakref.WeakKeyDictionary()
@@ -70,3 +74,9 @@ def _upsert(session: Session, entries: list[tuple[int, int, str, str]]) -> None:
         set_={"name": statement.excluded.name, "type": statement.excluded.type,
               "last_seen_at": statement.excluded.last_seen_at})
     session.execute(statement)
+
+
+def prune(sessions: sessionmaker[Session]) -> int:
+    """Forget the fields no intake has sent within `WINDOW` (housekeeping); returns how many."""
+    with transaction(sessions) as session:
+        return rowcount(session.execute(delete(SeenField).where(SeenField.last_seen_at < utcnow() - WINDOW)))
