@@ -233,6 +233,8 @@ def test_projects_are_searched_in_jira_by_name_or_key(filtered):
     assert admin.request("GET", "/api/projects?query=dem").json() == [
         {"id": 10000, "key": "DEMO", "name": "Demo project"}]
     assert len(admin.request("GET", "/api/projects").json()) == 2
+    assert admin.request("GET", "/api/projects?query=%00").status_code == 422
+    assert admin.request("GET", "/api/projects?query=" + "x" * 256).status_code == 400
 
 
 @pytest.mark.timeout(90)

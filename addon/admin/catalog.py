@@ -21,6 +21,7 @@ from addon.process.runtime import current_runtime
 from addon.storage.engine import transaction
 from addon.storage.models import SeenField, utcnow
 from addon.web.errors import ApiError
+from addon.web.json_body import unprocessable, unstorable_at
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin_catalog", __name__, url_prefix="/api")
@@ -54,6 +55,8 @@ def search_projects():
     query = request.args.get("query", "").strip()
     if len(query) > MAX_QUERY_CHARS:
         raise ApiError(400, "invalid_parameter", f"query must be at most {MAX_QUERY_CHARS} characters")
+    if unstorable_at(query) is not None:
+        raise unprocessable("query", "holds a NUL or a lone surrogate")
     caller = current_caller()
     params: dict[str, Any] = {"maxResults": PROJECTS_PAGE, "orderBy": "name"}
     if query:
@@ -67,7 +70,9 @@ def search_projects():
     values = page.get("values", []) if isinstance(page, Mapping) else []
     answer = []
     for project in values:
-        info = project_info(project) if isinstance(project, Mapping) else None
+        # A project whose key or name no database could store (a NUL, a lone surrogate) is not offered.
+        usable = isinstance(project, Mapping) and unstorable_at([project.get("key"), project.get("name")]) is None
+        info = project_info(project) if usable else None
         if info is not None:
             directory.remember(caller.tenant.client_key, info)  # saving a filter with it then asks Jira nothing
             answer.append({"id": int(info.id), "key": info.key, "name": info.name})
