@@ -198,8 +198,9 @@ def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: s
 def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body: dict[str, Any],
                   project_id: str | None = None, webhook_ids: list[int] | None = None,
                   include_disabled: bool = False) -> tuple[int, int]:
-    """Store the event and a pending delivery for each enabled webhook (or only `webhook_ids`, which may
-    include disabled ones when `include_disabled`, as a test delivery does), in the caller's transaction.
+    """Store the event and a pending delivery for each enabled webhook its filter lets through, with a body of
+    its own where a field filter cuts the event's (or for only `webhook_ids`, filters ignored, which may include
+    disabled ones when `include_disabled`, as a test delivery does), in the caller's transaction.
 
     Returns (event id, number of deliveries). The caller commits, then calls `runtime.deliveries_committed.notify()`.
     """
@@ -220,11 +221,11 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
 
 def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
                 project_id: str | None = None, notify_origin: str = "") -> tuple[int, int]:
-    """`enqueue_event` for every enabled webhook as one statement of its own (on PostgreSQL a WITH of both INSERTs,
-    on SQLite the event's INSERT, whose TEMP trigger inserts the deliveries), executed by the driver
-    (`addon.storage.driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
-    written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
-    calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
+    """`enqueue_event` for every enabled webhook (filters applied) as one statement of its own (on PostgreSQL a
+    WITH of the INSERTs, on SQLite the event's INSERT, whose TEMP triggers insert the deliveries), executed by the
+    driver (`addon.storage.driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`,
+    nothing written): the intake does this for every accepted change. Returns (event id, number of deliveries);
+    the caller calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
     params = _parameters(tenant.id, source, body, project_id)
     params.update(client_key=tenant.client_key, base_url=tenant.base_url, state=tenant.state,
                   sealed_secret=tenant.sealed_secret, filters_version=tenant.filters_version,
