@@ -8,6 +8,7 @@ from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from addon.admin import api as admin_api
+from addon.admin import catalog as admin_catalog
 from addon.admin import delivery_log as admin_delivery_log
 from addon.admin import page as admin_page
 from addon.admin import settings as admin_settings
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.register_blueprint(blueprint)
     metrics.count_intake(app)
     for blueprint in (health.bp, home.bp, metrics.bp, intake_routes.bp, admin_api.bp, admin_delivery_log.bp,
-                      admin_settings.bp, admin_page.bp):
+                      admin_settings.bp, admin_catalog.bp, admin_page.bp):
         app.register_blueprint(blueprint)
     intake_routes.init_runtime(runtime)
     return app

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
-from addon.admin import headers
+from addon.admin import filters, headers
 from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
 from addon.admin.test_slots import test_slots
@@ -49,7 +49,7 @@ TESTS_AT_ONCE_PER_TENANT = 2
 TESTS_BUSY_RETRY_AFTER_S = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
 DEFAULT_PAGE, MAX_PAGE = 20, 200
-_FIELDS = {"name", "url", "enabled", "headers"}
+_FIELDS = {"name", "url", "enabled", "headers", "filter"}
 #: Ids are 64-bit signed integers on both databases: a larger one names no row (404), and is never sent to the
 #: database (SQLite's driver and PostgreSQL would both fail on it). A negative one matches no route.
 MAX_ID = 2**63 - 1
@@ -84,7 +84,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         raise unprocessable("body", "must be a JSON object")
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled, headers)")
+        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled, headers, filter)")
     fields: dict[str, Any] = {}
     if "name" in body or creating:
         name = body.get("name")
@@ -99,6 +99,10 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         if not isinstance(body["enabled"], bool):
             raise unprocessable("enabled", "must be true or false")
         fields["enabled"] = body["enabled"]
+    if "filter" in body:  # checked here, its projects resolved through Jira (still outside any transaction)
+        caller = current_caller()
+        fields["filter"] = filters.resolved(filters.checked(body["filter"]), current_runtime().jira_for(caller.tenant),
+                                            caller.tenant.client_key)
     return fields
 
 
@@ -149,6 +153,8 @@ def create_webhook():
                           headers=headers.validated(body["headers"], None, runtime.box) if "headers" in body else None)
         session.add(webhook)
         session.flush()
+        if "filter" in fields:
+            filters.apply(session, webhook, fields["filter"])
         answer = webhook_json(webhook) | {"secret": secret}
     return jsonify(answer), 201
 
@@ -177,6 +183,8 @@ def update_webhook(webhook_id: int):
             webhook.name = fields["name"]
         if "url" in fields:
             webhook.url = fields["url"]  # pending retries read the URL at send time
+        if "filter" in fields:  # it replaces the whole filter; pending deliveries keep what they were given
+            filters.apply(session, webhook, fields["filter"])
         if "enabled" in fields and fields["enabled"] != webhook.enabled:
             if fields["enabled"]:
                 outcomes.enable_webhook(webhook)
@@ -332,7 +340,8 @@ def _bool_arg(name: str, default: bool) -> bool:
 
 #: A listed body's first characters and one more, cut by the database (`substr` counts characters on both), so
 #: that a big body is never read into the web process for a list: the extra character tells it was cut.
-_LISTED_BODY = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
+_SENT_BODY = func.coalesce(Delivery.body, Event.body)  # a delivery's own body (a field filter's), else its event's
+_LISTED_BODY = func.substr(_SENT_BODY, 1, LISTED_BODY_CHARS + 1)
 
 
 @bp.get("/webhooks/<int:webhook_id>/deliveries")
@@ -375,7 +384,7 @@ def get_attempt(attempt_id: int):
         row = None
         if attempt_id <= MAX_ID:
             row = session.execute(
-                select(Attempt, Delivery.message_id, Event.body)
+                select(Attempt, Delivery.message_id, _SENT_BODY)
                 .join(Delivery, Delivery.id == Attempt.delivery_id)
                 .join(Event, Event.id == Delivery.event_id)
                 .where(Attempt.id == attempt_id, Attempt.tenant_id == _tenant_id())

@@ -28,8 +28,9 @@ from addon.web.errors import ApiError
 bp = Blueprint("admin_delivery_log", __name__, url_prefix="/api")
 
 DEFAULT_PAGE, MAX_PAGE = 20, 100
-#: The body's first characters and one more (which tells it was cut), never the whole of a big body.
-_BODY_START = func.substr(Event.body, 1, LISTED_BODY_CHARS + 1)
+#: The body's first characters and one more (which tells it was cut), never the whole of a big body: the delivery's
+#: own body (a field filter's subset), else its event's.
+_BODY_START = func.substr(func.coalesce(Delivery.body, Event.body), 1, LISTED_BODY_CHARS + 1)
 _DECODER = json.JSONDecoder()
 
 #: What the page shows for each delivery: the outbox's status, told apart by whether an attempt failed.

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from addon.admin import filters
 from addon.storage.models import Attempt, Webhook
 
 
@@ -29,6 +30,9 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
     }
+    # A filter (CONTRACT §10.1) as `{projects, fields}`; a webhook without one has no key, so the shape is §7's own.
+    if webhook.filter_projects is not None or webhook.filter_fields is not None:
+        shape["filter"] = filters.shown(webhook)
     # Custom headers' names, each value null: values are never shown again (CONTRACT §10.3). A webhook without any
     # has no key, so the shape is §7's own.
     if webhook.headers:

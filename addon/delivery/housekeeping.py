@@ -1,8 +1,9 @@
 """Periodic housekeeping on APScheduler: prune old attempts (30 days), spent install tokens, and Jira inbox rows
 and identifiers (7 days); cancel test deliveries whose request died before sending them; forget uninstalled
-tenants after 30 days; disable webhooks that have only failed for 5 days and tell those failing for 24 hours;
-report the stored accountIds to Atlassian (each tenant daily, `addon.privacy.report`). Every job is idempotent,
-so several processes on one PostgreSQL database may run them side by side."""
+tenants after 30 days, and the fields the intake has not seen for 30 days; disable webhooks that have only failed
+for 5 days and tell those failing for 24 hours; report the stored accountIds to Atlassian (each tenant daily,
+`addon.privacy.report`). Every job is idempotent, so several processes on one PostgreSQL database may run them side
+by side."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from addon.delivery.outcomes import (
     tell_if_failing,
 )
 from addon.delivery.retry import FAILING_DISABLE_AFTER
+from addon.intake import seen_fields
 from addon.intake.inbox import prune as prune_jira_inbox
 from addon.privacy.report import LOOK_EVERY
 from addon.privacy.report import housekeeping_job as report_personal_data
@@ -34,6 +36,7 @@ from addon.storage.models import (
     Event,
     PrivacyCycle,
     ReportedAccount,
+    SeenField,
     Tenant,
     TenantState,
     UsedInstallToken,
@@ -86,7 +89,7 @@ def forget_uninstalled_tenants(runtime: Runtime) -> None:
             select(Tenant.id).where(Tenant.state == TenantState.UNINSTALLED, Tenant.uninstalled_at < cutoff)
         ).all()
         for tenant_id in gone:
-            for model in (Attempt, Delivery, Event, Webhook, ReportedAccount, PrivacyCycle):
+            for model in (Attempt, Delivery, Event, Webhook, ReportedAccount, PrivacyCycle, SeenField):
                 session.execute(delete(model).where(model.tenant_id == tenant_id))
             session.execute(delete(Tenant).where(Tenant.id == tenant_id))
             log.info("tenant data deleted 30 days after uninstall tenant=%s", tenant_id)
@@ -111,6 +114,13 @@ def infer_forge_uninstalls(runtime: Runtime) -> None:
             tenant.uninstalled_at = now
             cancel_tenant_deliveries(session, tenant.id)
             log.info("forge tenant inferred uninstalled (Jira refuses its token for 7 days) tenant=%s", tenant.id)
+
+
+def prune_seen_fields(runtime: Runtime) -> None:
+    """Fields no intake sent for 30 days are no longer offered by `GET /api/fields`; their rows go."""
+    forgotten = seen_fields.prune(runtime.sessions)
+    if forgotten:
+        log.info("fields not seen for 30 days forgotten count=%s", forgotten)
 
 
 def disable_failing_webhooks(runtime: Runtime) -> None:
@@ -142,6 +152,7 @@ JOBS: tuple[tuple[Callable[[Runtime], None], dt.timedelta], ...] = (
     (prune_used_install_tokens, dt.timedelta(hours=1)),
     (cancel_abandoned_test_deliveries, dt.timedelta(hours=1)),
     (prune_jira_inbox, dt.timedelta(hours=1)),
+    (prune_seen_fields, dt.timedelta(hours=6)),
     (forget_uninstalled_tenants, dt.timedelta(hours=6)),
     (infer_forge_uninstalls, dt.timedelta(hours=24)),
     (disable_failing_webhooks, dt.timedelta(minutes=10)),

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from addon.doors import Caller, JiraError, JiraNotFound, JiraUnstorable, Purpose, caller_required, current_caller
-from addon.intake import jira_events
+from addon.intake import jira_events, seen_fields
 from addon.intake.fields import ChangeError, build_fields
 from addon.intake.inbox import schedule_install_snapshot
 from addon.intake.outgoing import event_body, now_ms
@@ -99,6 +99,7 @@ def projectrak_field_changes():
     event_id, deliveries = store_event(runtime.engine, tenant=caller.tenant, source="projectrak", body=body,
                                        project_id=project.id, notify_origin=runtime.deliveries_committed.origin)
     runtime.deliveries_committed.notify()
+    seen_fields.record(runtime.engine, runtime.sessions, caller.tenant_id, fields)
     log.info("projectrak change accepted tenant=%s event=%s project=%s fields=%s deliveries=%s", caller.tenant_id,
              event_id, project.id, len(fields), deliveries)
     return _accepted(event_id, deliveries)

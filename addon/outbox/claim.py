@@ -158,7 +158,9 @@ def _due_ids(busy: Busy) -> Select:
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
                 _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _deliveries.c.schedule_started_at,
                 _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
-                _webhooks.c.previous_secret_expires_at, _webhooks.c.headers, _events.c.body)
+                _webhooks.c.previous_secret_expires_at, _webhooks.c.headers,
+                # a delivery's own body (a field filter's subset), else its event's
+                func.coalesce(_deliveries.c.body, _events.c.body).label("body"))
 _DUE_IDS = {busy: _due_ids(busy) for busy in _BUSY_VARIANTS}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))

@@ -8,23 +8,29 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BigInteger,
     ColumnElement,
+    FromClause,
     Insert,
     Select,
     String,
+    Text,
     bindparam,
     cast,
+    column,
     func,
     insert,
     literal,
     literal_column,
     select,
+    table,
     true,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from addon.outbox.filters import filter_cache, load_filters, targets_of, unfiltered
 from addon.sending.signing import new_message_id
 from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
 from addon.storage.models import (
@@ -61,13 +67,17 @@ _INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source
 
 
 def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None,
-                       new_event_row: bool = False) -> Insert:
+                       new_event_row: bool = False, targets: FromClause | None = None) -> Insert:
     """One pending delivery per target webhook, in one INSERT … SELECT (in webhook order), for the event whose id
     is the `event_id` parameter (or the id returned by the `event` INSERT, in a PostgreSQL WITH; or, with
     `new_event_row`, the row a trigger on `events` has just inserted, `NEW`, with no parameters at all).
 
     A delivery's `webhook-id` is the event's fresh message id (`message_id`) followed by `_` and the webhook's id:
     unique, fixed for the delivery, and made without a round of per-webhook parameters.
+
+    Filters (`addon.outbox.filters`): without `targets`, only unfiltered webhooks (unless `only_ids`: a test
+    delivery ignores filters); with `targets` (rows of `webhook_id` and `body`, the filtered webhooks the event
+    reaches), only those, each with its own body.
     """
     column = _deliveries.c
     tenant_id: ColumnElement[Any]
@@ -86,20 +96,29 @@ def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False
         message_id, now = bindparam("message_id", type_=String()), bindparam("now", type_=UTCDateTime())
         status = bindparam("status", type_=column.status.type)
         attempt_count = bindparam("attempt_count", type_=column.attempt_count.type)
-    rows = (select(tenant_id, event_id, _webhooks.c.id, message_id + "_" + cast(_webhooks.c.id, String()), status,
-                   attempt_count, now, now, now)
+    values: list[ColumnElement[Any]] = [tenant_id, event_id, _webhooks.c.id,
+                                        message_id + "_" + cast(_webhooks.c.id, String()), status, attempt_count,
+                                        now, now, now]
+    columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
+               "schedule_started_at", "created_at"]
+    if targets is not None:
+        values.append(targets.c.body)
+        columns.append("body")
+    rows = (select(*values)
             .where(_webhooks.c.tenant_id == tenant_id, _webhooks.c.deleted_at.is_(None))
             .order_by(_webhooks.c.id))
-    if event is not None:
-        rows = rows.select_from(event.join(_webhooks, true()))
+    webhooks: FromClause = _webhooks
+    if targets is not None:
+        webhooks = _webhooks.join(targets, targets.c.webhook_id == _webhooks.c.id)
+    elif not only_ids:
+        rows = rows.where(unfiltered(_webhooks))
+    rows = rows.select_from(event.join(webhooks, true()) if event is not None else webhooks)
     if not include_disabled:
         rows = rows.where(_webhooks.c.enabled.is_(True))
     if only_ids:
         rows = rows.where(_webhooks.c.id.in_(bindparam("webhook_ids", expanding=True)))
     else:  # an event goes to the administrators' webhooks, never to the operational one (CONTRACT §10.5)
         rows = rows.where(_webhooks.c.kind == literal(WebhookKind.WEBHOOK.value))
-    columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
-               "schedule_started_at", "created_at"]
     return insert(_deliveries).from_select(columns, rows)
 
 
@@ -110,14 +129,16 @@ _INSERT_DELIVERIES = {(only_ids, include_disabled): _insert_deliveries(only_ids=
 
 def _insert_event_while_tenant_unchanged() -> Insert:
     """The event, inserted only while the tenant's row is still the one the request was authenticated with
-    (`TenantView`): no row is inserted, and none returned, once it was re-installed, disabled or uninstalled."""
+    (`TenantView`): no row is inserted, and none returned, once it was re-installed, disabled or uninstalled, or
+    a webhook filter of it changed (the filters applied are those of the view's `filters_version`)."""
     event, tenant = _events.c, _tenants.c
     row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
                   bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
                   bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type))
            .where(tenant.id == bindparam("tenant_id"), tenant_key_column(tenant) == bindparam("client_key"),
                   tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
-                  tenant_secret_column(tenant) == bindparam("sealed_secret")))
+                  tenant_secret_column(tenant) == bindparam("sealed_secret"),
+                  tenant.filters_version == bindparam("filters_version")))
     return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at", "message_id"], row)
             .returning(_events.c.id))
 
@@ -132,23 +153,52 @@ def _sqlite_fan_out_trigger() -> str:
     return f"CREATE TEMP TRIGGER IF NOT EXISTS intake_fan_out AFTER INSERT ON main.events BEGIN {fan_out}; END"
 
 
+# SQLite: the filtered webhooks an event reaches, with their bodies (`addon.outbox.filters.targets_of`), written by
+# the intake's writer connection just before the event's INSERT, read by its trigger, emptied just after.
+_SQLITE_TARGETS = table("intake_targets", column("webhook_id", BigInteger()), column("body", Text()), schema="temp")
+_SQLITE_TARGETS_TABLE = "CREATE TEMP TABLE IF NOT EXISTS intake_targets (webhook_id INTEGER NOT NULL, body TEXT)"
+_SQLITE_FILL_TARGETS = "INSERT INTO temp.intake_targets (webhook_id, body) VALUES (?, ?)"
+_SQLITE_EMPTY_TARGETS = "DELETE FROM temp.intake_targets"
+
+
+def _sqlite_filtered_fan_out_trigger() -> str:
+    """SQLite: the filtered webhooks' deliveries, from `temp.intake_targets`; it fires only when there are any,
+    so an event of a tenant without filters costs one look at an empty table."""
+    fan_out = (_insert_deliveries(new_event_row=True, targets=_SQLITE_TARGETS)
+               .compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    return ("CREATE TEMP TRIGGER IF NOT EXISTS intake_filtered_fan_out AFTER INSERT ON main.events"
+            f" WHEN EXISTS (SELECT 1 FROM temp.intake_targets) BEGIN {fan_out}; END")
+
+
 _DRIVER_INSERT_EVENT = DriverStatement(_insert_event_while_tenant_unchanged())
-_SQLITE_FAN_OUT_TRIGGER = _sqlite_fan_out_trigger()
+_SQLITE_SETUP = (_SQLITE_TARGETS_TABLE, _sqlite_fan_out_trigger(), _sqlite_filtered_fan_out_trigger())
 
 
-def _store_in_one_statement() -> Select:
+def _store_in_one_statement(*, filtered: bool = False) -> Select:
     """PostgreSQL: the event, its deliveries and the workers' wake-up in one statement (a WITH of two INSERTs),
     which, run alone, is its own transaction: one round trip instead of BEGIN, two INSERTs, NOTIFY and COMMIT.
     Answers (event id, number of deliveries); `pg_notify` wakes the workers at commit (once even without
     deliveries: a worker that wakes for nothing looks and waits again), except the one whose wake-up's `origin`
-    is the payload: its caller wakes it in-process."""
+    is the payload: its caller wakes it in-process. With `filtered`, a third INSERT adds the deliveries of the
+    filtered webhooks the event reaches (two arrays: their ids and bodies)."""
     event = _insert_event_while_tenant_unchanged().cte("new_event")
     deliveries = _insert_deliveries(event=event).returning(_deliveries.c.id).cte("new_deliveries")
-    return select(event.c.id, select(func.count()).select_from(deliveries).scalar_subquery(),
-                  func.pg_notify(NOTIFY_CHANNEL, bindparam("notify_origin", type_=String())))
+    count: ColumnElement[Any] = select(func.count()).select_from(deliveries).scalar_subquery()
+    if filtered:
+        targets = (func.unnest(bindparam("target_ids", type_=postgresql.ARRAY(BigInteger())),
+                               bindparam("target_bodies", type_=postgresql.ARRAY(Text())))
+                   .table_valued(column("webhook_id", BigInteger()), column("body", Text()))
+                   .render_derived(name="targets"))
+        more = _insert_deliveries(event=event, targets=targets).returning(_deliveries.c.id).cte("filtered_deliveries")
+        count = count + select(func.count()).select_from(more).scalar_subquery()
+    return select(event.c.id, count, func.pg_notify(NOTIFY_CHANNEL, bindparam("notify_origin", type_=String())))
 
 
-_DRIVER_STORE_POSTGRESQL = DriverStatement(_store_in_one_statement())
+_DRIVER_STORE_POSTGRESQL = {filtered: DriverStatement(_store_in_one_statement(filtered=filtered))
+                            for filtered in (False, True)}
+_INSERT_TARGET = _insert_deliveries(targets=select(bindparam("target_id", type_=BigInteger()).label("webhook_id"),
+                                                   bindparam("target_body", type_=Text()).label("body"))
+                                    .subquery("targets"))
 
 
 def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: str | None) -> dict[str, Any]:
@@ -160,8 +210,9 @@ def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: s
 def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body: dict[str, Any],
                   project_id: str | None = None, webhook_ids: list[int] | None = None,
                   include_disabled: bool = False) -> tuple[int, int]:
-    """Store the event and a pending delivery for each enabled webhook (or only `webhook_ids`, which may
-    include disabled ones when `include_disabled`, as a test delivery does), in the caller's transaction.
+    """Store the event and a pending delivery for each enabled webhook its filter lets through, with a body of
+    its own where a field filter cuts the event's (or for only `webhook_ids`, filters ignored, which may include
+    disabled ones when `include_disabled`, as a test delivery does), in the caller's transaction.
 
     Returns (event id, number of deliveries). The caller commits, then calls `runtime.deliveries_committed.notify()`.
     """
@@ -171,6 +222,10 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
     if webhook_ids is not None:
         params["webhook_ids"] = webhook_ids
     deliveries = connection.execute(_INSERT_DELIVERIES[webhook_ids is not None, include_disabled], params).rowcount
+    if webhook_ids is None:  # filters apply (a test delivery, which names its webhook, ignores them)
+        for webhook_id, own_body in targets_of(load_filters(connection, tenant_id), project_id, body):
+            deliveries += connection.execute(_INSERT_TARGET, params | {
+                "target_id": webhook_id, "target_body": None if own_body is None else encode_body(own_body)}).rowcount
     if deliveries:
         notify_workers(connection)
     return params["event_id"], deliveries
@@ -178,23 +233,31 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
 
 def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[str, Any],
                 project_id: str | None = None, notify_origin: str = "") -> tuple[int, int]:
-    """`enqueue_event` for every enabled webhook as one statement of its own (on PostgreSQL a WITH of both INSERTs,
-    on SQLite the event's INSERT, whose TEMP trigger inserts the deliveries), executed by the driver
-    (`addon.storage.driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`, nothing
-    written): the intake does this for every accepted change. Returns (event id, number of deliveries); the caller
-    calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
+    """`enqueue_event` for every enabled webhook (filters applied) as one statement of its own (on PostgreSQL a
+    WITH of the INSERTs, on SQLite the event's INSERT, whose TEMP triggers insert the deliveries), executed by the
+    driver (`addon.storage.driver`), and only while the tenant's row is still `tenant` (else `TenantChanged`,
+    nothing written): the intake does this for every accepted change. Returns (event id, number of deliveries);
+    the caller calls `runtime.deliveries_committed.notify()` (whose `origin` it passes as `notify_origin`)."""
     params = _parameters(tenant.id, source, body, project_id)
     params.update(client_key=tenant.client_key, base_url=tenant.base_url, state=tenant.state,
-                  sealed_secret=tenant.sealed_secret, notify_origin=notify_origin)
+                  sealed_secret=tenant.sealed_secret, filters_version=tenant.filters_version,
+                  notify_origin=notify_origin)
+    filters = filter_cache(engine).filters(engine, tenant.id, tenant.filters_version)
+    targets = [(webhook_id, None if own_body is None else encode_body(own_body))
+               for webhook_id, own_body in targets_of(filters, project_id, body)] if filters else []
     if engine.dialect.name == "postgresql":
-        row = driver_one_statement(engine, _DRIVER_STORE_POSTGRESQL, params)
+        if targets:
+            params.update(target_ids=[target[0] for target in targets], target_bodies=[target[1] for target in targets])
+        row = driver_one_statement(engine, _DRIVER_STORE_POSTGRESQL[bool(targets)], params)
         if row is None:
             raise TenantChanged(f"tenant {tenant.id} changed")
         return row[0], row[1]
-    rows, changes = driver_sqlite_statement(engine, _DRIVER_INSERT_EVENT, params, setup=_SQLITE_FAN_OUT_TRIGGER)
+    prepare = (_SQLITE_FILL_TARGETS, targets, _SQLITE_EMPTY_TARGETS) if targets else None
+    rows, changes = driver_sqlite_statement(engine, _DRIVER_INSERT_EVENT, params, setup=_SQLITE_SETUP,
+                                            prepare=prepare)
     if not rows:
         raise TenantChanged(f"tenant {tenant.id} changed")
-    return rows[0][0], changes - 1  # the event's row, then its deliveries (the trigger's)
+    return rows[0][0], changes - 1  # the event's row, then its deliveries (the triggers')
 
 
 def notify_workers(db: Session | Connection) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,13 +109,19 @@ def _as_sqlalchemy_errors(engine: Engine, connection: PoolProxiedConnection, sql
                                   dialect=engine.dialect) from err
 
 
+#: SQLite, around one write statement: (SQL filling a TEMP table, its rows, SQL emptying it), run on the same
+#: connection under the same lock, so the statement's triggers can read what the caller prepared.
+Prepare = tuple[str, Sequence[tuple[Any, ...]], str]
+
+
 def driver_sqlite_statement(engine: Engine, statement: DriverStatement, values: Mapping[str, Any], *,
-                            setup: str | None = None) -> tuple[list[tuple], int]:
+                            setup: tuple[str, ...] = (), prepare: Prepare | None = None) -> tuple[list[tuple], int]:
     """SQLite: one write statement as its own transaction (autocommit: all or nothing by itself, with whatever its
     triggers write), on the engine's writer connection (`_SQLiteWriter`) under the process's write lock. `setup`
-    runs once on each new writer connection first (a TEMP trigger, say). Returns the statement's rows and the
-    number of rows it and its triggers changed."""
-    return _SQLiteWriter.of(engine).run(engine, statement, values, setup)
+    runs once on each new writer connection first (TEMP tables and triggers, say); `prepare` fills a TEMP table
+    before the statement and empties it after (TEMP tables are the connection's own: no lock on the database).
+    Returns the statement's rows and the number of rows it and its triggers changed."""
+    return _SQLiteWriter.of(engine).run(engine, statement, values, setup, prepare)
 
 
 class _SQLiteWriter:
@@ -135,7 +141,7 @@ class _SQLiteWriter:
     def __init__(self, engine: Engine) -> None:
         self.write_lock = sqlite_write_lock(engine.url.database or "")
         self._connection: PoolProxiedConnection | None = None
-        self._set_up: set[str] = set()  # the `setup` statements run on `_connection` so far
+        self._set_up: set[tuple[str, ...]] = set()  # the `setup`s run on `_connection` so far
 
     @classmethod
     def of(cls, engine: Engine) -> _SQLiteWriter:
@@ -147,7 +153,7 @@ class _SQLiteWriter:
             return writer
 
     def run(self, engine: Engine, statement: DriverStatement, values: Mapping[str, Any],
-            setup: str | None) -> tuple[list[tuple], int]:
+            setup: tuple[str, ...], prepare: Prepare | None) -> tuple[list[tuple], int]:
         """`driver_sqlite_statement` on `engine` (the engine this writer is of)."""
         sql = statement.sql(engine.dialect)
         parameters = statement.parameters(engine.dialect, values)
@@ -161,12 +167,19 @@ class _SQLiteWriter:
             connection = self._connection
             dbapi_connection = connection.dbapi_connection
             with _as_sqlalchemy_errors(engine, connection, sql, discard_on_error=True):
-                if setup is not None and setup not in self._set_up:
-                    dbapi_connection.execute(setup)  # type: ignore[union-attr]
+                if setup and setup not in self._set_up:
+                    for step in setup:
+                        dbapi_connection.execute(step)  # type: ignore[union-attr]
                     self._set_up.add(setup)
-                changes_before = dbapi_connection.total_changes  # type: ignore[union-attr]
-                rows = dbapi_connection.execute(sql, parameters).fetchall()  # type: ignore[union-attr]
-                changes = dbapi_connection.total_changes - changes_before  # type: ignore[union-attr]
+                if prepare is not None:
+                    dbapi_connection.executemany(prepare[0], prepare[1])  # type: ignore[union-attr]
+                try:
+                    changes_before = dbapi_connection.total_changes  # type: ignore[union-attr]
+                    rows = dbapi_connection.execute(sql, parameters).fetchall()  # type: ignore[union-attr]
+                    changes = dbapi_connection.total_changes - changes_before  # type: ignore[union-attr]
+                finally:
+                    if prepare is not None:
+                        dbapi_connection.execute(prepare[2])  # type: ignore[union-attr]
             dbapi_connection.count_commit()  # type: ignore[union-attr]
         except BaseException:
             if self._connection is not None and not self._connection.is_valid:

@@ -99,6 +99,9 @@ class Tenant(Base):
     installed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     uninstalled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Grows whenever a webhook filter of the tenant changes: the intake checks it in the statement that stores an
+    # event, so a filter it remembered from an older version is never applied (`addon.outbox.filters`).
+    filters_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:
@@ -201,6 +204,10 @@ class Webhook(Base):
     alert_reason: Mapped[str | None] = mapped_column(String(16))
     alert_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     alert_shown: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Filters (CONTRACT §10.1); None = everything. Projects as resolved when saved: JSON [{id, key, name}] (id a
+    # string); fields: JSON [field id, …].
+    filter_projects: Mapped[str | None] = mapped_column(Text)
+    filter_fields: Mapped[str | None] = mapped_column(Text)
 
 
 class Event(Base):
@@ -244,6 +251,22 @@ class Delivery(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     schedule_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # This delivery's own body when a field filter made it differ from its event's (CONTRACT §10.1); None: the
+    # event's body, as for every unfiltered webhook.
+    body: Mapped[str | None] = mapped_column(Text)
+
+
+class SeenField(Base):
+    """A field that came through a tenant's intake, by id, with its name and type as last seen (CONTRACT §10.1's
+    `GET /api/fields`). `last_seen_at` is written at most every few hours per field (`addon.intake.seen_fields`)."""
+
+    __tablename__ = "seen_fields"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    field_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(32))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Attempt(Base):

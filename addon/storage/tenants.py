@@ -32,6 +32,8 @@ class TenantView:
     opening it, whether the row still holds the secret this view was read with."""
     door: str = "connect"
     """The door (`addon.doors`) the tenant came in by, which makes its Jira client."""
+    filters_version: int = 0
+    """The tenant's `filters_version` when read: the intake applies the webhook filters of this version only."""
 
     @property
     def is_disabled(self) -> bool:
@@ -43,9 +45,10 @@ def view_of(tenant: Tenant | Row, box: SecretBox) -> TenantView:
     has no shared secret: its view's secrets are empty (as `tenant_key_column`/`tenant_secret_column` read it)."""
     if tenant.door == Door.FORGE:
         return TenantView(tenant.id, tenant.installation_id or "", tenant.base_url, tenant.state, "", "",
-                          Door.FORGE.value)
+                          Door.FORGE.value, tenant.filters_version or 0)
     sealed = tenant.shared_secret or ""
-    return TenantView(tenant.id, tenant.client_key or "", tenant.base_url, tenant.state, box.open(sealed), sealed)
+    return TenantView(tenant.id, tenant.client_key or "", tenant.base_url, tenant.state, box.open(sealed), sealed,
+                      filters_version=tenant.filters_version or 0)
 
 
 def tenant_key_column(tenants: Any) -> ColumnElement[str]:
@@ -60,7 +63,7 @@ def tenant_secret_column(tenants: Any) -> ColumnElement[str]:
 
 _tenants = table_of(Tenant)
 _BY_CLIENT_KEY = (select(_tenants.c.id, _tenants.c.client_key, _tenants.c.base_url, _tenants.c.state,
-                         _tenants.c.shared_secret)
+                         _tenants.c.shared_secret, _tenants.c.filters_version)
                   .where(_tenants.c.client_key == bindparam("client_key")))
 
 
@@ -77,10 +80,11 @@ def find_installed(engine: Engine, client_key: str, box: SecretBox) -> TenantVie
     row = driver_one_statement(engine, _DRIVER_BY_CLIENT_KEY, {"client_key": client_key})
     if row is None:
         return None
-    tenant_id, key, base_url, state, sealed_secret = row
+    tenant_id, key, base_url, state, sealed_secret, filters_version = row
     if state == TenantState.UNINSTALLED or key is None:  # a Forge tenant has no clientKey
         return None
-    return TenantView(tenant_id, key, base_url, state, box.open(sealed_secret), sealed_secret)
+    return TenantView(tenant_id, key, base_url, state, box.open(sealed_secret), sealed_secret,
+                      filters_version=filters_version)
 
 
 def get_view(session: Session, tenant_id: int, box: SecretBox) -> TenantView | None:

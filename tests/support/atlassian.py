@@ -190,6 +190,9 @@ class FakeSite:
             start = int(query.get("startAt", ["0"])[0])
             size = int(query.get("maxResults", ["50"])[0])
             values = list(self.projects.values())
+            wanted = query.get("query", [""])[0].lower()  # as Jira: a key or a name holding it, any case
+            if wanted:
+                values = [p for p in values if wanted in p["key"].lower() or wanted in p["name"].lower()]
             page = [{k: v for k, v in p.items() if k not in self.search_omits} for p in values[start:start + size]]
             return 200, {"startAt": start, "maxResults": size, "total": len(values), "values": page,
                          "isLast": start + size >= len(values)}, {}

@@ -11,6 +11,7 @@ import Lozenge from '@atlaskit/lozenge';
 import Toggle from '@atlaskit/toggle';
 
 import { Chart } from './Chart.jsx';
+import { FilterSummary } from './FilterEditor.jsx';
 import { dayAndTime, parseTime, statusDetail } from './format.js';
 import { Time } from './Time.jsx';
 
@@ -123,6 +124,7 @@ export function WebhookTable({ webhooks, now, charts, feedback, busy, actions, m
             <div className="name-cell">
               <div className="webhook-name" data-testid="webhook-name">{webhook.name}</div>
               <div className="webhook-url" data-testid="webhook-url">{webhook.url}</div>
+              <FilterSummary webhook={webhook} />
               {oldUntil && (
                 <div className="old-secret" data-testid="old-secret-until">Old secret valid until {dayAndTime(oldUntil)}</div>
               )}

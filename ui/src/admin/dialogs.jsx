@@ -8,6 +8,7 @@ import SectionMessage from '@atlaskit/section-message';
 import Textfield from '@atlaskit/textfield';
 
 import { FieldError } from './CreateForm.jsx';
+import { FilterEditor } from './FilterEditor.jsx';
 import { dayAndTime, parseTime } from './format.js';
 import { HeadersEditor, headerRows, headersPayload } from './HeadersEditor.jsx';
 import { call } from './host.js';
@@ -139,6 +140,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
   const [name, setName] = useState(webhook.name);
   const [url, setUrl] = useState(webhook.url);
   const [headers, setHeaders] = useState(headerRows(webhook));
+  const [filter, setFilter] = useState(webhook.filter || null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   async function save(event) {
@@ -146,7 +148,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
     setBusy(true);
     setError(null);
     try {
-      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, headers: headersPayload(headers) });
+      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, headers: headersPayload(headers), filter });
       onSaved(saved);
     } catch (err) {
       setBusy(false);
@@ -171,6 +173,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
           {errorOf('url') && <FieldError id="edit-url-error" field="url">{error.message}</FieldError>}
         </div>
         <HeadersEditor rows={headers} onChange={setHeaders} idPrefix="edit-headers" />
+        <FilterEditor host={host} filter={webhook.filter || null} onChange={setFilter} />
         {errorOf('form') && <FieldError id="edit-form-error" field="form">{error.message}</FieldError>}
       </ModalBody>
       <ModalFooter>

@@ -26,6 +26,11 @@ function fieldMessage(err) {
     return /at most/.test(text) ? 'Use a name of at most 255 characters.' : 'Give the webhook a name.';
   }
   if (/^url:/.test(text)) return 'Enter the address your receiver listens on, starting with https://.';
+  if (/^filter\.projects/.test(text)) {
+    return /Jira knows no project/.test(text) ? 'A chosen project no longer exists in Jira. Remove it and save again.'
+      : 'Choose at least one project, or every project.';
+  }
+  if (/^filter\.fields/.test(text)) return 'Choose at least one field, or every field.';
   return null;
 }
 
