@@ -97,7 +97,9 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
             raise unprocessable("url", "is required: an https:// URL")
         url = url.strip()
         try:
-            fields["url"] = check_url_for_saving(url, current_runtime().settings.allow_private_networks)
+            runtime = current_runtime()
+            fields["url"] = check_url_for_saving(url, runtime.settings.allow_private_networks,
+                                                 local_targets=runtime.local_targets)
         except UrlRejected as err:
             raise ApiError(400, err.code, f"url: {err.message}") from None
     if "enabled" in body:
