@@ -68,7 +68,8 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._server.shutdown()
         self._server.server_close()
 
     def record(self, path: str, headers: list[tuple[str, str]], body: bytes) -> None:

@@ -74,6 +74,7 @@ PAGE = """<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
   <title>Outgoing webhooks: demo</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="/demo/static/demo.css">
   <script src="/demo/static/demo.js" defer></script>
 </head>

@@ -3,6 +3,8 @@
 //   the Connect page's static folder (served by the add-on at /static/, packaged in the wheel; not committed);
 //   forge/static/admin/ (the manifest's `admin-page` resource), with index.html: the Connect page's template
 //   without Connect's all.js and Jinja placeholders.
+// It also builds the demo page (src/demo/main.jsx: the same admin page beside the demo site's panel) into demo.js and
+// demo.css in addon/demo/static/, which only `addon demo` serves (not committed).
 // Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -57,7 +59,7 @@ function connectStaticDir() {
 const bundleDir = path.join(ui, 'build');
 rmSync(bundleDir, { recursive: true, force: true });
 await esbuild.build({
-  entryPoints: { admin: path.join(ui, 'src', 'admin', 'main.jsx') },
+  entryPoints: { admin: path.join(ui, 'src', 'admin', 'main.jsx'), demo: path.join(ui, 'src', 'demo', 'main.jsx') },
   bundle: true,
   format: 'iife',
   platform: 'browser',
@@ -81,4 +83,7 @@ copyBundle(out);
 writeFileSync(path.join(out, 'index.html'), forgeIndexHtml(readFileSync(pageFile('templates', 'admin_webhooks.html'), 'utf8')));
 const connectDir = connectOut || connectStaticDir();
 copyBundle(connectDir);
+const demoDir = path.join(root, 'addon', 'demo', 'static');
+mkdirSync(demoDir, { recursive: true });
+for (const name of ['demo.js', 'demo.css']) copyFileSync(path.join(bundleDir, name), path.join(demoDir, name));
 console.log(`built the admin page into ${path.relative(process.cwd(), out) || '.'} (Forge) and ${path.relative(process.cwd(), connectDir) || '.'} (Connect)`);
