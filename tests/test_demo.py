@@ -1,0 +1,147 @@
+"""`addon demo`: the demo door over the real core, in Chromium end to end; its refusal of a database of real sites;
+and `addon serve`, which serves none of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import insert
+
+from addon.storage.engine import make_engine
+from addon.storage.migrate import upgrade
+from addon.storage.models import Tenant
+from tests.support.addon_server import wait_for
+from tests.support.browser import ARTIFACTS, CSP_LISTENER, chromium  # noqa: F401 - the fixture
+from tests.support.http import free_port
+from tests.support.processes import ADDON, AddonProcess, addon_env
+
+DEMO_PATHS = [("GET", "/demo"), ("GET", "/demo/site/state"), ("POST", "/demo/site/token"),
+              ("GET", "/demo/site/received"), ("GET", "/demo/static/demo.js")]
+
+
+def _printed_url(proc: AddonProcess) -> str:
+    def url() -> str | None:
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"addon demo exited with {proc.proc.returncode}: {proc.output()}")
+        lines = [line for line in proc.output().splitlines() if line.startswith("Open http://")]
+        return lines[0].split(" ", 1)[1] if lines else None
+
+    return wait_for(url, timeout=60, interval=0.1, message="addon demo to print its URL")
+
+
+@pytest.fixture
+def demo(tmp_path: Path):
+    port = free_port()
+    proc = AddonProcess(["demo", "--port", str(port), "--database", f"sqlite:///{tmp_path / 'demo.sqlite'}"],
+                        addon_env(), tmp_path, tmp_path / "demo.log")
+    try:
+        yield proc, _printed_url(proc)
+    finally:
+        code = proc.stop()
+        assert code == 0, proc.output()
+
+
+def test_demo_in_chromium_end_to_end(demo, chromium) -> None:  # noqa: F811 - the fixture
+    """Create a webhook on the real admin page, rename a project on the demo site, and see the delivery arrive at
+    the local HTTPS receiver with a signature that verifies."""
+    proc, url = demo
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.add_init_script(CSP_LISTENER.replace("window.reportCspViolation(", "console.error('CSP ' + "))
+    try:
+        page.goto(url)
+        assert page.url.endswith("/demo"), "the one-time login leaves the address bar"
+        receiver_url = page.get_by_test_id("receiver-url").inner_text()
+        assert receiver_url.startswith("https://127.0.0.1:")
+        page.get_by_test_id("list-state").wait_for()  # the admin page loaded its (empty) list: signed in, admin
+
+        page.get_by_test_id("create-name").fill("Demo receiver")
+        page.get_by_test_id("create-url").fill(receiver_url)
+        page.get_by_test_id("create-submit").click()
+        page.get_by_text("whsec_").first.wait_for()  # the new secret, shown once
+        page.keyboard.press("Escape")
+        page.get_by_test_id("webhook-count").filter(has_text="(1)").wait_for()
+
+        page.get_by_test_id("demo-name").fill("Apollo")
+        page.get_by_test_id("demo-project-save").click()
+        answer = page.get_by_test_id("project-answer")
+        answer.wait_for()
+        assert answer.get_attribute("data-status") == "204"
+
+        received = page.get_by_test_id("received-item").filter(has_text="Apollo").first
+        received.wait_for(timeout=30_000)
+        assert received.get_attribute("data-verified") == "yes", received.inner_text()
+        body = json.loads(received.get_by_test_id("received-body").text_content() or "")
+        assert body["data"]["project"] == {"id": 10000, "key": "DEMO", "name": "Apollo"}
+        assert body["data"]["user"] == "demo-admin-ada"
+        assert body["data"]["fields"][0]["value"] == {"current": "Apollo", "previous": "Demo project"}
+        headers = received.get_by_test_id("received-headers").text_content() or ""
+        assert "webhook-signature: v1," in headers and "webhook-id: msg_" in headers
+
+        # A Projectrak field change, through Projectrak's intake with its token.
+        page.get_by_test_id("demo-field-type").select_option("multi_user")
+        page.get_by_test_id("demo-field-send").click()
+        page.get_by_test_id("field-answer").wait_for()
+        assert page.get_by_test_id("field-answer").get_attribute("data-status") == "202"
+        team = page.get_by_test_id("received-item").filter(has_text="Team").first
+        team.wait_for(timeout=30_000)
+        assert team.get_attribute("data-verified") == "yes"
+
+        # For the README: the page as it looks once the list has refreshed (the webhook's last run is OK).
+        page.reload()
+        page.get_by_test_id("webhook-status").filter(has_text="OK").wait_for()
+        page.get_by_test_id("received-item").nth(1).wait_for()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "demo.png"))
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_demo_admin_api_is_the_real_one(demo) -> None:
+    """The admin API refuses the demo's page without a token of the demo site, and the demo site's endpoints refuse a
+    browser that did not open the printed URL."""
+    _, url = demo
+    base = url.split("/demo", 1)[0]
+    assert requests.get(f"{base}/api/webhooks", timeout=10).status_code == 401
+    forged = requests.get(f"{base}/api/webhooks", headers={"Authorization": "JWT a.b.c"}, timeout=10)
+    assert forged.status_code == 401
+    assert requests.post(f"{base}/demo/site/token", timeout=10).status_code == 401
+    assert requests.get(f"{base}/demo", timeout=10).status_code == 401
+    assert requests.get(f"{base}/demo?login=wrong", timeout=10).status_code == 403
+
+
+def test_demo_refuses_a_database_with_real_tenants(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'real.sqlite'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(Tenant).values(door="connect", client_key="real-site", shared_secret="plain:s",
+                                                 base_url="https://real.atlassian.net", state="enabled"))
+    engine.dispose()
+    result = subprocess.run([ADDON, "demo", "--port", "0", "--database", database], env=addon_env(), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "1 tenant(s) of real Jira sites" in result.stderr
+    assert "Open http" not in result.stdout
+
+
+def test_addon_serve_serves_no_demo_route(tmp_path: Path) -> None:
+    port = free_port()
+    env = addon_env(DATABASE_URL=f"sqlite:///{tmp_path / 'addon.db'}", PORT=str(port))
+    proc = AddonProcess(["serve", "--no-worker"], env, tmp_path, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_healthy(base)
+        for method, path in DEMO_PATHS:
+            answer = requests.request(method, base + path, timeout=10)
+            assert answer.status_code == 404, (method, path, answer.status_code)
+    finally:
+        proc.stop()
