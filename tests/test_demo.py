@@ -133,15 +133,34 @@ def test_demo_refuses_a_database_with_real_tenants(tmp_path: Path) -> None:
     assert "Open http" not in result.stdout
 
 
-def test_addon_serve_serves_no_demo_route(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """`addon serve` as an operator runs it (its own SQLite file, no delivery worker)."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     port = free_port()
     env = addon_env(DATABASE_URL=f"sqlite:///{tmp_path / 'addon.db'}", PORT=str(port))
     proc = AddonProcess(["serve", "--no-worker"], env, tmp_path, tmp_path / "serve.log")
     base = f"http://127.0.0.1:{port}"
     try:
         proc.wait_healthy(base)
-        for method, path in DEMO_PATHS:
-            answer = requests.request(method, base + path, timeout=10)
-            assert answer.status_code == 404, (method, path, answer.status_code)
+        yield base
     finally:
         proc.stop()
+
+
+def test_addon_serve_serves_no_demo_route(served: str) -> None:
+    for method, path in DEMO_PATHS:
+        answer = requests.request(method, served + path, timeout=10)
+        assert answer.status_code == 404, (method, path, answer.status_code)
+
+
+def test_addon_serve_front_page_says_what_it_is(served: str) -> None:
+    about = requests.get(served + "/", headers={"Accept": "application/json"}, timeout=10).json()
+    assert about["name"] == "Projectrak Outgoing Webhooks" and about["version"]
+    port = served.rsplit(":", 1)[1]
+    assert about["descriptor_url"] == f"http://localhost:{port}/atlassian-connect.json"  # ADDON_BASE_URL's default
+    assert about["forge_manifest_command"] == "addon forge manifest"
+    assert about["health_url"] == f"http://localhost:{port}/healthz"
+    assert requests.get(f"{served}/healthz", timeout=10).status_code == 200
+    page = requests.get(served + "/", headers={"Accept": "text/html"}, timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html") and "addon forge manifest" in page.text
