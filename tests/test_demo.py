@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
+from addon.sending.addresses import UrlRejected, check_url_for_saving
+from addon.sending.client import Sender
 from addon.storage.engine import make_engine
 from addon.storage.migrate import upgrade
 from addon.storage.models import Tenant
+from addon.storage.secrets import SecretBox
 from tests.support.addon_server import wait_for
 from tests.support.browser import ARTIFACTS, CSP_LISTENER, chromium  # noqa: F401 - the fixture
 from tests.support.http import free_port
@@ -38,6 +43,7 @@ def demo(tmp_path: Path):
     port = free_port()
     proc = AddonProcess(["demo", "--port", str(port), "--database", f"sqlite:///{tmp_path / 'demo.sqlite'}"],
                         addon_env(), tmp_path, tmp_path / "demo.log")
+    proc.database = f"sqlite:///{tmp_path / 'demo.sqlite'}"  # type: ignore[attr-defined]
     try:
         yield proc, _printed_url(proc)
     finally:
@@ -105,11 +111,31 @@ def test_demo_in_chromium_end_to_end(demo, chromium) -> None:  # noqa: F811 - th
         context.close()
 
 
+def _context_token(database: str, sub: str) -> str:
+    """A context token of the demo site for `sub`, signed with its shared secret as stored (no ADDON_SECRET_KEY)."""
+    engine = make_engine(database)
+    with engine.connect() as connection:
+        sealed = connection.scalar(select(Tenant.shared_secret).where(Tenant.door == "demo"))
+    engine.dispose()
+    now = int(time.time())
+    return jwt.encode({"iss": "demo-site", "sub": sub, "qsh": "context-qsh", "iat": now, "exp": now + 60},
+                      SecretBox(None).open(sealed), algorithm="HS256")
+
+
 def test_demo_admin_api_is_the_real_one(demo) -> None:
-    """The admin API refuses the demo's page without a token of the demo site, and the demo site's endpoints refuse a
-    browser that did not open the printed URL."""
-    _, url = demo
+    """The demo door's tokens go through the admin API's real checks: only the demo site's administrator may use
+    it (Jira's permission check, answered by the demo site); no token or a forged one is 401; the demo site's
+    endpoints refuse a browser that did not open the printed URL."""
+    proc, url = demo
     base = url.split("/demo", 1)[0]
+    admin = _context_token(proc.database, "demo-admin-ada")
+    assert requests.get(f"{base}/api/webhooks", headers={"Authorization": f"JWT {admin}"}, timeout=10).json() == []
+    user = _context_token(proc.database, "demo-user-grace")
+    refused = requests.get(f"{base}/api/webhooks", headers={"Authorization": f"JWT {user}"}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    intake = requests.post(f"{base}/events/projectrak/field-changes", headers={"Authorization": f"JWT {admin}"},
+                           json={"project": {"key": "DEMO"}, "changes": []}, timeout=10)
+    assert intake.status_code == 401  # a context token is for the admin API only
     assert requests.get(f"{base}/api/webhooks", timeout=10).status_code == 401
     forged = requests.get(f"{base}/api/webhooks", headers={"Authorization": "JWT a.b.c"}, timeout=10)
     assert forged.status_code == 401
@@ -164,3 +190,19 @@ def test_addon_serve_front_page_says_what_it_is(served: str) -> None:
     assert requests.get(f"{served}/healthz", timeout=10).status_code == 200
     page = requests.get(served + "/", headers={"Accept": "text/html"}, timeout=10)
     assert page.headers["Content-Type"].startswith("text/html") and "addon forge manifest" in page.text
+
+
+def test_only_the_exact_local_target_passes_the_address_policy() -> None:
+    """The demo's receiver is let through by its exact (host, port); its other ports and other private addresses
+    are refused as ever, and without local targets (as `addon serve` runs) the receiver's address is refused."""
+    local = frozenset({("127.0.0.1", 4443)})
+    assert check_url_for_saving("https://127.0.0.1:4443/webhook", False, local_targets=local)
+    for url in ("https://127.0.0.1:4444/webhook", "https://10.0.0.1:4443/webhook", "https://localhost:4443/x"):
+        with pytest.raises(UrlRejected):
+            check_url_for_saving(url, False, local_targets=local, resolve=lambda *a, **k: [
+                (2, 1, 6, "", ("127.0.0.1", 4443))])
+    with pytest.raises(UrlRejected):
+        check_url_for_saving("https://127.0.0.1:4443/webhook", False)
+    with Sender(timeout_s=2, ca_bundle=None, allow_private=False, user_agent="test") as sender:
+        result = sender.send("https://127.0.0.1:4443/webhook", b"{}", {})
+    assert not result.ok and "blocked private address 127.0.0.1" in (result.error or "")
