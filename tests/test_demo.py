@@ -107,6 +107,8 @@ def test_demo_in_chromium_end_to_end(demo, chromium) -> None:  # noqa: F811 - th
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo.png"))
         assert errors == []
+        login = url.split("login=", 1)[1]
+        assert proc.output().count(login) == 1, "the one-time login is printed once, never logged"
     finally:
         context.close()
 

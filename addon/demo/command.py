@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8765
+BUNDLE = Path(__file__).resolve().parent / "static" / "demo.js"
 DEFAULT_DATABASE_URL = "sqlite:///instance/demo.sqlite"
 
 
@@ -38,7 +39,13 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
     """Serve the demo until SIGTERM or Ctrl-C; 2 when the database holds real tenants. `create_app` is
     `addon.app.create_app`'s, passed in by the command line (the assembly, which imports every door: this door
     imports no other)."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class RequestLog(WSGIRequestHandler):
+        """werkzeug's request log without the query string: the page's one-time `login` stays out of the log."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            self.log("info", '"%s %s" %s %s', self.command, self.path.split("?", 1)[0], code, size)
 
     from addon.demo import tenant as demo_tenant
     from addon.demo.door import DemoDoor
@@ -58,7 +65,7 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
         return apps["app"](environ, start_response)
 
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per housekeeping job at every start
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=RequestLog)
     port = server.server_port
     receiver = runtime = background = None
     try:
@@ -84,6 +91,9 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
             hook(tenant_id)
         door = runtime.door("demo")
         url = f"http://127.0.0.1:{port}/demo?login={door.login_key}"  # type: ignore[attr-defined]
+        if not BUNDLE.is_file():
+            print(f"addon demo: the page's bundle is not built ({BUNDLE}): run `make ui` (`make demo` does)",
+                  file=sys.stderr, flush=True)
         print(f"The demo is running on {settings.database_url}; its receiver is {receiver.url}.\n"
               f"Open {url}\n(Ctrl-C stops it.)", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
