@@ -20,7 +20,7 @@ from addon.storage.migrate import upgrade
 from addon.storage.models import Tenant
 from addon.storage.secrets import SecretBox
 from tests.support.addon_server import wait_for
-from tests.support.browser import ARTIFACTS, CSP_LISTENER, chromium  # noqa: F401 - the fixture
+from tests.support.browser import ARTIFACTS, CSP_LISTENER, axe_violations, chromium  # noqa: F401 - the fixture
 from tests.support.http import free_port
 from tests.support.processes import ADDON, AddonProcess, addon_env
 
@@ -107,6 +107,7 @@ def test_demo_in_chromium_end_to_end(demo, chromium) -> None:  # noqa: F811 - th
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo.png"))
         assert errors == []
+        assert axe_violations(page) == []
         login = url.split("login=", 1)[1]
         assert proc.output().count(login) == 1, "the one-time login is printed once, never logged"
     finally:

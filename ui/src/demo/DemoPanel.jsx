@@ -192,11 +192,11 @@ function Received({ item, first }) {
       <p className="subtle" data-testid="received-detail">{item.detail}</p>
       <details>
         <summary>Headers</summary>
-        <pre className="code-block" data-testid="received-headers">{item.headers.map(([k, v]) => `${k}: ${v}`).join('\n')}</pre>
+        <pre className="code-block" tabIndex={0} aria-label="Headers received" data-testid="received-headers">{item.headers.map(([k, v]) => `${k}: ${v}`).join('\n')}</pre>
       </details>
       <details open={first}>
         <summary>Body</summary>
-        <pre className="code-block" data-testid="received-body">{body}</pre>
+        <pre className="code-block" tabIndex={0} aria-label="Body received" data-testid="received-body">{body}</pre>
       </details>
     </li>
   );
