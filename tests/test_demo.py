@@ -4,6 +4,7 @@ and `addon serve`, which serves none of it."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,18 @@ def _printed_url(proc: AddonProcess) -> str:
         return lines[0].split(" ", 1)[1] if lines else None
 
     return wait_for(url, timeout=60, interval=0.1, message="addon demo to print its URL")
+
+
+def _free_pair() -> int:
+    """A free port whose next one is free too (the demo's receiver takes it)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
 
 
 @pytest.fixture
@@ -145,6 +158,40 @@ def test_demo_admin_api_is_the_real_one(demo) -> None:
     assert requests.post(f"{base}/demo/site/token", timeout=10).status_code == 401
     assert requests.get(f"{base}/demo", timeout=10).status_code == 401
     assert requests.get(f"{base}/demo?login=wrong", timeout=10).status_code == 403
+
+
+def test_a_webhook_saved_in_one_run_reaches_the_receiver_in_the_next(tmp_path: Path) -> None:
+    """The receiver listens on the port after the demo's, so the demo's database can be kept between runs."""
+    port = _free_pair()
+    args = ["demo", "--port", str(port), "--database", f"sqlite:///{tmp_path / 'demo.sqlite'}"]
+    env = addon_env(ADDON_SECRET_KEY="kG0aHf8Oe6Z4b3lOdpd0tt4_CV5dUiX6TmpwAPc2t8Y=")
+    base = f"http://127.0.0.1:{port}"
+    first = AddonProcess(args, env, tmp_path, tmp_path / "first.log")
+    try:
+        session = requests.Session()
+        session.get(_printed_url(first), timeout=10)
+        receiver_url = session.get(f"{base}/demo/site/state", timeout=10).json()["receiverUrl"]
+        assert receiver_url == f"https://127.0.0.1:{port + 1}/webhook"
+        token = session.post(f"{base}/demo/site/token", timeout=10).json()["token"]
+        created = requests.post(f"{base}/api/webhooks", headers={"Authorization": f"JWT {token}"},
+                                json={"name": "Kept", "url": receiver_url}, timeout=10)
+        assert created.status_code == 201, created.text
+    finally:
+        assert first.stop() == 0
+    second = AddonProcess(args, env, tmp_path, tmp_path / "second.log")
+    try:
+        session = requests.Session()
+        session.get(_printed_url(second), timeout=10)
+        changed = session.post(f"{base}/demo/site/projects/10001", json={"category": None}, timeout=10)
+        assert changed.json()["addon"]["status"] == 204
+        items = wait_for(lambda: session.get(f"{base}/demo/site/received", timeout=10).json()["items"], timeout=30,
+                         interval=0.2, message="the delivery")
+        assert items[0]["verified"] is True, items[0]["detail"]
+        fields = json.loads(items[0]["body"])["data"]["fields"]
+        assert fields == [{"id": -7, "name": "Category", "type": "list",
+                           "value": {"current": None, "previous": "Marketing"}}]
+    finally:
+        assert second.stop() == 0
 
 
 def test_demo_refuses_a_database_with_real_tenants(tmp_path: Path) -> None:

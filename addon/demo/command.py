@@ -18,6 +18,7 @@ from addon.config import Settings
 if TYPE_CHECKING:
     from flask import Flask
 
+    from addon.demo.receiver import Receiver
     from addon.process.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,20 @@ def demo_settings(settings: Settings, port: int, database_url: str, ca_bundle: s
                                  metrics_token=None)
 
 
+def _receiver(workdir: Path, port: int) -> Receiver:
+    """The receiver on the port after the demo's, so that a webhook saved in one run still reaches it in the next;
+    on any free port when that one is taken (the saved webhooks then fail until their URL is changed)."""
+    from addon.demo.receiver import Receiver
+
+    if port:
+        try:
+            return Receiver(workdir, port)
+        except OSError as err:
+            print(f"addon demo: the receiver cannot listen on port {port} ({err.strerror}); it takes another",
+                  file=sys.stderr, flush=True)
+    return Receiver(workdir)
+
+
 def run(settings: Settings, port: int, database_url: str, create_app: Callable[[Runtime], Flask]) -> int:
     """Serve the demo until SIGTERM or Ctrl-C; 2 when the database holds real tenants. `create_app` is
     `addon.app.create_app`'s, passed in by the command line (the assembly, which imports every door: this door
@@ -49,7 +64,7 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
 
     from addon.demo import tenant as demo_tenant
     from addon.demo.door import DemoDoor
-    from addon.demo.receiver import Receiver, stored_secret_verifier
+    from addon.demo.receiver import stored_secret_verifier
     from addon.demo.site import DemoSite
     from addon.process.background import Background
     from addon.process.runtime import Runtime
@@ -65,11 +80,12 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
         return apps["app"](environ, start_response)
 
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per housekeeping job at every start
+    requested_port = port
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=RequestLog)
     port = server.server_port
     receiver = runtime = background = None
     try:
-        receiver = Receiver(workdir)
+        receiver = _receiver(workdir, 0 if requested_port == 0 else port + 1)
         settings = demo_settings(settings, port, database_url, str(receiver.ca_file))
         engine = make_engine(settings.database_url)
         upgrade(engine)
@@ -96,11 +112,9 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
                   file=sys.stderr, flush=True)
         print(f"The demo is running on {settings.database_url}; its receiver is {receiver.url}.\n"
               f"Open {url}\n(Ctrl-C stops it.)", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C too: the same orderly stop
+            signal.signal(stop_signal, lambda *_: threading.Thread(target=server.shutdown).start())
+        server.serve_forever()
         return 0
     finally:
         server.server_close()

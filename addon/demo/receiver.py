@@ -36,9 +36,9 @@ Verifier = Callable[[dict[str, str], bytes], dict[str, Any]]
 
 
 class Receiver:
-    """The HTTPS receiver on 127.0.0.1 (any free port), in threads of this process."""
+    """The HTTPS receiver on 127.0.0.1 (`port`, or any free port for 0), in threads of this process."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int = 0) -> None:
         import trustme  # only the demo needs it (the `demo` extra)
 
         ca = trustme.CA(organization_name="Projectrak Outgoing Webhooks demo")
@@ -50,7 +50,7 @@ class Receiver:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.verifier: Verifier | None = None
-        self._server = _Server(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", port), _handler(self))
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
                                                   do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._server.serve_forever, name="demo-receiver", daemon=True)
