@@ -20,6 +20,7 @@ from addon.storage.engine import make_engine
 from addon.storage.migrate import upgrade
 from addon.storage.models import Tenant
 from addon.storage.secrets import SecretBox
+from addon.storage.tenants import find_installed
 from tests.support.addon_server import wait_for
 from tests.support.browser import ARTIFACTS, CSP_LISTENER, axe_violations, chromium  # noqa: F401 - the fixture
 from tests.support.http import free_port
@@ -256,3 +257,25 @@ def test_only_the_exact_local_target_passes_the_address_policy() -> None:
     with Sender(timeout_s=2, ca_bundle=None, allow_private=False, user_agent="test") as sender:
         result = sender.send("https://127.0.0.1:4443/webhook", b"{}", {})
     assert not result.ok and "blocked private address 127.0.0.1" in (result.error or "")
+
+
+def test_a_demo_tenant_is_found_only_through_the_demo_door(empty_database_url: str) -> None:
+    """On both databases: the migration admits `door = 'demo'` with a key and a secret, and a key is looked up
+    within one door, so a demo tenant never authenticates through Connect (nor a Connect one through the demo)."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    box = SecretBox(None)
+    with engine.begin() as connection:
+        connection.execute(insert(Tenant).values(door="demo", client_key="demo-site", shared_secret=box.seal("s1"),
+                                                 base_url="https://demo-site.invalid", state="enabled"))
+        connection.execute(insert(Tenant).values(door="connect", client_key="real", shared_secret=box.seal("s2"),
+                                                 base_url="https://real.atlassian.net", state="enabled"))
+    try:
+        assert find_installed(engine, "demo-site", box) is None
+        demo_tenant = find_installed(engine, "demo-site", box, "demo")
+        assert demo_tenant is not None and demo_tenant.door == "demo" and demo_tenant.shared_secret == "s1"
+        assert find_installed(engine, "real", box, "demo") is None
+        real = find_installed(engine, "real", box)
+        assert real is not None and real.door == "connect"
+    finally:
+        engine.dispose()

@@ -4,8 +4,9 @@
 //   forge/static/admin/ (the manifest's `admin-page` resource), with index.html: the Connect page's template
 //   without Connect's all.js and Jinja placeholders.
 // It also builds the demo page (src/demo/main.jsx: the same admin page beside the demo site's panel) into demo.js and
-// demo.css in addon/demo/static/, which only `addon demo` serves (not committed).
-// Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory]
+// demo.css in addon/demo/static/, which only `addon demo` serves (not committed), or into --demo-out; a build with
+// --connect-out alone (a test's, into a folder of its own) leaves the demo's files alone.
+// Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory] [--demo-out directory]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,9 @@ const root = path.resolve(ui, '..');
 const args = process.argv.slice(2);
 const connectFlag = args.indexOf('--connect-out');
 const connectOut = connectFlag >= 0 ? path.resolve(args.splice(connectFlag, 2)[1]) : null;
+const demoFlag = args.indexOf('--demo-out');
+const demoOut = demoFlag >= 0 ? path.resolve(args.splice(demoFlag, 2)[1])
+  : connectOut ? null : path.join(root, 'addon', 'demo', 'static');
 const out = path.resolve(args[0] || path.join(root, 'forge', 'static', 'admin'));
 
 // The Connect page's files: inside the package's admin/ when the package carries its own templates and static
@@ -83,7 +87,8 @@ copyBundle(out);
 writeFileSync(path.join(out, 'index.html'), forgeIndexHtml(readFileSync(pageFile('templates', 'admin_webhooks.html'), 'utf8')));
 const connectDir = connectOut || connectStaticDir();
 copyBundle(connectDir);
-const demoDir = path.join(root, 'addon', 'demo', 'static');
-mkdirSync(demoDir, { recursive: true });
-for (const name of ['demo.js', 'demo.css']) copyFileSync(path.join(bundleDir, name), path.join(demoDir, name));
+if (demoOut) {
+  mkdirSync(demoOut, { recursive: true });
+  for (const name of ['demo.js', 'demo.css']) copyFileSync(path.join(bundleDir, name), path.join(demoOut, name));
+}
 console.log(`built the admin page into ${path.relative(process.cwd(), out) || '.'} (Forge) and ${path.relative(process.cwd(), connectDir) || '.'} (Connect)`);
