@@ -97,7 +97,8 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
             print(f"addon demo: {err}", file=sys.stderr)
             return 2
         runtime.local_targets = frozenset({("127.0.0.1", receiver.port)})
-        runtime.doors.append(DemoDoor(runtime, DemoSite(), receiver))
+        door = DemoDoor(runtime, DemoSite(), receiver)
+        runtime.doors.append(door)
         apps["app"] = create_app(runtime)
         tenant_id = demo_tenant.install(runtime)
         receiver.verifier = stored_secret_verifier(runtime, tenant_id)
@@ -105,8 +106,7 @@ def run(settings: Settings, port: int, database_url: str, create_app: Callable[[
         background = Background.start(runtime, deliveries=True)
         for hook in runtime.on_installed:  # the projects' snapshot, as after a signed install
             hook(tenant_id)
-        door = runtime.door("demo")
-        url = f"http://127.0.0.1:{port}/demo?login={door.login_key}"  # type: ignore[attr-defined]
+        url = f"http://127.0.0.1:{port}/demo?login={door.login_key}"
         if not BUNDLE.is_file():
             print(f"addon demo: the page's bundle is not built ({BUNDLE}): run `make ui` (`make demo` does)",
                   file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from flask import Blueprint, Request
 
 from addon.demo import auth
 from addon.demo.receiver import Receiver
-from addon.demo.site import DemoJira, DemoSite
+from addon.demo.site import CLIENT_KEY, DemoJira, DemoSite
 from addon.doors import Caller, JiraApi, Purpose, ReportAnswer, unauthorized
 from addon.process.runtime import Runtime
 from addon.storage.models import Door
@@ -41,8 +41,7 @@ class DemoDoor:
         """What the printed URL carries once: it signs the browser in to the demo site (a cookie)."""
 
     def tenant(self) -> TenantView:
-        from addon.demo.site import CLIENT_KEY
-
+        """The demo site's tenant as installed at start (with the shared secret the site signs with)."""
         tenant = find_installed(self.runtime.engine, CLIENT_KEY, self.runtime.box, DOOR)
         if tenant is None:
             raise LookupError("the demo site's tenant is not installed")

@@ -19,7 +19,9 @@ from flask import Blueprint, Response, make_response, redirect, request
 
 from addon.admin.page import content_security_policy
 from addon.demo import auth
+from addon.demo.door import DOOR, DemoDoor
 from addon.demo.site import ADMIN_ACCOUNT_ID, ASSIGNEE_TYPES, CATEGORIES, CLIENT_KEY, USERS, Project, SiteError
+from addon.intake.outgoing import now_ms
 from addon.process.runtime import current_runtime
 from addon.web.errors import ApiError
 from addon.web.json_body import read_json, unprocessable
@@ -50,10 +52,10 @@ FIELD_TYPES: list[dict[str, Any]] = [
 ]
 
 
-def _door() -> Any:
-    from addon.demo.door import DOOR  # the door module imports this one for its blueprint
-
-    return current_runtime().door(DOOR)
+def _door() -> DemoDoor:
+    door = current_runtime().door(DOOR)
+    assert isinstance(door, DemoDoor)  # the process that registered these routes opened it
+    return door
 
 
 def _signed_in() -> bool:
@@ -171,13 +173,13 @@ def received() -> Response:
     return _json({"items": _door().receiver.received(int(after) if after.isdigit() else 0)})
 
 
-def _send_jira_event(door: Any, event: str, project: Project) -> tuple[int, Any]:
-    body = {"timestamp": _now_ms(), "webhookEvent": event, "project": project.webhook()}
+def _send_jira_event(door: DemoDoor, event: str, project: Project) -> tuple[int, Any]:
+    body = {"timestamp": now_ms(), "webhookEvent": event, "project": project.webhook()}
     return _send(door, f"/events/jira/{event}", body, ADMIN_ACCOUNT_ID,
                  {"X-Atlassian-Webhook-Identifier": str(uuid.uuid4()), "User-Agent": "Atlassian Webhook HTTP Client"})
 
 
-def _send(door: Any, path: str, body: Any, sub: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def _send(door: DemoDoor, path: str, body: Any, sub: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """POST to the add-on itself over HTTP, with a qsh-bound token of the demo site."""
     tenant = door.tenant()
     token = auth.sign_request(tenant.client_key, tenant.shared_secret, "POST", path, sub)
@@ -193,12 +195,6 @@ def _send(door: Any, path: str, body: Any, sub: str, headers: dict[str, str] | N
     except ValueError:
         data = answer.text
     return answer.status_code, data
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _json(body: Any, status: int = 200) -> Response:
