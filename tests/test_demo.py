@@ -279,3 +279,30 @@ def test_a_demo_tenant_is_found_only_through_the_demo_door(empty_database_url: s
         assert real is not None and real.door == "connect"
     finally:
         engine.dispose()
+
+
+def test_the_receiver_can_answer_410_and_the_webhook_is_disabled(demo) -> None:
+    """The panel's "The receiver answers" choice: a 410 disables the webhook, as for any receiver."""
+    proc, url = demo
+    base = url.split("/demo", 1)[0]
+    session = requests.Session()
+    session.get(url, timeout=10)
+    state = session.get(f"{base}/demo/site/state", timeout=10).json()
+    assert state["receiverAnswer"] == 200
+    admin = {"Authorization": f"JWT {_context_token(proc.database, 'demo-admin-ada')}"}
+    webhook = requests.post(f"{base}/api/webhooks", headers=admin, json={"name": "Gone soon",
+                                                                         "url": state["receiverUrl"]}, timeout=10).json()
+    assert session.put(f"{base}/demo/site/receiver", json={"answer": 418}, timeout=10).status_code == 422
+    assert session.put(f"{base}/demo/site/receiver", json={"answer": 410}, timeout=10).status_code == 200
+    session.post(f"{base}/demo/site/projects/10003", json={"name": "Research and development"}, timeout=10)
+    items = wait_for(lambda: session.get(f"{base}/demo/site/received", timeout=10).json()["items"], timeout=30,
+                     interval=0.2, message="the delivery")
+    assert items[0]["answered"] == 410 and items[0]["verified"] is True
+
+    def disabled() -> dict | None:
+        listed = requests.get(f"{base}/api/webhooks", headers=admin, timeout=10).json()
+        found = next(w for w in listed if w["id"] == webhook["id"])
+        return found if not found["enabled"] else None
+
+    found = wait_for(disabled, timeout=30, interval=0.2, message="the webhook to be disabled")
+    assert found["disabled_reason"] == "gone" and found["last_status_code"] == 410

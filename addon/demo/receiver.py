@@ -29,6 +29,8 @@ from addon.storage.models import Webhook, utcnow
 log = logging.getLogger(__name__)
 
 PATH = "/webhook"
+ANSWERS = {200: "OK", 500: "Internal Server Error", 503: "Service Unavailable", 410: "Gone"}
+"""What the receiver may be told to answer: success, failures that are retried, and 410 (the webhook is disabled)."""
 MAX_BODY_BYTES = 1024 * 1024
 KEPT = 200
 
@@ -50,6 +52,8 @@ class Receiver:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.verifier: Verifier | None = None
+        self.answer = 200
+        """The status it answers (the panel changes it, to watch retries or a 410 disable the webhook)."""
         self._server = _Server(("127.0.0.1", port), _handler(self))
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
                                                   do_handshake_on_connect=False)
@@ -72,7 +76,7 @@ class Receiver:
             self._server.shutdown()
         self._server.server_close()
 
-    def record(self, path: str, headers: list[tuple[str, str]], body: bytes) -> None:
+    def record(self, path: str, headers: list[tuple[str, str]], body: bytes, answered: int) -> None:
         verification = {"verified": False, "detail": "not checked"}
         if self.verifier is not None:
             try:
@@ -81,7 +85,8 @@ class Receiver:
                 log.exception("demo receiver: verification failed")
                 verification = {"verified": False, "detail": f"the check failed: {err}"}
         item = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "path": path,
-                "headers": [[k, v] for k, v in headers], "body": body.decode("utf-8", "replace"), **verification}
+                "headers": [[k, v] for k, v in headers], "body": body.decode("utf-8", "replace"), "answered": answered,
+                **verification}
         with self._lock:
             item["id"] = next(self._ids)
             self.items.appendleft(item)
@@ -108,8 +113,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self._answer(413, {"error": "too large"})
                 return
             body = self.rfile.read(length)
-            receiver.record(self.path, list(self.headers.items()), body)
-            self._answer(200, {"received": True})
+            status = receiver.answer
+            receiver.record(self.path, list(self.headers.items()), body, status)
+            self._answer(status, {"received": True, "answer": ANSWERS.get(status, "")})
 
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()

@@ -20,6 +20,7 @@ from flask import Blueprint, Response, make_response, redirect, request
 from addon.admin.page import content_security_policy
 from addon.demo import auth
 from addon.demo.door import DOOR, DemoDoor
+from addon.demo.receiver import ANSWERS
 from addon.demo.site import ADMIN_ACCOUNT_ID, ASSIGNEE_TYPES, CATEGORIES, CLIENT_KEY, USERS, Project, SiteError
 from addon.intake.outgoing import now_ms
 from addon.process.runtime import current_runtime
@@ -134,6 +135,8 @@ def state() -> Response:
         "assigneeTypes": list(ASSIGNEE_TYPES),
         "projects": [project.panel() for project in door.site.all()],
         "receiverUrl": door.receiver.url,
+        "receiverAnswer": door.receiver.answer,
+        "receiverAnswers": [{"status": k, "reason": v} for k, v in ANSWERS.items()],
         "fieldTypes": FIELD_TYPES,
     })
 
@@ -164,6 +167,18 @@ def field_changes() -> Response:
         raise unprocessable("body", "must be Projectrak's request: {project, changes}")
     status, answer = _send(_door(), "/events/projectrak/field-changes", body, ADMIN_ACCOUNT_ID)
     return _json({"addon": {"status": status, "body": answer}})
+
+
+@bp.put("/site/receiver")
+def receiver_answer() -> Response:
+    """What the receiver answers from now on: `{"answer": 200 | 500 | 503 | 410}`."""
+    _require_sign_in()
+    body = read_json()
+    answer = body.get("answer") if isinstance(body, dict) else None
+    if answer not in ANSWERS or isinstance(answer, bool):
+        raise unprocessable("answer", f"must be one of {', '.join(map(str, ANSWERS))}")
+    _door().receiver.answer = answer
+    return _json({"answer": answer})
 
 
 @bp.get("/site/received")

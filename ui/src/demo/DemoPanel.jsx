@@ -187,7 +187,7 @@ function Received({ item, first }) {
         <Lozenge appearance={item.verified ? 'success' : 'removed'} testId="received-verified">
           {item.verified ? 'signature verifies' : 'signature fails'}
         </Lozenge>
-        <span className="subtle"><time dateTime={item.at}>{new Date(item.at).toLocaleTimeString()}</time> · POST {item.path}</span>
+        <span className="subtle"><time dateTime={item.at}>{new Date(item.at).toLocaleTimeString()}</time> · POST {item.path} · answered {item.answered}</span>
       </div>
       <p className="subtle" data-testid="received-detail">{item.detail}</p>
       <details>
@@ -199,6 +199,30 @@ function Received({ item, first }) {
         <pre className="code-block" tabIndex={0} aria-label="Body received" data-testid="received-body">{body}</pre>
       </details>
     </li>
+  );
+}
+
+// What the receiver answers: 200, or a failure to watch the retries (5xx) or the webhook disabled (410).
+function ReceiverAnswer({ state }) {
+  const [answer, setAnswer] = useState(String(state.receiverAnswer));
+  const [error, setError] = useState(null);
+  async function change(value) {
+    setError(null);
+    try {
+      await site('PUT', '/receiver', { answer: Number(value) });
+      setAnswer(value);
+    } catch (err) {
+      setError(err.message);
+    }
+  }
+  return (
+    <div className="demo-receiver-answer">
+      <Select id="demo-receiver-answer" label="The receiver answers" value={answer} onChange={change}
+        testId="demo-receiver-answer">
+        {state.receiverAnswers.map((a) => <option key={a.status} value={String(a.status)}>{a.status} {a.reason}</option>)}
+      </Select>
+      {error && <p className="field-error" role="alert">{error}</p>}
+    </div>
   );
 }
 
@@ -253,6 +277,7 @@ export function DemoPanel() {
             <span className="mono" data-testid="receiver-url">{state.receiverUrl}</span>{' '}
             <Button appearance="subtle" onClick={copy} testId="receiver-copy">{copied ? 'Copied' : 'Copy'}</Button>
           </p>
+          <ReceiverAnswer state={state} />
           <section className="demo-section"><ProjectForm state={state} onSaved={() => loadState()} /></section>
         </>
       )}
