@@ -290,8 +290,8 @@ def test_the_receiver_can_answer_410_and_the_webhook_is_disabled(demo) -> None:
     state = session.get(f"{base}/demo/site/state", timeout=10).json()
     assert state["receiverAnswer"] == 200
     admin = {"Authorization": f"JWT {_context_token(proc.database, 'demo-admin-ada')}"}
-    webhook = requests.post(f"{base}/api/webhooks", headers=admin, json={"name": "Gone soon",
-                                                                         "url": state["receiverUrl"]}, timeout=10).json()
+    created = {"name": "Gone soon", "url": state["receiverUrl"]}
+    webhook = requests.post(f"{base}/api/webhooks", headers=admin, json=created, timeout=10).json()
     assert session.put(f"{base}/demo/site/receiver", json={"answer": 418}, timeout=10).status_code == 422
     assert session.put(f"{base}/demo/site/receiver", json={"answer": 410}, timeout=10).status_code == 200
     session.post(f"{base}/demo/site/projects/10003", json={"name": "Research and development"}, timeout=10)
