@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: run test lint bench clean secret-key ui
+.PHONY: run demo test lint bench clean secret-key ui
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ secret-key: $(VENV)/.installed
 
 run: $(VENV)/.installed secret-key ui
 	PORT=$(PORT) $(BIN)/addon serve --port $(PORT)
+
+# The add-on with a demo Jira site, its own receiver and database (instance/demo.sqlite), in one process: it prints
+# the URL to open (docs/demo.md). DEMO_PORT=0 picks any free port.
+DEMO_PORT ?= 8765
+
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed-demo secret-key ui
+	$(BIN)/addon demo --port $(DEMO_PORT)
 
 # The admin page's bundle (into the add-on's static folder and forge/static/admin) and Atlassian's manifest
 # validator, from ui/'s lock file. npm ci runs

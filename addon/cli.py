@@ -197,6 +197,13 @@ def cmd_privacy_report(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from addon.app import create_app
+    from addon.demo.command import run
+
+    return run(_settings_or_exit(), args.port, args.database, lambda runtime: create_app(runtime=runtime))
+
+
 def cmd_forge_manifest(args: argparse.Namespace) -> int:
     from addon.forge.manifest import manifest_command
 
@@ -244,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
     privacy_sub.add_parser("report", help="report the stored accountIds now, erase those of closed accounts, "
                            "print how many were reported, closed and updated").set_defaults(func=cmd_privacy_report)
+
+    from addon.demo.command import DEFAULT_DATABASE_URL, DEFAULT_PORT
+
+    demo = sub.add_parser("demo", help="try the add-on without a Jira site: a local demo site, its receiver and "
+                          "the admin page (see docs/demo.md)")
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port")
+    demo.add_argument("--database", default=DEFAULT_DATABASE_URL,
+                      help=f"the demo's own database (default {DEFAULT_DATABASE_URL}); one holding real tenants "
+                      "is refused")
+    demo.set_defaults(func=cmd_demo)
 
     forge = sub.add_parser("forge", help="the Forge app whose remote this add-on is")
     forge_sub = forge.add_subparsers(dest="forge_command", required=True)

@@ -205,7 +205,7 @@ def _runtime() -> Runtime:
 
 
 def _cached_tenant_is_current(runtime: Runtime, tenant: TenantView) -> bool:
-    return find_installed(runtime.engine, tenant.client_key, runtime.box) == tenant
+    return find_installed(runtime.engine, tenant.client_key, runtime.box, tenant.door) == tenant
 
 
 def _handle_fresh(view: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

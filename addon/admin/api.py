@@ -112,8 +112,10 @@ def checked_url(name: str, url: Any) -> str:
     before any transaction."""
     if not isinstance(url, str) or not url.strip():
         raise unprocessable(name, "is required: an https:// URL")
+    runtime = current_runtime()
     try:
-        return check_url_for_saving(url.strip(), current_runtime().settings.allow_private_networks)
+        return check_url_for_saving(url.strip(), runtime.settings.allow_private_networks,
+                                    local_targets=runtime.local_targets)
     except UrlRejected as err:
         raise ApiError(400, err.code, f"{name}: {err.message}") from None
 

@@ -41,6 +41,9 @@ class Runtime:
     # The front doors (`addon.doors`), added by whoever assembles the process (`addon.app.build_runtime`): the core
     # asks them who calls and for a tenant's Jira, and never imports one.
     doors: list[Door] = field(default_factory=list)
+    # Webhook targets `(host, port)` let through the address policy, at saving and at sending: only `addon demo`
+    # sets its own loopback receiver here (no setting can), so `addon serve`'s policy is never weakened.
+    local_targets: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -68,6 +71,7 @@ class Runtime:
                     ca_bundle=self.settings.ca_bundle,
                     allow_private=self.settings.allow_private_networks,
                     user_agent=f"Projectrak-Outgoing-Webhooks/{__version__} ({self.settings.app_key})",
+                    local_targets=self.local_targets,
                 )
             return self._sender
 

@@ -48,6 +48,7 @@ import httptools
 
 from addon.sending.addresses import (
     IPAddress,
+    LocalTargets,
     Resolver,
     Target,
     UrlRejected,
@@ -456,11 +457,13 @@ class Sender:
         idle_timeout_s: float = 30.0,
         dns_threads: int = 8,
         dns_cache_s: float = 30.0,
+        local_targets: LocalTargets = frozenset(),
     ) -> None:
         if not timeout_s > 0:
             raise ValueError("timeout_s must be positive")
         self.timeout_s = float(timeout_s)
         self.allow_private = allow_private
+        self.local_targets = local_targets  # exact (host, port) pairs the policy lets through (`addon demo`'s)
         self.user_agent = user_agent
         self._ssl_context = build_ssl_context(ca_bundle)
         self._idle = _IdleConnections(max_idle_connections, idle_timeout_s)
@@ -592,7 +595,7 @@ class Sender:
                     addresses = await self._addresses(target)
                 except (OSError, UnicodeError, ValueError):
                     return self._failed(started, f"could not resolve host {target.host}")
-                if not self.allow_private:
+                if not self.allow_private and (target.host, target.port) not in self.local_targets:
                     blocked = first_blocked(addresses)
                     if blocked is not None:
                         return self._failed(started, f"blocked private address {blocked}")

@@ -66,6 +66,7 @@ class TenantState(enum.StrEnum):
 class Door(enum.StrEnum):
     CONNECT = "connect"
     FORGE = "forge"
+    DEMO = "demo"  # `addon demo`'s local site (addon/demo/): a key and a shared secret, as a Connect tenant
 
 
 class Tenant(Base):
@@ -74,7 +75,7 @@ class Tenant(Base):
 
     __tablename__ = "tenants"
     __table_args__ = (
-        CheckConstraint("(door = 'connect' AND client_key IS NOT NULL AND shared_secret IS NOT NULL)"
+        CheckConstraint("(door IN ('connect', 'demo') AND client_key IS NOT NULL AND shared_secret IS NOT NULL)"
                         " OR (door = 'forge' AND installation_id IS NOT NULL)", name="ck_tenants_door_key"),
         UniqueConstraint("installation_id", name="uq_tenants_installation_id"),
     )

@@ -48,7 +48,7 @@ def view_of(tenant: Tenant | Row, box: SecretBox) -> TenantView:
                           Door.FORGE.value, tenant.filters_version or 0)
     sealed = tenant.shared_secret or ""
     return TenantView(tenant.id, tenant.client_key or "", tenant.base_url, tenant.state, box.open(sealed), sealed,
-                      filters_version=tenant.filters_version or 0)
+                      tenant.door, tenant.filters_version or 0)
 
 
 def tenant_key_column(tenants: Any) -> ColumnElement[str]:
@@ -64,27 +64,28 @@ def tenant_secret_column(tenants: Any) -> ColumnElement[str]:
 _tenants = table_of(Tenant)
 _BY_CLIENT_KEY = (select(_tenants.c.id, _tenants.c.client_key, _tenants.c.base_url, _tenants.c.state,
                          _tenants.c.shared_secret, _tenants.c.filters_version)
-                  .where(_tenants.c.client_key == bindparam("client_key")))
+                  .where(_tenants.c.client_key == bindparam("client_key"), _tenants.c.door == bindparam("door")))
 
 
 _DRIVER_BY_CLIENT_KEY = DriverStatement(_BY_CLIENT_KEY)
 
 
-def find_installed(engine: Engine, client_key: str, box: SecretBox) -> TenantView | None:
-    """The tenant for a clientKey, unless it is unknown or uninstalled.
+def find_installed(engine: Engine, client_key: str, box: SecretBox, door: str = Door.CONNECT.value
+                   ) -> TenantView | None:
+    """The tenant of `door` (Connect's, or the demo's) for a clientKey, unless it is unknown or uninstalled.
 
     Read on every authenticated request, so that a replaced shared secret or an uninstall takes effect at once
     in every process: one statement run by the driver (`addon.storage.driver`), and the secret opened through the box's
     memory of sealed values.
     """
-    row = driver_one_statement(engine, _DRIVER_BY_CLIENT_KEY, {"client_key": client_key})
+    row = driver_one_statement(engine, _DRIVER_BY_CLIENT_KEY, {"client_key": client_key, "door": door})
     if row is None:
         return None
     tenant_id, key, base_url, state, sealed_secret, filters_version = row
     if state == TenantState.UNINSTALLED or key is None:  # a Forge tenant has no clientKey
         return None
-    return TenantView(tenant_id, key, base_url, state, box.open(sealed_secret), sealed_secret,
-                      filters_version=filters_version)
+    return TenantView(tenant_id, key, base_url, state, box.open(sealed_secret), sealed_secret, door,
+                      filters_version)
 
 
 def get_view(session: Session, tenant_id: int, box: SecretBox) -> TenantView | None:

@@ -12,8 +12,10 @@ from addon.delivery.outcomes import MAX_RECOVERED
 from addon.delivery.worker import DeliveryWorker
 from addon.storage.engine import transaction
 from addon.storage.models import Delivery, DeliveryStatus, utcnow
-from tests.support.addon_server import wait_for
-from tests.support.delivery import emit
+from tests.conftest import make_settings
+from tests.support.addon_server import AddonServer, wait_for
+from tests.support.admin import AdminClient
+from tests.support.delivery import emit, tenant_id_of
 
 
 def _deliveries(addon, webhook_id):  # type: ignore[no-untyped-def]

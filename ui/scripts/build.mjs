@@ -3,7 +3,10 @@
 //   the Connect page's static folder (served by the add-on at /static/, packaged in the wheel; not committed);
 //   forge/static/admin/ (the manifest's `admin-page` resource), with index.html: the Connect page's template
 //   without Connect's all.js and Jinja placeholders.
-// Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory]
+// It also builds the demo page (src/demo/main.jsx: the same admin page beside the demo site's panel) into demo.js and
+// demo.css in addon/demo/static/, which only `addon demo` serves (not committed), or into --demo-out; a build with
+// --connect-out alone (a test's, into a folder of its own) leaves the demo's files alone.
+// Usage: node ui/scripts/build.mjs [Forge output directory] [--connect-out directory] [--demo-out directory]
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +18,9 @@ const root = path.resolve(ui, '..');
 const args = process.argv.slice(2);
 const connectFlag = args.indexOf('--connect-out');
 const connectOut = connectFlag >= 0 ? path.resolve(args.splice(connectFlag, 2)[1]) : null;
+const demoFlag = args.indexOf('--demo-out');
+const demoOut = demoFlag >= 0 ? path.resolve(args.splice(demoFlag, 2)[1])
+  : connectOut ? null : path.join(root, 'addon', 'demo', 'static');
 const out = path.resolve(args[0] || path.join(root, 'forge', 'static', 'admin'));
 
 // The Connect page's files: inside the package's admin/ when the package carries its own templates and static
@@ -57,7 +63,7 @@ function connectStaticDir() {
 const bundleDir = path.join(ui, 'build');
 rmSync(bundleDir, { recursive: true, force: true });
 await esbuild.build({
-  entryPoints: { admin: path.join(ui, 'src', 'admin', 'main.jsx') },
+  entryPoints: { admin: path.join(ui, 'src', 'admin', 'main.jsx'), demo: path.join(ui, 'src', 'demo', 'main.jsx') },
   bundle: true,
   format: 'iife',
   platform: 'browser',
@@ -81,4 +87,8 @@ copyBundle(out);
 writeFileSync(path.join(out, 'index.html'), forgeIndexHtml(readFileSync(pageFile('templates', 'admin_webhooks.html'), 'utf8')));
 const connectDir = connectOut || connectStaticDir();
 copyBundle(connectDir);
+if (demoOut) {
+  mkdirSync(demoOut, { recursive: true });
+  for (const name of ['demo.js', 'demo.css']) copyFileSync(path.join(bundleDir, name), path.join(demoOut, name));
+}
 console.log(`built the admin page into ${path.relative(process.cwd(), out) || '.'} (Forge) and ${path.relative(process.cwd(), connectDir) || '.'} (Connect)`);

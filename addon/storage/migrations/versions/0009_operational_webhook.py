@@ -7,7 +7,7 @@ to the operational webhook, kept until the webhook succeeds again; `alert_shown`
 change of the webhook hides it).
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 """
 from typing import Sequence, Union
 
