@@ -90,7 +90,9 @@ def test_the_banner_names_each_webhook_disabled_or_failing_with_since_when(world
         assert api.request("DELETE", f"/api/webhooks/{webhook_id}").status_code == 204
     admin_page.open()
     expect(page.get_by_test_id("alert-banner")).to_have_count(0)
-    assert admin_page.problems() == {}
+    # The page open while they were deleted may still have asked for their charts.
+    assert admin_page.problems(expected_api_failures=tuple(
+        f"/api/webhooks/{webhook_id}/deliveries -> 404" for webhook_id in (gone, failing))) == {}
 
 
 def test_headers_are_edited_by_name_and_their_values_never_come_back(world, admin_page, api):  # noqa: F811
@@ -125,8 +127,9 @@ def test_headers_are_edited_by_name_and_their_values_never_come_back(world, admi
     page.get_by_test_id("edit-dialog").get_by_test_id("edit-save").click()
     expect(page.get_by_test_id("edit-dialog")).to_have_count(0)
     assert api.request("GET", f"/api/webhooks/{webhook_id}").json()["headers"] == {"X-Region": None}
-    assert api.request("DELETE", f"/api/webhooks/{webhook_id}").status_code == 204
     assert admin_page.problems() == {}
+    page.close()  # before the webhook goes: the page would ask for its chart again
+    assert api.request("DELETE", f"/api/webhooks/{webhook_id}").status_code == 204
 
 
 def test_resend_failed_since_queues_them_again_and_says_how_many(world, admin_page, api):  # noqa: F811
@@ -154,8 +157,9 @@ def test_resend_failed_since_queues_them_again_and_says_how_many(world, admin_pa
     page.get_by_test_id("recover-submit").click()
     expect(page.get_by_test_id("recover-result")).to_contain_text("Nothing to resend since then.")
     page.get_by_test_id("recover-close").click()
-    assert api.request("DELETE", f"/api/webhooks/{webhook_id}").status_code == 204
     assert admin_page.problems() == {}
+    page.close()  # before the webhook goes: the page would ask for its chart again
+    assert api.request("DELETE", f"/api/webhooks/{webhook_id}").status_code == 204
 
 
 def test_the_operational_webhook_is_set_its_secret_shown_once_rotated_and_removed(world, admin_page, api):  # noqa: F811
