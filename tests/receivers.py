@@ -57,6 +57,8 @@ class Behaviour:
     body_chunk: int = 1
     #: Answer a body of this many bytes instead of `body`.
     body_size: int | None = None
+    #: Statuses by what the request body contains: the first whose bytes it holds is answered instead of `status`.
+    status_by_body: tuple[tuple[bytes, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         if owner._wait(behaviour.delay_s):
             self.close_connection = True
             return
-        status = behaviour.status
+        status = next((code for part, code in behaviour.status_by_body if part in body), behaviour.status)
         headers = dict(behaviour.headers)
         if behaviour.redirect_to is not None:
             status = status if 300 <= status <= 399 else 301

@@ -28,6 +28,7 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status": webhook.last_status,
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
+        "ordered": webhook.ordered,
     }
     # Custom headers' names, each value null: values are never shown again (CONTRACT §10.3). A webhook without any
     # has no key, so the shape is §7's own.
@@ -51,7 +52,7 @@ LISTED_BODY_CHARS = 2048
 
 
 def attempt_json(attempt: Attempt, message_id: str, request_body: str | None,
-                 truncated: bool | None = False, *, response_body: bool = True) -> dict[str, Any]:
+                 truncated: bool | None = False, *, response_body: bool = True, sequence: int = 0) -> dict[str, Any]:
     """An attempt as the API shows it. `request_body` is the whole body or its start (`truncated` says which; both
     None when the list was asked without bodies, as is the response's start without `response_body`)."""
     return {
@@ -67,4 +68,5 @@ def attempt_json(attempt: Attempt, message_id: str, request_body: str | None,
         "request_body": request_body,
         "request_body_truncated": truncated,
         "response_body_start": attempt.response_body_start if response_body else None,
+        "sequence": sequence,  # the delivery's Projectrak-Sequence (CONTRACT §10.2); 0 for a test
     }

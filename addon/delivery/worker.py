@@ -37,10 +37,15 @@ MAX_IDLE_SLEEP_S = 5.0
 MIN_SLEEP_S = 0.02
 
 
+#: The header of an event's number in its project (CONTRACT §10.2; docs/receivers.md).
+SEQUENCE_HEADER = "Projectrak-Sequence"
+
+
 def attempt_headers(job: Job) -> dict[str, str]:
-    """The headers of an attempt of `job` made now: the webhook's own, then the signature's; ValueError for a
-    malformed secret."""
+    """The headers of an attempt of `job` made now: the webhook's own, then the signature's and the event's
+    sequence; ValueError for a malformed secret."""
     signed = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+    signed[SEQUENCE_HEADER] = str(job.sequence)
     return {**dict(job.headers), **signed} if job.headers else signed
 
 
