@@ -338,8 +338,10 @@ class DeliveryWorker:
                 batch = self._outcomes[:MAX_RECORD_BATCH]
                 del self._outcomes[:MAX_RECORD_BATCH]
             self._record(batch)
-            # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled.
-            if len(batch) >= self.concurrency or not all(result.ok for _job, result in batch):
+            # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled, or past
+            # the next delivery of an ordered webhook's line, which only this recording released.
+            if (len(batch) >= self.concurrency or not all(result.ok for _job, result in batch)
+                    or any(job.ordered for job, _result in batch)):
                 self.runtime.deliveries_committed.notify_here()
 
     def _gather_outcomes(self) -> None:

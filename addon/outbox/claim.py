@@ -86,6 +86,7 @@ class Job:
     schedule_start: dt.datetime
     headers: tuple[tuple[str, str], ...] = ()  # the webhook's custom headers (CONTRACT §10.3), opened
     sequence: int = 0  # `Projectrak-Sequence` (CONTRACT §10.2): the event's number in its project
+    ordered: bool = False  # of an ordered webhook: its outcome may release the next delivery of its line
 
 
 def _custom_headers(stored: str | None, runtime: Runtime) -> tuple[tuple[str, str], ...]:
@@ -234,7 +235,8 @@ def _due_ids(busy: Busy) -> Select:
 _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook_id, _deliveries.c.message_id,
                 _deliveries.c.attempt_count, _deliveries.c.next_attempt_at, _deliveries.c.schedule_started_at,
                 _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
-                _webhooks.c.previous_secret_expires_at, _webhooks.c.headers, _events.c.body, _deliveries.c.sequence)
+                _webhooks.c.previous_secret_expires_at, _webhooks.c.headers, _events.c.body, _deliveries.c.sequence,
+                _webhooks.c.ordered)
 _DUE_IDS = {busy: _due_ids(busy) for busy in _BUSY_VARIANTS}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))
@@ -372,7 +374,8 @@ def _job(runtime: Runtime, r, now: dt.datetime) -> Job:
     return Job(delivery_id=r.id, tenant_id=r.tenant_id, webhook_id=r.webhook_id, message_id=r.message_id,
                attempt=r.attempt_count + 1, url=r.url, body=r.body.encode("utf-8"),
                secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now),
-               schedule_start=r.schedule_started_at, headers=_custom_headers(r.headers, runtime), sequence=r.sequence)
+               schedule_start=r.schedule_started_at, headers=_custom_headers(r.headers, runtime), sequence=r.sequence,
+               ordered=r.ordered)
 
 
 def _claim_one(runtime: Runtime, delivery_id: int) -> list[Job]:

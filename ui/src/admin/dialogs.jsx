@@ -11,6 +11,7 @@ import { FieldError } from './CreateForm.jsx';
 import { dayAndTime, parseTime } from './format.js';
 import { call } from './host.js';
 import { errorField, plainMessage } from './messages.js';
+import { OrderedSwitch } from './OrderedSwitch.jsx';
 
 export function Dialog({ open, onClose, returnFocus, testId, width = 'medium', label, children }) {
   return (
@@ -137,6 +138,7 @@ export function EditDialog({ host, editing, onClose, onSaved }) {
 function EditForm({ host, webhook, onClose, onSaved }) {
   const [name, setName] = useState(webhook.name);
   const [url, setUrl] = useState(webhook.url);
+  const [ordered, setOrdered] = useState(!!webhook.ordered);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   async function save(event) {
@@ -144,7 +146,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
     setBusy(true);
     setError(null);
     try {
-      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url });
+      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, ordered });
       onSaved(saved);
     } catch (err) {
       setBusy(false);
@@ -168,6 +170,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
             aria-describedby={errorOf('url') ? 'edit-url-error' : undefined} onChange={(e) => setUrl(e.target.value)} />
           {errorOf('url') && <FieldError id="edit-url-error" field="url">{error.message}</FieldError>}
         </div>
+        <OrderedSwitch checked={ordered} onChange={setOrdered} testId="edit-ordered" />
         {errorOf('form') && <FieldError id="edit-form-error" field="form">{error.message}</FieldError>}
       </ModalBody>
       <ModalFooter>
