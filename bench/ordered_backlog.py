@@ -2,7 +2,9 @@
 due deliveries waiting, 2 of the 5 webhooks ordered, the deliveries spread over 50 projects (lines), numbered in
 each project as the intake numbers them. As `bench.backlog` (whose `_Backlog` and fill this reuses): two databases
 side by side, every timed call alternating between them, a claim of half the default slots, each claim's leases
-released untimed afterwards so every claim sees the same backlog; PostgreSQL vacuumed, not analyzed.
+released untimed afterwards so every claim sees the same backlog; PostgreSQL vacuumed, not analyzed. Beside them,
+the same two sizes with no webhook ordered (the claim as it was before ordered webhooks): four databases, each timed
+call alternating between all four, so the machine's drift falls on all alike.
 
 Two cases:
 - `claim`: every line's head is due: the claim takes the oldest of the unordered webhooks' and the ordered lines'
@@ -37,9 +39,9 @@ PROJECTS = 50
 ORDERED_WEBHOOKS = 2  # of the 5 `bench.backlog` seeds
 
 
-def _order(backlog: _Backlog, kind: str) -> None:
+def _order(backlog: _Backlog, kind: str, ordered_webhooks: int) -> None:
     """Number the backlog as the intake would: event i is of project i mod 50, its sequence i div 50 + 1 (the
-    events' ids are i + 1); the first two webhooks ordered; each project's counter row (its line)."""
+    events' ids are i + 1); the first `ordered_webhooks` webhooks ordered; each project's counter row (its line)."""
     engine = backlog.runtime.engine
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE events SET project_id = CAST((id - 1) % {PROJECTS} AS VARCHAR(64)), "
@@ -51,9 +53,10 @@ def _order(backlog: _Backlog, kind: str) -> None:
                           "SELECT :tenant, project_id, max(sequence) FROM events GROUP BY project_id"),
                      {"tenant": tenant_id})
         ordered = list(conn.execute(text("SELECT id FROM webhooks ORDER BY id LIMIT :n"),
-                                    {"n": ORDERED_WEBHOOKS}).scalars())
-        conn.execute(text("UPDATE webhooks SET ordered = true WHERE id IN :ids").bindparams(
-            bindparam("ids", expanding=True)), {"ids": ordered})
+                                    {"n": ordered_webhooks}).scalars())
+        if ordered:
+            conn.execute(text("UPDATE webhooks SET ordered = true WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)), {"ids": ordered})
     if kind == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM events"))
@@ -82,13 +85,14 @@ def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[
     from addon.outbox.claim import next_due_in
 
     backlogs: list[_Backlog] = []
+    variants = [(ordered, size) for ordered in (ORDERED_WEBHOOKS, 0) for size in sizes]
     try:
-        for size in sizes:
+        for ordered, size in variants:
             backlog = _Backlog(ctx, kind, size)
             backlogs.append(backlog)
             started = time.monotonic()
-            _order(backlog, kind)
-            log(f"ordered backlog {kind} {size}: numbered in {time.monotonic() - started:.1f} s")
+            _order(backlog, kind, ordered)
+            log(f"ordered backlog {kind} {size}, {ordered} ordered: numbered in {time.monotonic() - started:.1f} s")
         cases = {
             "claim": lambda b: _claim_and_release(b.runtime, None),
             "next_due_in": lambda b: _time(lambda: next_due_in(b.runtime, set())),
@@ -100,19 +104,26 @@ def measure(ctx: Context, kind: str, sizes: tuple[int, int], reps: int) -> dict[
                 cases["next_due_in"]}
         times.update(_alternate(backlogs, held, reps))
         rows = []
-        for index, backlog in enumerate(backlogs):
-            row = {"deliveries": backlog.deliveries, **{name: _stats(times[index, name]) for name in
-                                                        [*cases, *held]}}
-            log(f"ordered backlog {kind} {backlog.deliveries}: " + ", ".join(
+        for index, (backlog, (ordered, _size)) in enumerate(zip(backlogs, variants, strict=True)):
+            row = {"deliveries": backlog.deliveries, "ordered_webhooks": ordered,
+                   **{name: _stats(times[index, name]) for name in [*cases, *held]}}
+            log(f"ordered backlog {kind} {backlog.deliveries}, {ordered} of 5 ordered: " + ", ".join(
                 f"{name} {row[name]['median_ms']} ms" for name in [*cases, *held]))
             rows.append(row)
     finally:
         for backlog in backlogs:
             backlog.close()
-    small, big = rows
+    small, big, small_today, big_today = rows
+    names = [*cases, *held]
+
+    def ratio(a: dict, b: dict, name: str) -> float:
+        return round(a[name]["median_ms"] / b[name]["median_ms"], 3)
+
     return {"database": kind, "batch": BATCH, "projects": PROJECTS, "ordered_webhooks": f"{ORDERED_WEBHOOKS} of 5",
-            "sizes": rows, **{f"{name}_ratio": round(big[name]["median_ms"] / small[name]["median_ms"], 3)
-                              for name in small if name != "deliveries"}}
+            "sizes": rows,
+            "ratio_1m_over_1k": {name: ratio(big, small, name) for name in names},
+            "ratio_1m_over_1k_no_ordered_webhook": {name: ratio(big_today, small_today, name) for name in names},
+            "ratio_ordered_over_none_at_1m": {name: ratio(big, big_today, name) for name in names}}
 
 
 def _alternate(backlogs: list[_Backlog], cases: dict[str, Any], reps: int) -> dict[tuple[int, str], list[float]]:

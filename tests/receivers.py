@@ -59,6 +59,8 @@ class Behaviour:
     body_size: int | None = None
     #: Statuses by what the request body contains: the first whose bytes it holds is answered instead of `status`.
     status_by_body: tuple[tuple[bytes, int], ...] = ()
+    #: Delays by what the request body contains: the first whose bytes it holds is waited instead of `delay_s`.
+    delay_by_body: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -300,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         behaviour = owner.behaviour_for(self.path)
-        if owner._wait(behaviour.delay_s):
+        if owner._wait(next((delay for part, delay in behaviour.delay_by_body if part in body), behaviour.delay_s)):
             self.close_connection = True
             return
         status = next((code for part, code in behaviour.status_by_body if part in body), behaviour.status)

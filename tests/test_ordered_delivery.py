@@ -43,9 +43,9 @@ def change(project_id: int, n: int) -> dict[str, Any]:
 def make_addon(atlassian: FakeAtlassian, receiver: Receiver) -> Iterator[Any]:
     servers: list[AddonServer] = []
 
-    def make(database_url: str, *, background: bool = True) -> AddonServer:
+    def make(database_url: str, *, background: bool = True, timeout_s: float = 5.0) -> AddonServer:
         server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, secret_key=FERNET_KEY,
-                                           outgoing_timeout_s=5.0), background=background)
+                                           outgoing_timeout_s=timeout_s), background=background)
         servers.append(server)
         return server
 
@@ -211,3 +211,26 @@ def _tenant_id(addon: AddonServer, webhook_id: int) -> int:
 
     with addon.sessions() as session:
         return session.get_one(Webhook, webhook_id).tenant_id
+
+
+@pytest.mark.timeout(120)
+def test_a_project_whose_deliveries_hang_holds_up_no_other_project(database_url, make_addon, atlassian, receiver):
+    """The receiver hangs on project A's deliveries (past the add-on's timeout): A's head times out, is retried and
+    hangs again, and all the while project B's deliveries go through, one after another, well within the 12 s
+    that A's attempt may hang (a webhook left unanswered would otherwise get one attempt at a time)."""
+    addon = make_addon(database_url, timeout_s=12.0)
+    site = new_site(atlassian, addon)
+    admin = AdminClient(addon.url, site)
+    ordered = admin.create(name="ordered", url=receiver.url("/hang"), ordered=True)
+    receiver.behave("/hang", delay_by_body=((A_MARK, 60.0),))
+    assert post_changes(site, addon, change(A, 0)).status_code == 202
+    # A's head gets no answer (a timeout after 12 s), its retry is due (5 s after the change), and it hangs again:
+    # an unanswered webhook would now get one attempt at a time, but an ordered one keeps one per project.
+    wait_for(lambda: len(seen(receiver.requests_for("/hang"), A)) == 2, timeout=40, message="A's head hanging again")
+
+    for n in range(1, 4):
+        assert post_changes(site, addon, change(B, n)).status_code == 202
+    wait_for(lambda: seen(receiver.requests_for("/hang"), B) == [1, 2, 3], timeout=8, message="B, past A's hang")
+    assert seen(receiver.requests_for("/hang"), A) == [1, 1]  # still hanging: B did not wait for it
+    assert line(addon, ordered["id"], A)[0].status == DeliveryStatus.PENDING
+

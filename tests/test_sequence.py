@@ -207,3 +207,47 @@ def test_numbers_are_per_tenant(database_url, make_addon, atlassian, receiver):
 def _events(addon: AddonServer) -> list[Event]:
     with addon.sessions() as session:
         return list(session.scalars(select(Event)))
+
+
+def test_the_migration_gives_what_was_stored_before_its_line(empty_database_url):
+    """Deliveries stored before sequence numbers existed get their event's project (pending or not: a later
+    recovery or redelivery puts them back in line) and number 0; each project that had an event gets its line."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from addon.storage.engine import make_engine
+    from addon.storage.migrate import alembic_config, upgrade
+
+    engine = make_engine(empty_database_url)
+    try:
+        config = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO tenants (id, door, client_key, shared_secret, base_url, state, installed_at, updated_at) "
+                "VALUES (1, 'connect', 'k', 's', 'https://s.example', 'enabled', CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"))
+            connection.execute(text(
+                "INSERT INTO webhooks (id, tenant_id, name, url, enabled, secret, created_at, updated_at) "
+                "VALUES (1, 1, 'w', 'https://r.example', true, 's', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            for event_id, project_id, status in ((1, "13647", "pending"), (2, "13647", "failed"), (3, None, "pending")):
+                connection.execute(text(
+                    "INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
+                    "VALUES (:id, 1, 'projectrak', :project, '{}', CURRENT_TIMESTAMP)"),
+                    {"id": event_id, "project": project_id})
+                connection.execute(text(
+                    "INSERT INTO deliveries (tenant_id, event_id, webhook_id, message_id, status, attempt_count, "
+                    "created_at, schedule_started_at) VALUES (1, :id, 1, :message, :status, 0, CURRENT_TIMESTAMP, "
+                    "CURRENT_TIMESTAMP)"), {"id": event_id, "message": f"msg_{event_id}", "status": status})
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text(
+                "SELECT event_id, project_id, sequence FROM deliveries ORDER BY event_id")).all() == [
+                (1, "13647", 0), (2, "13647", 0), (3, "", 0)]
+            lines = connection.execute(text("SELECT project_id, last_sequence FROM project_sequences")).all()
+            assert sorted(lines) == [("", 0), ("13647", 0)]
+            assert connection.execute(text("SELECT ordered FROM webhooks")).scalar_one() in (False, 0)
+    finally:
+        engine.dispose()

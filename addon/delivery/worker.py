@@ -151,7 +151,8 @@ class DeliveryWorker:
     def _bound(self, webhook_id: int) -> int:
         """Most attempts of a webhook in flight (with `_lock` held). A webhook whose last attempt got no answer (a
         timeout, a refused or reset connection) gets one at a time until it answers again: a dead or hanging
-        receiver then holds one slot and costs one new connection per timeout, not its whole share of both."""
+        receiver then holds one slot and costs one new connection per timeout, not its whole share of both.
+        (An ordered webhook keeps its share: at most one attempt per project, see `_sent`.)"""
         return 1 if webhook_id in self._unanswered else self.per_webhook
 
     def _busy_webhooks(self) -> set[int]:
@@ -288,7 +289,9 @@ class DeliveryWorker:
     def _sent(self, job: Job, result: SendResult) -> None:
         """On the sender's loop, when an attempt ends: hand the outcome to the recorder and free the slot."""
         with self._lock:
-            if result.http_code is None:
+            # Not for an ordered webhook: its attempts are one per project already, and one project's hanging
+            # attempt must not hold its other projects to one at a time (CONTRACT §10.2).
+            if result.http_code is None and not job.ordered:
                 self._unanswered.add(job.webhook_id)
             else:
                 self._unanswered.discard(job.webhook_id)

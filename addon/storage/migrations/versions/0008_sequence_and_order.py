@@ -1,8 +1,9 @@
 """Projectrak-Sequence and ordered webhooks (CONTRACT §10.2): project_sequences (the last number per tenant and
 project), events.sequence, deliveries.project_id and .sequence with the partial line index, webhooks.ordered
 
-Pending deliveries get their event's project (their line) and sequence 0, and each project with one gets its
-counter row, so a webhook switched to ordered later finds them; finished deliveries keep NULL (nothing claims them).
+Every delivery gets its event's project (its line) and sequence 0, and every project that had an event its counter
+row at 0, so a webhook switched to ordered later finds what is pending, and a delivery recovered or redelivered
+later finds its line.
 
 Revision ID: 0008
 Revises: 0006
@@ -31,9 +32,9 @@ def upgrade() -> None:
     op.add_column("deliveries", sa.Column("sequence", sa.BigInteger(), nullable=False, server_default="0"))
     op.add_column("webhooks", sa.Column("ordered", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.execute("UPDATE deliveries SET project_id = (SELECT coalesce(e.project_id, '') FROM events e"
-               " WHERE e.id = deliveries.event_id) WHERE status = 'pending'")
+               " WHERE e.id = deliveries.event_id)")
     op.execute("INSERT INTO project_sequences (tenant_id, project_id, last_sequence)"
-               " SELECT DISTINCT tenant_id, project_id, 0 FROM deliveries WHERE status = 'pending'")
+               " SELECT DISTINCT tenant_id, coalesce(project_id, ''), 0 FROM events")
     op.create_index("ix_deliveries_line", "deliveries", ["webhook_id", "project_id", "sequence", "id"],
                     postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
 
