@@ -229,7 +229,7 @@ def _rotation_keeps_old_secret() -> bool:
 def _tests_in_progress(session: Session, now: dt.datetime) -> int:
     """The tenant's test deliveries being sent now, by any web process: pending and never due (a test's
     delivery, see `test_webhook`), made within a lease (a test whose process died stops counting after it).
-    Read through the per-webhook index (webhook_id, status, next_attempt_at) of the tenant's webhooks."""
+    Read through the per-webhook index (webhook_id, status, next_attempt_at, id) of the tenant's webhooks."""
     return session.scalars(
         select(func.count()).select_from(Delivery)
         .join(Webhook, Webhook.id == Delivery.webhook_id).join(Event, Event.id == Delivery.event_id)

@@ -238,7 +238,8 @@ class Delivery(Base):
     # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
     # The line index: a pending delivery's place among its webhook's pending deliveries of the same project, so an
     # ordered webhook's claim finds each line's head with one probe (partial: finished deliveries are not in it).
-    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),
+    # Its `id` orders deliveries due at the same moment (a burst, a recovery) oldest first, by the index itself.
+    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at", "id"),
                       Index("ix_deliveries_line", "webhook_id", "project_id", "sequence", "id",
                             postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")))
 

@@ -3,7 +3,7 @@ project), events.sequence, deliveries.project_id and .sequence with the partial 
 
 Every delivery gets its event's project (its line) and sequence 0, and every project that had an event its counter
 row at 0, so a webhook switched to ordered later finds what is pending, and a delivery recovered or redelivered
-later finds its line.
+later finds its line. The claim's index ix_deliveries_webhook_due gains `id` (ties in time go oldest first).
 
 Revision ID: 0008
 Revises: 0006
@@ -37,9 +37,15 @@ def upgrade() -> None:
                " SELECT DISTINCT tenant_id, coalesce(project_id, ''), 0 FROM events")
     op.create_index("ix_deliveries_line", "deliveries", ["webhook_id", "project_id", "sequence", "id"],
                     postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+    # The claim's per-webhook index gains `id`: deliveries due at the same moment are taken oldest first by the
+    # index order itself, not by where an update happened to leave their rows.
+    op.drop_index("ix_deliveries_webhook_due", table_name="deliveries")
+    op.create_index("ix_deliveries_webhook_due", "deliveries", ["webhook_id", "status", "next_attempt_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_webhook_due", table_name="deliveries")
+    op.create_index("ix_deliveries_webhook_due", "deliveries", ["webhook_id", "status", "next_attempt_at"])
     op.drop_index("ix_deliveries_line", table_name="deliveries")
     with op.batch_alter_table("webhooks") as batch:
         batch.drop_column("ordered")
