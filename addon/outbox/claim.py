@@ -410,9 +410,11 @@ def _next_due(busy: Busy) -> Select:
     candidate webhook's (see `_oldest_sendable`); of an ordered webhook, the earliest of its line heads that are
     not leased (a delivery behind a head is never next, however long due)."""
     earliest = _oldest_sendable(_deliveries, _deliveries.c.next_attempt_at, due=False).limit(1).scalar_subquery()
-    head = _deliveries.alias("waiting_head")
+    line, head = _lines.alias("line"), _deliveries.alias("waiting_head")
     earliest_head = (select(func.min(head.c.next_attempt_at))
-                     .where(head.c.id.in_(_ordered_head_ids()), _not_leased(head), head.c.next_attempt_at.is_not(None))
+                     .select_from(line.join(head, head.c.id == _line_head(line).scalar_subquery()))
+                     .where(line.c.tenant_id == _webhooks.c.tenant_id, _not_leased(head),
+                            head.c.next_attempt_at.is_not(None))
                      .correlate(_webhooks).scalar_subquery())
     return _candidate_webhooks(select(func.min(case((_webhooks.c.ordered, earliest_head), else_=earliest))),
                                busy=busy)
