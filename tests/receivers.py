@@ -57,6 +57,10 @@ class Behaviour:
     body_chunk: int = 1
     #: Answer a body of this many bytes instead of `body`.
     body_size: int | None = None
+    #: Statuses by what the request body contains: the first whose bytes it holds is answered instead of `status`.
+    status_by_body: tuple[tuple[bytes, int], ...] = ()
+    #: Delays by what the request body contains: the first whose bytes it holds is waited instead of `delay_s`.
+    delay_by_body: tuple[tuple[bytes, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         behaviour = owner.behaviour_for(self.path)
-        if owner._wait(behaviour.delay_s):
+        if owner._wait(next((delay for part, delay in behaviour.delay_by_body if part in body), behaviour.delay_s)):
             self.close_connection = True
             return
-        status = behaviour.status
+        status = next((code for part, code in behaviour.status_by_body if part in body), behaviour.status)
         headers = dict(behaviour.headers)
         if behaviour.redirect_to is not None:
             status = status if 300 <= status <= 399 else 301

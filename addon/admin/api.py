@@ -49,7 +49,7 @@ TESTS_AT_ONCE_PER_TENANT = 2
 TESTS_BUSY_RETRY_AFTER_S = 10
 SECRET_ROTATION_GRACE = dt.timedelta(hours=24)
 DEFAULT_PAGE, MAX_PAGE = 20, 200
-_FIELDS = {"name", "url", "enabled", "headers", "filter"}
+_FIELDS = {"name", "url", "enabled", "headers", "filter", "ordered"}
 #: Ids are 64-bit signed integers on both databases: a larger one names no row (404), and is never sent to the
 #: database (SQLite's driver and PostgreSQL would both fail on it). A negative one matches no route.
 MAX_ID = 2**63 - 1
@@ -84,7 +84,7 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         raise unprocessable("body", "must be a JSON object")
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled, headers, filter)")
+        raise unprocessable(unknown[0], "is not a field of a webhook (name, url, enabled, headers, filter, ordered)")
     fields: dict[str, Any] = {}
     if "name" in body or creating:
         name = body.get("name")
@@ -99,6 +99,10 @@ def _validated_fields(body: Any, *, creating: bool) -> dict[str, Any]:
         if not isinstance(body["enabled"], bool):
             raise unprocessable("enabled", "must be true or false")
         fields["enabled"] = body["enabled"]
+    if "ordered" in body:
+        if not isinstance(body["ordered"], bool):
+            raise unprocessable("ordered", "must be true or false")
+        fields["ordered"] = body["ordered"]
     if "filter" in body:  # checked here, its projects resolved through Jira (still outside any transaction)
         caller = current_caller()
         fields["filter"] = filters.resolved(filters.checked(body["filter"]), current_runtime().jira_for(caller.tenant),
@@ -152,6 +156,7 @@ def create_webhook():
         enabled = fields.get("enabled", True)
         webhook = Webhook(tenant_id=_tenant_id(), name=fields["name"], url=fields["url"], enabled=enabled,
                           disabled_reason=None if enabled else "manual", secret=runtime.box.seal(secret),
+                          ordered=fields.get("ordered", False),
                           headers=headers.validated(body["headers"], None, runtime.box) if "headers" in body else None)
         session.add(webhook)
         session.flush()
@@ -185,6 +190,8 @@ def update_webhook(webhook_id: int):
             webhook.name = fields["name"]
         if "url" in fields:
             webhook.url = fields["url"]  # pending retries read the URL at send time
+        if "ordered" in fields:  # the claim reads it each time: pending deliveries follow the new setting
+            webhook.ordered = fields["ordered"]
         if "filter" in fields:  # it replaces the whole filter; pending deliveries keep what they were given
             filters.apply(session, webhook, fields["filter"])
         if "enabled" in fields and fields["enabled"] != webhook.enabled:
@@ -245,7 +252,7 @@ def rotation_keeps_old_secret() -> bool:
 def _tests_in_progress(session: Session, now: dt.datetime) -> int:
     """The tenant's test deliveries being sent now, by any web process: pending and never due (a test's
     delivery, see `test_webhook`), made within a lease (a test whose process died stops counting after it).
-    Read through the per-webhook index (webhook_id, status, next_attempt_at) of the tenant's webhooks."""
+    Read through the per-webhook index (webhook_id, status, next_attempt_at, id) of the tenant's webhooks."""
     return session.scalars(
         select(func.count()).select_from(Delivery)
         .join(Webhook, Webhook.id == Delivery.webhook_id).join(Event, Event.id == Delivery.event_id)
@@ -313,7 +320,7 @@ def _test_webhook(webhook_id: int, take_slot: Callable[[], None]):
         attempt = session.get_one(Attempt, attempt_id)
         delivery = session.get_one(Delivery, delivery_id)
         event = session.get_one(Event, delivery.event_id)
-        return jsonify(attempt_json(attempt, delivery.message_id, event.body))
+        return jsonify(attempt_json(attempt, delivery.message_id, event.body, sequence=delivery.sequence))
 
 
 def _int_arg(name: str, default: int | None, low: int, high: int | None = None) -> int | None:
@@ -356,7 +363,7 @@ def list_deliveries(webhook_id: int):
         webhook = _get_webhook(session, webhook_id)
         body = _LISTED_BODY if bodies else null()
         query = (
-            select(Attempt, Delivery.message_id, body)
+            select(Attempt, Delivery.message_id, body, Delivery.sequence)
             .join(Delivery, Delivery.id == Attempt.delivery_id)
             .join(Event, Event.id == Delivery.event_id)
             .where(Attempt.webhook_id == webhook.id, Attempt.tenant_id == _tenant_id())
@@ -366,16 +373,17 @@ def list_deliveries(webhook_id: int):
         if before is not None:
             query = query.where(Attempt.id < before)
         rows = session.execute(query).all()
-        items = [_listed(a, message_id, start, bodies) for a, message_id, start in rows[:limit]]
+        items = [_listed(a, message_id, start, bodies, sequence) for a, message_id, start, sequence in rows[:limit]]
         next_cursor = items[-1]["id"] if len(rows) > limit else None
         return jsonify({"items": items, "next": next_cursor})
 
 
-def _listed(attempt: Attempt, message_id: str, start: str | None, bodies: bool) -> dict[str, Any]:
+def _listed(attempt: Attempt, message_id: str, start: str | None, bodies: bool, sequence: int) -> dict[str, Any]:
     if not bodies:
-        return attempt_json(attempt, message_id, None, None, response_body=False)
+        return attempt_json(attempt, message_id, None, None, response_body=False, sequence=sequence)
     text = start or ""  # the event's body: never null, but typed as a nullable column's start
-    return attempt_json(attempt, message_id, text[:LISTED_BODY_CHARS], len(text) > LISTED_BODY_CHARS)
+    return attempt_json(attempt, message_id, text[:LISTED_BODY_CHARS], len(text) > LISTED_BODY_CHARS,
+                        sequence=sequence)
 
 
 @bp.get("/attempts/<int:attempt_id>")
@@ -386,15 +394,15 @@ def get_attempt(attempt_id: int):
         row = None
         if attempt_id <= MAX_ID:
             row = session.execute(
-                select(Attempt, Delivery.message_id, _SENT_BODY)
+                select(Attempt, Delivery.message_id, _SENT_BODY, Delivery.sequence)
                 .join(Delivery, Delivery.id == Attempt.delivery_id)
                 .join(Event, Event.id == Delivery.event_id)
                 .where(Attempt.id == attempt_id, Attempt.tenant_id == _tenant_id())
             ).first()
         if row is None:
             raise ApiError(404, "not_found", f"attempt {attempt_id} does not exist")
-        attempt, message_id, body = row
-        return jsonify(attempt_json(attempt, message_id, body))
+        attempt, message_id, body, sequence = row
+        return jsonify(attempt_json(attempt, message_id, body, sequence=sequence))
 
 
 @bp.post("/webhooks/<int:webhook_id>/recover")

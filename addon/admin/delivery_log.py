@@ -97,6 +97,7 @@ def _delivery_item(delivery: Delivery, body_start: str, attempts: list[Attempt])
     return {
         "delivery_id": delivery.id,
         "webhook_id_header": delivery.message_id,
+        "sequence": delivery.sequence,  # its Projectrak-Sequence (CONTRACT §10.2); 0 for a test
         "event": event_name,
         "project": project,
         "created_at": iso(delivery.created_at),

@@ -29,6 +29,7 @@ def webhook_json(webhook: Webhook) -> dict[str, Any]:
         "last_status": webhook.last_status,
         "last_status_code": webhook.last_status_code,
         "last_error": webhook.last_error,
+        "ordered": webhook.ordered,
     }
     # A filter (CONTRACT §10.1) as `{projects, fields}`; a webhook without one has no key, so the shape is §7's own.
     if webhook.filter_projects is not None or webhook.filter_fields is not None:
@@ -60,7 +61,7 @@ LISTED_BODY_CHARS = 2048
 
 
 def attempt_json(attempt: Attempt, message_id: str, request_body: str | None,
-                 truncated: bool | None = False, *, response_body: bool = True) -> dict[str, Any]:
+                 truncated: bool | None = False, *, response_body: bool = True, sequence: int = 0) -> dict[str, Any]:
     """An attempt as the API shows it. `request_body` is the whole body or its start (`truncated` says which; both
     None when the list was asked without bodies, as is the response's start without `response_body`)."""
     return {
@@ -76,4 +77,5 @@ def attempt_json(attempt: Attempt, message_id: str, request_body: str | None,
         "request_body": request_body,
         "request_body_truncated": truncated,
         "response_body_start": attempt.response_body_start if response_body else None,
+        "sequence": sequence,  # the delivery's Projectrak-Sequence (CONTRACT §10.2); 0 for a test
     }

@@ -37,10 +37,15 @@ MAX_IDLE_SLEEP_S = 5.0
 MIN_SLEEP_S = 0.02
 
 
+#: The header of an event's number in its project (CONTRACT §10.2; docs/receivers.md).
+SEQUENCE_HEADER = "Projectrak-Sequence"
+
+
 def attempt_headers(job: Job) -> dict[str, str]:
-    """The headers of an attempt of `job` made now: the webhook's own, then the signature's; ValueError for a
-    malformed secret."""
+    """The headers of an attempt of `job` made now: the webhook's own, then the signature's and the event's
+    sequence; ValueError for a malformed secret."""
     signed = signature_headers(job.message_id, int(time.time()), job.body, list(job.secrets))
+    signed[SEQUENCE_HEADER] = str(job.sequence)
     return {**dict(job.headers), **signed} if job.headers else signed
 
 
@@ -146,7 +151,8 @@ class DeliveryWorker:
     def _bound(self, webhook_id: int) -> int:
         """Most attempts of a webhook in flight (with `_lock` held). A webhook whose last attempt got no answer (a
         timeout, a refused or reset connection) gets one at a time until it answers again: a dead or hanging
-        receiver then holds one slot and costs one new connection per timeout, not its whole share of both."""
+        receiver then holds one slot and costs one new connection per timeout, not its whole share of both.
+        (An ordered webhook keeps its share: at most one attempt per project, see `_sent`.)"""
         return 1 if webhook_id in self._unanswered else self.per_webhook
 
     def _busy_webhooks(self) -> set[int]:
@@ -283,7 +289,9 @@ class DeliveryWorker:
     def _sent(self, job: Job, result: SendResult) -> None:
         """On the sender's loop, when an attempt ends: hand the outcome to the recorder and free the slot."""
         with self._lock:
-            if result.http_code is None:
+            # Not for an ordered webhook: its attempts are one per project already, and one project's hanging
+            # attempt must not hold its other projects to one at a time (CONTRACT §10.2).
+            if result.http_code is None and not job.ordered:
                 self._unanswered.add(job.webhook_id)
             else:
                 self._unanswered.discard(job.webhook_id)
@@ -333,8 +341,10 @@ class DeliveryWorker:
                 batch = self._outcomes[:MAX_RECORD_BATCH]
                 del self._outcomes[:MAX_RECORD_BATCH]
             self._record(batch)
-            # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled.
-            if len(batch) >= self.concurrency or not all(result.ok for _job, result in batch):
+            # The dispatcher may have waited for the recorder, or may sleep past a retry just scheduled, or past
+            # the next delivery of an ordered webhook's line, which only this recording released.
+            if (len(batch) >= self.concurrency or not all(result.ok for _job, result in batch)
+                    or any(job.ordered for job, _result in batch)):
                 self.runtime.deliveries_committed.notify_here()
 
     def _gather_outcomes(self) -> None:

@@ -6,6 +6,14 @@ changed URL applies to pending retries). On PostgreSQL the choice, the lease and
 (`FOR UPDATE SKIP LOCKED` in a LATERAL pick per webhook) on the dispatcher's own connection; on SQLite three
 statements in one `BEGIN IMMEDIATE` transaction. A worker killed at any moment loses nothing: its leased
 deliveries become due again when the lease ends.
+
+An ordered webhook (CONTRACT §10.2) is picked differently: its deliveries of one project form a line, and only a
+line's head (its pending delivery with the lowest `Projectrak-Sequence`) may be taken, and only when due and not
+leased; a head being sent, or waiting for its retry, holds its line and nothing else. The pick reads the head of
+each of the tenant's lines (`project_sequences`) with one probe of the partial index `ix_deliveries_line`, so its
+cost grows with the tenant's projects, never with how many deliveries wait behind a head (walking the due index
+instead, a held line's million deliveries would be read by every claim). A crashed worker's head keeps its place:
+its lease runs out and the same head is taken again.
 """
 
 from __future__ import annotations
@@ -17,9 +25,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Select, Update, bindparam, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.selectable import LateralFromClause
 
 from addon.process.runtime import Runtime
 from addon.storage.engine import transaction
@@ -27,6 +49,7 @@ from addon.storage.models import (
     Delivery,
     DeliveryStatus,
     Event,
+    ProjectSequence,
     Tenant,
     TenantState,
     UTCDateTime,
@@ -62,6 +85,8 @@ class Job:
     secrets: tuple[str, ...]
     schedule_start: dt.datetime
     headers: tuple[tuple[str, str], ...] = ()  # the webhook's custom headers (CONTRACT §10.3), opened
+    sequence: int = 0  # `Projectrak-Sequence` (CONTRACT §10.2): the event's number in its project
+    ordered: bool = False  # of an ordered webhook: its outcome may release the next delivery of its line
 
 
 def _custom_headers(stored: str | None, runtime: Runtime) -> tuple[tuple[str, str], ...]:
@@ -84,7 +109,7 @@ _INDEX_ORDER_ONLY = "enable_bitmapscan = off"
 def _index_order_only(connection: Connection) -> None:
     """On PostgreSQL, keep this transaction's plans from reading a webhook's deliveries through a bitmap.
 
-    Each webhook's pick wants the first rows of the index `(webhook_id, status, next_attempt_at)` in its order.
+    Each webhook's pick wants the first rows of the index `(webhook_id, status, next_attempt_at, id)` in its order.
     Without statistics on a fresh burst (before autovacuum analyzes it) the planner reckons a handful of rows per
     webhook and may prefer a bitmap scan of all of them plus a sort: 310 ms per claim with 1,000,000 waiting,
     against 1.3 ms. Bitmap scans never serve the claim. (Turning sorts off instead, as the claim in plain due
@@ -99,6 +124,10 @@ _deliveries = table_of(Delivery)
 _webhooks = table_of(Webhook)
 _tenants = table_of(Tenant)
 _events = table_of(Event)
+_lines = table_of(ProjectSequence)
+#: `status = 'pending'` written as a literal: the partial line index is used only where the planner can see that
+#: the query's condition is the index's own (a bound parameter, in a prepared statement's generic plan, is not).
+_PENDING_LITERAL: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING.value}'")
 
 
 #: Which of the claim's exclusion lists a statement takes: (busy webhooks, busy tenants).
@@ -106,11 +135,14 @@ Busy = tuple[bool, bool]
 _BUSY_VARIANTS: tuple[Busy, ...] = ((False, False), (True, False), (False, True), (True, True))
 
 
-def _candidate_webhooks(query: Select, *, busy: Busy) -> Select:
+def _candidate_webhooks(query: Select, *, busy: Busy, ordered: bool | None = None) -> Select:
     """`query` over the webhooks whose deliveries the claim may take: enabled, of an active tenant, and neither
-    the webhook nor its tenant at its in-flight bound (`busy` and `busy_tenants`, expanding bound parameters)."""
+    the webhook nor its tenant at its in-flight bound (`busy` and `busy_tenants`, expanding bound parameters);
+    with `ordered`, only the ordered webhooks (True) or only the others (False)."""
     query = (query.select_from(_webhooks.join(_tenants, _tenants.c.id == _webhooks.c.tenant_id))
              .where(_webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES)))
+    if ordered is not None:
+        query = query.where(_webhooks.c.ordered.is_(ordered))
     if busy[0]:
         query = query.where(_webhooks.c.id.not_in(bindparam("busy", expanding=True)))
     if busy[1]:
@@ -118,26 +150,62 @@ def _candidate_webhooks(query: Select, *, busy: Busy) -> Select:
     return query
 
 
-def _tenant_rank(next_attempt_at, delivery_id):
+def _tenant_rank(tenant_id, next_attempt_at, delivery_id):
     """A candidate's place among its tenant's candidates, oldest first: the claim keeps the first `per_tenant` of
     each tenant. It ranks only the candidates (at most `per_webhook` per webhook), never a tenant's whole backlog."""
-    return func.row_number().over(partition_by=_webhooks.c.tenant_id,
+    return func.row_number().over(partition_by=tenant_id,
                                   order_by=(next_attempt_at, delivery_id)).label("tenant_rank")
 
 
 def _oldest_sendable(deliveries, *columns, due: bool) -> Select:
     """`columns` of one webhook's deliveries the claim could take, oldest first: pending and not leased (and due,
     with `due`). Correlated to the enclosing query's webhook, it reads the per-webhook index
-    `(webhook_id, status, next_attempt_at)`: what another webhook has waiting costs nothing, however much it is
+    `(webhook_id, status, next_attempt_at, id)`: what another webhook has waiting costs nothing, however much it is
     (a hanging receiver's deliveries are the oldest, and a claim in plain due order walked over all of them)."""
     now = bindparam("now", type_=UTCDateTime())
     query = (select(*columns)
              .where(deliveries.c.webhook_id == _webhooks.c.id, deliveries.c.status == DeliveryStatus.PENDING,
                     or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now))
-             .order_by(deliveries.c.next_attempt_at).correlate(_webhooks))
+             .order_by(deliveries.c.next_attempt_at, deliveries.c.id).correlate(_webhooks))
     if due:
         return query.where(deliveries.c.next_attempt_at <= now)
     return query.where(deliveries.c.next_attempt_at.is_not(None))
+
+
+def _not_leased(deliveries) -> ColumnElement[bool]:
+    return or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now", type_=UTCDateTime()))
+
+
+def _line_head(line) -> Select:
+    """The id of the head of the enclosing query's webhook's line of `line`'s project: its pending delivery with
+    the lowest sequence (then id), leased or not, due or not. One probe of `ix_deliveries_line`."""
+    head = _deliveries.alias("head")
+    return (select(head.c.id)
+            .where(head.c.webhook_id == _webhooks.c.id, head.c.project_id == line.c.project_id,
+                   head.c.status == _PENDING_LITERAL)
+            .order_by(head.c.sequence, head.c.id).limit(1).correlate_except(head))
+
+
+def _ordered_sendable_pg() -> LateralFromClause:
+    """PostgreSQL: an ordered webhook's line heads the claim could take, as `_oldest_sendable` for the others:
+    due and not leased, oldest first, at most `per_webhook`, locked with SKIP LOCKED. The heads are chosen first
+    and locked after, so a head another claim holds is skipped, never replaced by the one behind it."""
+    line = _lines.alias("line")
+    head = _line_head(line).lateral("line_head")
+    return (select(_deliveries.c.id, _deliveries.c.next_attempt_at)
+            .select_from(line.join(head, true()).join(_deliveries, _deliveries.c.id == head.c.id))
+            .where(line.c.tenant_id == _webhooks.c.tenant_id, _deliveries.c.status == DeliveryStatus.PENDING,
+                   _not_leased(_deliveries), _deliveries.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()))
+            .order_by(_deliveries.c.next_attempt_at, _deliveries.c.id).limit(bindparam("per_webhook"))
+            .with_for_update(skip_locked=True, of=_deliveries).correlate(_webhooks).lateral("candidate"))
+
+
+def _ordered_head_ids() -> Select:
+    """SQLite: the ids of the heads of the enclosing query's (ordered) webhook's lines, one per project of its
+    tenant (NULL for a line with nothing pending)."""
+    line = _lines.alias("line")
+    return (select(_line_head(line).scalar_subquery()).where(line.c.tenant_id == _webhooks.c.tenant_id)
+            .correlate_except(line))
 
 
 def _due_ids(busy: Busy) -> Select:
@@ -148,9 +216,18 @@ def _due_ids(busy: Busy) -> Select:
     the dispatcher's bound."""
     inner = _deliveries.alias("candidate")
     oldest = _oldest_sendable(inner, inner.c.id, due=True).limit(bindparam("per_webhook"))
-    ranked = (_candidate_webhooks(select(_deliveries.c.id, _deliveries.c.next_attempt_at,
-                                         _tenant_rank(_deliveries.c.next_attempt_at, _deliveries.c.id)), busy=busy)
-              .join(_deliveries, _deliveries.c.id.in_(oldest)).subquery("ranked"))
+    heads = (select(inner.c.id)
+             .where(inner.c.id.in_(_ordered_head_ids()), inner.c.status == DeliveryStatus.PENDING, _not_leased(inner),
+                    inner.c.next_attempt_at <= bindparam("now", type_=UTCDateTime()))
+             .order_by(inner.c.next_attempt_at, inner.c.id).limit(bindparam("per_webhook")).correlate(_webhooks))
+    columns = (_webhooks.c.tenant_id, _deliveries.c.id, _deliveries.c.next_attempt_at)
+    candidates = union_all(
+        _candidate_webhooks(select(*columns), busy=busy, ordered=False).join(_deliveries, _deliveries.c.id.in_(oldest)),
+        _candidate_webhooks(select(*columns), busy=busy, ordered=True).join(_deliveries, _deliveries.c.id.in_(heads)),
+    ).subquery("candidates")
+    ranked = select(candidates.c.id, candidates.c.next_attempt_at,
+                    _tenant_rank(candidates.c.tenant_id, candidates.c.next_attempt_at, candidates.c.id)
+                    ).subquery("ranked")
     return (select(ranked.c.id).where(ranked.c.tenant_rank <= bindparam("per_tenant"))
             .order_by(ranked.c.next_attempt_at, ranked.c.id).limit(bindparam("limit")))
 
@@ -160,7 +237,8 @@ _JOB_COLUMNS = (_deliveries.c.id, _deliveries.c.tenant_id, _deliveries.c.webhook
                 _webhooks.c.url, _webhooks.c.secret, _webhooks.c.previous_secret,
                 _webhooks.c.previous_secret_expires_at, _webhooks.c.headers,
                 # a delivery's own body (a field filter's subset), else its event's
-                func.coalesce(_deliveries.c.body, _events.c.body).label("body"))
+                func.coalesce(_deliveries.c.body, _events.c.body).label("body"), _deliveries.c.sequence,
+                _webhooks.c.ordered)
 _DUE_IDS = {busy: _due_ids(busy) for busy in _BUSY_VARIANTS}
 _LEASE = (update(_deliveries).where(_deliveries.c.id.in_(bindparam("ids", expanding=True)))
           .values(lease_until=bindparam("lease", type_=UTCDateTime())))
@@ -176,9 +254,16 @@ def _claim_in_one_statement(busy: Busy) -> Update:
     locked beyond the batch stay locked only until this commit."""
     oldest = (_oldest_sendable(_deliveries, _deliveries.c.id, _deliveries.c.next_attempt_at, due=True)
               .limit(bindparam("per_webhook")).with_for_update(skip_locked=True).lateral("candidate"))
-    ranked = (_candidate_webhooks(select(oldest.c.id, oldest.c.next_attempt_at,
-                                         _tenant_rank(oldest.c.next_attempt_at, oldest.c.id)), busy=busy)
-              .join(oldest, true()).subquery("ranked"))
+    heads = _ordered_sendable_pg()
+    candidates = union_all(
+        _candidate_webhooks(select(_webhooks.c.tenant_id, oldest.c.id, oldest.c.next_attempt_at), busy=busy,
+                            ordered=False).join(oldest, true()),
+        _candidate_webhooks(select(_webhooks.c.tenant_id, heads.c.id, heads.c.next_attempt_at), busy=busy,
+                            ordered=True).join(heads, true()),
+    ).subquery("candidates")
+    ranked = select(candidates.c.id, candidates.c.next_attempt_at,
+                    _tenant_rank(candidates.c.tenant_id, candidates.c.next_attempt_at, candidates.c.id)
+                    ).subquery("ranked")
     picked = (select(ranked.c.id).where(ranked.c.tenant_rank <= bindparam("per_tenant"))
               .order_by(ranked.c.next_attempt_at, ranked.c.id).limit(bindparam("limit")).subquery("picked"))
     return (update(_deliveries)
@@ -291,7 +376,8 @@ def _job(runtime: Runtime, r, now: dt.datetime) -> Job:
     return Job(delivery_id=r.id, tenant_id=r.tenant_id, webhook_id=r.webhook_id, message_id=r.message_id,
                attempt=r.attempt_count + 1, url=r.url, body=r.body.encode("utf-8"),
                secrets=_live_secrets(r.secret, r.previous_secret, r.previous_secret_expires_at, runtime, now),
-               schedule_start=r.schedule_started_at, headers=_custom_headers(r.headers, runtime))
+               schedule_start=r.schedule_started_at, headers=_custom_headers(r.headers, runtime), sequence=r.sequence,
+               ordered=r.ordered)
 
 
 def _claim_one(runtime: Runtime, delivery_id: int) -> list[Job]:
@@ -323,9 +409,17 @@ def release(runtime: Runtime, delivery_ids: list[int]) -> None:
 
 def _next_due(busy: Busy) -> Select:
     """The earliest `next_attempt_at` of a delivery the claim could take, due or not: the earliest of each
-    candidate webhook's (see `_oldest_sendable`)."""
+    candidate webhook's (see `_oldest_sendable`); of an ordered webhook, the earliest of its line heads that are
+    not leased (a delivery behind a head is never next, however long due)."""
     earliest = _oldest_sendable(_deliveries, _deliveries.c.next_attempt_at, due=False).limit(1).scalar_subquery()
-    return _candidate_webhooks(select(func.min(earliest)), busy=busy)
+    line, head = _lines.alias("line"), _deliveries.alias("waiting_head")
+    earliest_head = (select(func.min(head.c.next_attempt_at))
+                     .select_from(line.join(head, head.c.id == _line_head(line).scalar_subquery()))
+                     .where(line.c.tenant_id == _webhooks.c.tenant_id, _not_leased(head),
+                            head.c.next_attempt_at.is_not(None))
+                     .correlate(_webhooks).scalar_subquery())
+    return _candidate_webhooks(select(func.min(case((_webhooks.c.ordered, earliest_head), else_=earliest))),
+                               busy=busy)
 
 
 _NEXT_DUE = {busy: _next_due(busy) for busy in _BUSY_VARIANTS}

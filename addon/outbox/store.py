@@ -34,9 +34,11 @@ from addon.outbox.filters import filter_cache, load_filters, targets_of, unfilte
 from addon.sending.signing import new_message_id
 from addon.storage.driver import DriverStatement, driver_one_statement, driver_sqlite_statement
 from addon.storage.models import (
+    NO_PROJECT,
     Delivery,
     DeliveryStatus,
     Event,
+    ProjectSequence,
     Tenant,
     UTCDateTime,
     Webhook,
@@ -59,11 +61,26 @@ _events = table_of(Event)
 _webhooks = table_of(Webhook)
 _deliveries = table_of(Delivery)
 _tenants = table_of(Tenant)
+_sequences = table_of(ProjectSequence)
 _INSERT_EVENT = (insert(_events).values(tenant_id=bindparam("tenant_id"), source=bindparam("source"),
                                         project_id=bindparam("project_id"), body=bindparam("body"),
                                         created_at=bindparam("now", type_=UTCDateTime()),
-                                        message_id=bindparam("message_id"))
+                                        message_id=bindparam("message_id"), sequence=bindparam("sequence"))
                  .returning(_events.c.id))
+
+
+def _bump_sequence(dialect: str, row: Select | None = None) -> Insert:
+    """Add one to the tenant's project's `Projectrak-Sequence` (its first event gets 1) and answer the new number:
+    an upsert whose row lock, held until the transaction commits, makes one project's events take their numbers in
+    the order they are committed. `row`: the (tenant id, project key, 1) to insert, by default the parameters'."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if row is None:
+        row = select(bindparam("tenant_id", type_=_sequences.c.tenant_id.type),
+                     bindparam("project_key", type_=String()), literal(1))
+    statement = make(_sequences).from_select(["tenant_id", "project_id", "last_sequence"], row)
+    return (statement.on_conflict_do_update(index_elements=[_sequences.c.tenant_id, _sequences.c.project_id],
+                                            set_={"last_sequence": _sequences.c.last_sequence + 1})
+            .returning(_sequences.c.last_sequence))
 
 
 def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False, event: CTE | None = None,
@@ -82,6 +99,8 @@ def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False
     column = _deliveries.c
     tenant_id: ColumnElement[Any]
     event_id: ColumnElement[Any]
+    project_key: ColumnElement[Any]
+    sequence: ColumnElement[Any]
     message_id: ColumnElement[Any]
     now: ColumnElement[Any]
     status: ColumnElement[Any]
@@ -90,17 +109,21 @@ def _insert_deliveries(*, only_ids: bool = False, include_disabled: bool = False
         tenant_id, event_id, message_id, now = (literal_column(f"NEW.{name}") for name in
                                                 ("tenant_id", "id", "message_id", "created_at"))
         status, attempt_count = literal(DeliveryStatus.PENDING.value), literal(0)
+        project_key = func.coalesce(literal_column("NEW.project_id"), NO_PROJECT)
+        sequence = literal_column("NEW.sequence")
     else:
         tenant_id = bindparam("tenant_id", type_=column.tenant_id.type)
         event_id = bindparam("event_id", type_=column.event_id.type) if event is None else event.c.id
+        project_key = bindparam("project_key", type_=String())
+        sequence = bindparam("sequence", type_=column.sequence.type) if event is None else event.c.sequence
         message_id, now = bindparam("message_id", type_=String()), bindparam("now", type_=UTCDateTime())
         status = bindparam("status", type_=column.status.type)
         attempt_count = bindparam("attempt_count", type_=column.attempt_count.type)
     values: list[ColumnElement[Any]] = [tenant_id, event_id, _webhooks.c.id,
                                         message_id + "_" + cast(_webhooks.c.id, String()), status, attempt_count,
-                                        now, now, now]
+                                        now, now, now, project_key, sequence]
     columns = ["tenant_id", "event_id", "webhook_id", "message_id", "status", "attempt_count", "next_attempt_at",
-               "schedule_started_at", "created_at"]
+               "schedule_started_at", "created_at", "project_id", "sequence"]
     if targets is not None:
         values.append(targets.c.body)
         columns.append("body")
@@ -127,30 +150,57 @@ _INSERT_DELIVERIES = {(only_ids, include_disabled): _insert_deliveries(only_ids=
                       for only_ids in (False, True) for include_disabled in (False, True)}
 
 
-def _insert_event_while_tenant_unchanged() -> Insert:
-    """The event, inserted only while the tenant's row is still the one the request was authenticated with
-    (`TenantView`): no row is inserted, and none returned, once it was re-installed, disabled or uninstalled, or
-    a webhook filter of it changed (the filters applied are those of the view's `filters_version`)."""
-    event, tenant = _events.c, _tenants.c
-    row = (select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
-                  bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
-                  bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type))
-           .where(tenant.id == bindparam("tenant_id"), tenant_key_column(tenant) == bindparam("client_key"),
-                  tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
-                  tenant_secret_column(tenant) == bindparam("sealed_secret"),
-                  tenant.filters_version == bindparam("filters_version")))
-    return (insert(_events).from_select(["tenant_id", "source", "project_id", "body", "created_at", "message_id"], row)
-            .returning(_events.c.id))
+def _tenant_unchanged(query: Select) -> Select:
+    """`query`, answering a row only while the tenant's row is still the one the request was authenticated with
+    (`TenantView`): none once it was re-installed, disabled or uninstalled, or a webhook filter of it changed (the
+    filters applied are those of the view's `filters_version`)."""
+    tenant = _tenants.c
+    return query.where(tenant.id == bindparam("tenant_id"), tenant_key_column(tenant) == bindparam("client_key"),
+                       tenant.base_url == bindparam("base_url"), tenant.state == bindparam("state"),
+                       tenant_secret_column(tenant) == bindparam("sealed_secret"),
+                       tenant.filters_version == bindparam("filters_version"))
+
+
+def _insert_event(sequence: ColumnElement[Any], *, checked: bool, source: CTE | None = None) -> Insert:
+    """The event with its `sequence`, inserted only while the tenant is unchanged (`checked`: here, or, with
+    `source`, by the CTE that bumped the sequence and whose one row this reads)."""
+    event = _events.c
+    row = select(bindparam("tenant_id", type_=event.tenant_id.type), bindparam("source", type_=event.source.type),
+                 bindparam("project_id", type_=event.project_id.type), bindparam("body", type_=event.body.type),
+                 bindparam("now", type_=UTCDateTime()), bindparam("message_id", type_=event.message_id.type),
+                 sequence)
+    if checked:
+        row = _tenant_unchanged(row)
+    if source is not None:
+        row = row.select_from(source)
+    columns = ["tenant_id", "source", "project_id", "body", "created_at", "message_id", "sequence"]
+    return insert(_events).from_select(columns, row).returning(_events.c.id, _events.c.sequence)
+
+
+def _sqlite_insert_event() -> Insert:
+    """SQLite: the event, numbered one past its project's counter; the fan-out trigger stores the number back
+    (`_sqlite_fan_out_trigger`). One writer at a time (the statement is its own transaction under the file's
+    write lock), so no other event can take the same number in between."""
+    last = (select(_sequences.c.last_sequence)
+            .where(_sequences.c.tenant_id == bindparam("tenant_id"),
+                   _sequences.c.project_id == bindparam("project_key", type_=String()))
+            .scalar_subquery())
+    return _insert_event(func.coalesce(last, 0) + 1, checked=True)
 
 
 def _sqlite_fan_out_trigger() -> str:
     """SQLite: a TEMP trigger (it exists on the one connection that creates it, the intake's writer connection, and
     fires for nothing else) that inserts an event's deliveries as part of the event's INSERT. So the intake's store
     is one statement in autocommit, which is all or nothing by itself: no BEGIN, second statement and COMMIT, each a
-    call into SQLite and a turn of the GIL. The deliveries are `_insert_deliveries`, on the `NEW` row."""
+    call into SQLite and a turn of the GIL. The deliveries are `_insert_deliveries`, on the `NEW` row; before them,
+    the project's counter takes the event's number (an INSERT OR REPLACE: one change whether or not the row was
+    there, which `store_event` counts on)."""
     fan_out = _insert_deliveries(new_event_row=True).compile(dialect=sqlite.dialect(),
                                                              compile_kwargs={"literal_binds": True})
-    return f"CREATE TEMP TRIGGER IF NOT EXISTS intake_fan_out AFTER INSERT ON main.events BEGIN {fan_out}; END"
+    counter = ("INSERT OR REPLACE INTO project_sequences (tenant_id, project_id, last_sequence) "
+               f"VALUES (NEW.tenant_id, coalesce(NEW.project_id, '{NO_PROJECT}'), NEW.sequence)")
+    return (f"CREATE TEMP TRIGGER IF NOT EXISTS intake_fan_out_numbered AFTER INSERT ON main.events "
+            f"BEGIN {counter}; {fan_out}; END")
 
 
 # SQLite: the filtered webhooks an event reaches, with their bodies (`addon.outbox.filters.targets_of`), written by
@@ -170,7 +220,7 @@ def _sqlite_filtered_fan_out_trigger() -> str:
             f" WHEN EXISTS (SELECT 1 FROM temp.intake_targets) BEGIN {fan_out}; END")
 
 
-_DRIVER_INSERT_EVENT = DriverStatement(_insert_event_while_tenant_unchanged())
+_DRIVER_INSERT_EVENT = DriverStatement(_sqlite_insert_event())
 _SQLITE_SETUP = (_SQLITE_TARGETS_TABLE, _sqlite_fan_out_trigger(), _sqlite_filtered_fan_out_trigger())
 
 
@@ -179,9 +229,13 @@ def _store_in_one_statement(*, filtered: bool = False) -> Select:
     which, run alone, is its own transaction: one round trip instead of BEGIN, two INSERTs, NOTIFY and COMMIT.
     Answers (event id, number of deliveries); `pg_notify` wakes the workers at commit (once even without
     deliveries: a worker that wakes for nothing looks and waits again), except the one whose wake-up's `origin`
-    is the payload: its caller wakes it in-process. With `filtered`, a third INSERT adds the deliveries of the
-    filtered webhooks the event reaches (two arrays: their ids and bodies)."""
-    event = _insert_event_while_tenant_unchanged().cte("new_event")
+    is the payload: its caller wakes it in-process. The first CTE bumps the project's sequence (only while the
+    tenant is unchanged); its row lock orders the project's events until this statement commits. With `filtered`,
+    a further INSERT adds the deliveries of the filtered webhooks the event reaches (two arrays: their ids and
+    bodies)."""
+    tenant_row = _tenant_unchanged(select(_tenants.c.id, bindparam("project_key", type_=String()), literal(1)))
+    sequence = _bump_sequence("postgresql", tenant_row).cte("new_sequence")
+    event = _insert_event(sequence.c.last_sequence, checked=False, source=sequence).cte("new_event")
     deliveries = _insert_deliveries(event=event).returning(_deliveries.c.id).cte("new_deliveries")
     count: ColumnElement[Any] = select(func.count()).select_from(deliveries).scalar_subquery()
     if filtered:
@@ -204,7 +258,25 @@ _INSERT_TARGET = _insert_deliveries(targets=select(bindparam("target_id", type_=
 def _parameters(tenant_id: int, source: str, body: dict[str, Any], project_id: str | None) -> dict[str, Any]:
     return {"tenant_id": tenant_id, "source": source, "project_id": project_id, "body": encode_body(body),
             "now": utcnow(), "message_id": new_message_id(), "status": DeliveryStatus.PENDING.value,
-            "attempt_count": 0}
+            "attempt_count": 0, "project_key": project_id or NO_PROJECT}
+
+
+_BUMP_SEQUENCE = {dialect: _bump_sequence(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def _ensure_line(dialect: str) -> Insert:
+    """The project's counter row, left as it is when there: a test takes no number, but its line must exist so an
+    ordered webhook's claim finds the test delivery if it is redelivered (the claim reads lines from this table)."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return make(_sequences).values(tenant_id=bindparam("tenant_id"), project_id=bindparam("project_key"),
+                                   last_sequence=0).on_conflict_do_nothing()
+
+
+_ENSURE_LINE = {dialect: _ensure_line(dialect) for dialect in ("postgresql", "sqlite")}
+
+#: A test delivery's `Projectrak-Sequence`: below every project's first (1), it never advances a receiver's
+#: highest-applied number, and a test takes no number from the project's line.
+TEST_SEQUENCE = 0
 
 
 def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body: dict[str, Any],
@@ -218,6 +290,11 @@ def enqueue_event(db: Session | Connection, *, tenant_id: int, source: str, body
     """
     connection = db.connection() if isinstance(db, Session) else db
     params = _parameters(tenant_id, source, body, project_id)
+    if source == "test":
+        connection.execute(_ENSURE_LINE[connection.dialect.name], params)
+        params["sequence"] = TEST_SEQUENCE
+    else:
+        params["sequence"] = connection.execute(_BUMP_SEQUENCE[connection.dialect.name], params).scalar_one()
     params["event_id"] = connection.execute(_INSERT_EVENT, params).scalar_one()
     if webhook_ids is not None:
         params["webhook_ids"] = webhook_ids
@@ -257,7 +334,7 @@ def store_event(engine: Engine, *, tenant: TenantView, source: str, body: dict[s
                                             prepare=prepare)
     if not rows:
         raise TenantChanged(f"tenant {tenant.id} changed")
-    return rows[0][0], changes - 1  # the event's row, then its deliveries (the triggers')
+    return rows[0][0], changes - 2  # the event's row, its project's counter, then its deliveries (the triggers')
 
 
 def notify_workers(db: Session | Connection) -> None:

@@ -29,11 +29,34 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(engine: Engine) -> None:
     """Apply pending migrations; on PostgreSQL under an advisory lock so concurrent starters are safe."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    if engine.dialect.name == "sqlite":
+        _upgrade_sqlite(engine, cfg)
+        return
     with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+def _upgrade_sqlite(engine: Engine, cfg: Config) -> None:
+    """SQLite alters a table by copying it into a new one and dropping the old (Alembic's batch mode); with
+    foreign keys enforced, that DROP TABLE first deletes every row, and ON DELETE CASCADE takes each row that
+    refers to them (altering `tenants` would empty `webhooks`, `events` and `deliveries`). So the migrations run
+    with enforcement off, which SQLite allows to change only outside a transaction, and the references are checked
+    before the transaction commits."""
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migrations left rows referring to nothing: {broken[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def is_current(engine: Engine) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -209,6 +210,8 @@ class Webhook(Base):
     # string); fields: JSON [field id, …].
     filter_projects: Mapped[str | None] = mapped_column(Text)
     filter_fields: Mapped[str | None] = mapped_column(Text)
+    # One delivery at a time per project, in sequence order (CONTRACT §10.2; outbox/claim.py's ordered pick).
+    ordered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Event(Base):
@@ -224,6 +227,25 @@ class Event(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The event's `webhook-id`: each delivery's is this, `_` and the webhook's id. None for events stored before 0003.
     message_id: Mapped[str | None] = mapped_column(String(64))
+    # `Projectrak-Sequence` (CONTRACT §10.2): this event's number in its project's line (`ProjectSequence`); 0 for
+    # tests and for events stored before 0008.
+    sequence: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+#: The project key of an event without a project: such events share one line per tenant.
+NO_PROJECT = ""
+
+
+class ProjectSequence(Base):
+    """The last `Projectrak-Sequence` given to an event of a tenant's project (`project_id` as events store it,
+    `NO_PROJECT` for none). The intake bumps it in the statement that stores the event, so the row's lock orders
+    one project's acceptances. Its rows are also the lines an ordered webhook's claim looks at (outbox/claim.py)."""
+
+    __tablename__ = "project_sequences"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -238,7 +260,12 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
-    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),)
+    # The line index: a pending delivery's place among its webhook's pending deliveries of the same project, so an
+    # ordered webhook's claim finds each line's head with one probe (partial: finished deliveries are not in it).
+    # Its `id` orders deliveries due at the same moment (a burst, a recovery) oldest first, by the index itself.
+    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at", "id"),
+                      Index("ix_deliveries_line", "webhook_id", "project_id", "sequence", "id",
+                            postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -255,6 +282,9 @@ class Delivery(Base):
     # This delivery's own body when a field filter made it differ from its event's (CONTRACT §10.1); None: the
     # event's body, as for every unfiltered webhook.
     body: Mapped[str | None] = mapped_column(Text)
+    # The event's project (`NO_PROJECT` for none) and `Projectrak-Sequence`, copied so the line index holds them.
+    project_id: Mapped[str | None] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class SeenField(Base):

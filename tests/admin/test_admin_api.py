@@ -47,7 +47,7 @@ def test_create_list_get_update_delete(admin):
     assert [w["id"] for w in listed] == [created["id"]]
     assert "secret" not in listed[0]
     assert set(listed[0]) == {"id", "name", "url", "enabled", "disabled_reason", "created_at", "last_execution_at",
-                              "last_status", "last_status_code", "last_error"}
+                              "last_status", "last_status_code", "last_error", "ordered"}
     one = admin.request("GET", f"/api/webhooks/{created['id']}")
     assert one.status_code == 200 and "secret" not in one.json()
 
@@ -528,7 +528,8 @@ def test_listed_request_bodies_are_cut_and_the_attempt_gives_the_whole_one(hooke
     assert len(whole) > 450_000
     assert big_item["request_body"] == whole[:2048] and big_item["request_body_truncated"] is True
     assert list(big_item) == ["id", "delivery_id", "webhook_id_header", "attempt", "at", "status", "http_code",
-                              "duration_ms", "error", "request_body", "request_body_truncated", "response_body_start"]
+                              "duration_ms", "error", "request_body", "request_body_truncated", "response_body_start",
+                              "sequence"]
     small_item = items[small["id"]]
     assert small_item["request_body_truncated"] is False and small_item["request_body"] == small["request_body"]
 

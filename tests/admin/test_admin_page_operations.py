@@ -15,10 +15,10 @@ from sqlalchemy import select, update
 from addon.outbox.store import enqueue_event
 from addon.storage.engine import transaction
 from addon.storage.models import Delivery, DeliveryStatus, Tenant, Webhook, utcnow
+from tests.admin.test_admin_page import World, _menu, _no_serious_violations, _open_page, _row, world  # noqa: F401
 from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient
 from tests.support.browser import AdminPage, chromium  # noqa: F401 - a fixture
-from tests.admin.test_admin_page import World, _menu, _no_serious_violations, _open_page, _row, world  # noqa: F401
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=10_000)

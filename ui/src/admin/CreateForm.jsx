@@ -8,6 +8,7 @@ import Textfield from '@atlaskit/textfield';
 
 import { call } from './host.js';
 import { errorField, plainMessage } from './messages.js';
+import { OrderedSwitch } from './OrderedSwitch.jsx';
 
 export function FieldError({ id, field, testId = 'field-error', children }) {
   return (
@@ -19,6 +20,7 @@ export function CreateForm({ host, onCreated }) {
   const [name, setName] = useState('');
   const [url, setUrl] = useState('');
   const [enabled, setEnabled] = useState(true);
+  const [ordered, setOrdered] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null); // {field, message}
   const submitRef = useRef(null);
@@ -31,10 +33,11 @@ export function CreateForm({ host, onCreated }) {
     setBusy(true);
     setError(null);
     try {
-      const created = await call(host, 'POST', '/webhooks', { name, url, enabled });
+      const created = await call(host, 'POST', '/webhooks', { name, url, enabled, ordered });
       setName('');
       setUrl('');
       setEnabled(true);
+      setOrdered(false);
       onCreated(created, submitRef);
     } catch (err) {
       const field = errorField(err);
@@ -69,6 +72,7 @@ export function CreateForm({ host, onCreated }) {
       <div className="field field-enabled">
         <Checkbox label="Enabled" isChecked={enabled} onChange={(e) => setEnabled(e.target.checked)} testId="create-enabled" />
       </div>
+      <OrderedSwitch checked={ordered} onChange={setOrdered} testId="create-ordered" />
       <div className="field field-submit">
         <Button type="submit" appearance="primary" ref={submitRef} isLoading={busy} testId="create-submit">Create webhook</Button>
       </div>

@@ -11,6 +11,7 @@ import SectionMessage from '@atlaskit/section-message';
 import Spinner from '@atlaskit/spinner';
 
 import { Dialog } from './dialogs.jsx';
+import { SequenceNumber } from './SequenceNumber.jsx';
 import { clockTime, durationText, errorText, httpText, parseTime, prettyBody } from './format.js';
 import { call } from './host.js';
 import { plainMessage } from './messages.js';
@@ -209,6 +210,7 @@ function DeliveryRows({ host, item, now, webhook, expanded, onToggle, onRedelive
         <td>
           <span data-testid="delivery-event">{item.event || '—'}</span>
           {item.redelivered && <> <Lozenge appearance="new" testId="delivery-redelivered">REDELIVERY</Lozenge></>}
+          <SequenceNumber value={item.sequence} />
         </td>
         <td data-testid="delivery-project">{project}</td>
         <td>

@@ -13,6 +13,7 @@ import { dayAndTime, parseTime } from './format.js';
 import { HeadersEditor, headerRows, headersPayload } from './HeadersEditor.jsx';
 import { call } from './host.js';
 import { errorField, plainMessage } from './messages.js';
+import { OrderedSwitch } from './OrderedSwitch.jsx';
 
 export function Dialog({ open, onClose, returnFocus, testId, width = 'medium', label, children }) {
   return (
@@ -141,6 +142,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
   const [url, setUrl] = useState(webhook.url);
   const [headers, setHeaders] = useState(headerRows(webhook));
   const [filter, setFilter] = useState(webhook.filter || null);
+  const [ordered, setOrdered] = useState(!!webhook.ordered);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   async function save(event) {
@@ -148,7 +150,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
     setBusy(true);
     setError(null);
     try {
-      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, headers: headersPayload(headers), filter });
+      const saved = await call(host, 'PATCH', `/webhooks/${webhook.id}`, { name, url, headers: headersPayload(headers), filter, ordered });
       onSaved(saved);
     } catch (err) {
       setBusy(false);
@@ -174,6 +176,7 @@ function EditForm({ host, webhook, onClose, onSaved }) {
         </div>
         <HeadersEditor rows={headers} onChange={setHeaders} idPrefix="edit-headers" />
         <FilterEditor host={host} filter={webhook.filter || null} onChange={setFilter} />
+        <OrderedSwitch checked={ordered} onChange={setOrdered} testId="edit-ordered" />
         {errorOf('form') && <FieldError id="edit-form-error" field="form">{error.message}</FieldError>}
       </ModalBody>
       <ModalFooter>

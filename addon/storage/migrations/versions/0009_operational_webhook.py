@@ -7,7 +7,7 @@ to the operational webhook, kept until the webhook succeeds again; `alert_shown`
 change of the webhook hides it).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 from typing import Sequence, Union
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: Union[str, Sequence[str], None] = "0007"
+down_revision: Union[str, Sequence[str], None] = "0008"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
