@@ -33,7 +33,10 @@ def opened(stored: str | None, box: SecretBox) -> dict[str, str]:
 
 def validated(given: Any, stored: str | None, box: SecretBox) -> str | None:
     """The new stored form of `headers` from a request: it replaces every header; a name given with `null` keeps
-    the value stored for it (a name stored before, compared without case). 422 naming the header otherwise."""
+    the value stored for it (a name stored before, compared without case). 422 naming the header otherwise.
+    `null` is no header at all, as `{}` is (as a filter's `null` is no filter)."""
+    if given is None:
+        return None
     if not isinstance(given, dict):
         raise unprocessable("headers", "must be an object of header names and values")
     if len(given) > MAX_HEADERS:

@@ -82,6 +82,15 @@ def test_patch_replaces_all_headers_and_null_keeps_a_stored_value(hooked, receiv
     assert admin.request("POST", f"/api/webhooks/{webhook_id}/test").status_code == 200
     [sent] = receiver.wait_for(1, path="/p")
     assert "authorization" not in sent.headers and "x-new" not in sent.headers
+    assert admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"headers": {"X-Back": "3"}}).status_code == 200
+    cleared = admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"headers": None})  # null clears them, as {}
+    assert cleared.status_code == 200 and "headers" not in cleared.json(), cleared.text
+    receiver.clear()
+    assert admin.request("POST", f"/api/webhooks/{webhook_id}/test").status_code == 200
+    [sent] = receiver.wait_for(1, path="/p")
+    assert "x-back" not in sent.headers
+    created = admin.request("POST", "/api/webhooks", {"name": "n", "url": receiver.url("/n"), "headers": None})
+    assert created.status_code == 201 and "headers" not in created.json(), created.text
 
 
 INVALID = [
