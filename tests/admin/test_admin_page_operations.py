@@ -1,7 +1,7 @@
 """The admin page's operations (CONTRACT §10.3–§10.5) in headless Chromium, through the Connect door: the banner for
 webhooks the add-on disabled or that fail for 24 hours, the custom headers editor (names shown, values write-only),
 "Resend failed since…", and the operational webhook's settings (secret shown once, rotation, removal). The same
-bundle under Forge is checked in tests/test_forge_admin_page_operations.py."""
+bundle under Forge is checked in tests/forge/test_forge_admin_page_operations.py."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from sqlalchemy import select, update
 from addon.outbox.store import enqueue_event
 from addon.storage.engine import transaction
 from addon.storage.models import Delivery, DeliveryStatus, Tenant, Webhook, utcnow
+from tests.admin.test_admin_page import World, _menu, _no_serious_violations, _open_page, _row, world  # noqa: F401
 from tests.support.addon_server import wait_for
 from tests.support.admin import AdminClient
 from tests.support.browser import AdminPage, chromium  # noqa: F401 - a fixture
-from tests.test_admin_page import World, _menu, _no_serious_violations, _open_page, _row, world  # noqa: F401
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=10_000)

@@ -1,5 +1,5 @@
 """The admin page's operations (CONTRACT §10.3–§10.5) as Forge Custom UI: the same bundle as the Connect page
-(tests/test_admin_page_operations.py), every call through `invokeRemote` to the add-on's Forge door."""
+(tests/admin/test_admin_page_operations.py), every call through `invokeRemote` to the add-on's Forge door."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy import update
 
 from addon.storage.engine import transaction
 from addon.storage.models import Webhook, utcnow
+from tests.forge.test_forge_admin_page import _menu, _open, _row, forge_build, world  # noqa: F401 - fixtures
 from tests.support.browser import axe_violations, chromium  # noqa: F401 - chromium is a fixture
 from tests.support.forge_ui import ForgeAdminPage
-from tests.test_forge_admin_page import _menu, _open, _row, forge_build, world  # noqa: F401 - fixtures
 
 expect = pytest.importorskip("playwright.sync_api").expect
 expect.set_options(timeout=10_000)
