@@ -109,10 +109,11 @@ def test_metrics_count_every_process_of_serve_as_the_receivers_saw(
     assert _value(samples, "addon_delivery_attempts_total", outcome="gave_up") == 0
     assert _value(samples, "addon_delivery_attempt_duration_seconds_count") == delivered + down
     assert _value(samples, "addon_delivery_attempt_duration_seconds_sum") > 0
-    # The worker child's slots: one series per process, labelled by its pid (the web processes send nothing).
-    slots = [(dict(ls), v) for (n, ls), v in samples.items() if n == "addon_delivery_slots" and v > 0]
-    assert len(slots) == 1 and "pid" in slots[0][0], slots
-    assert any(n == "addon_delivery_slots_in_use" for (n, _ls) in samples)
+    # The worker child's slots: one series per delivery worker, labelled by its pid; the web processes have none.
+    for name in ("addon_delivery_slots", "addon_delivery_slots_in_use"):
+        series = [dict(ls) for (n, ls), _v in samples.items() if n == name]
+        assert len(series) == 1 and "pid" in series[0], (name, series)
+    assert _value(samples, "addon_delivery_slots") == 64
     assert _value(samples, "addon_deliveries_due") >= 0  # the failing hook's retries wait, not due yet
     text = requests.get(f"{stack.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     for secret in (token, site.shared_secret, failing.secret, *(h.secret for h in ok_hooks)):
