@@ -228,9 +228,11 @@ def load_settings(environ: dict[str, str] | None = None, env_file: str | os.Path
 
     log_format = _log_format(env.get("LOG_FORMAT") or "text")
     metrics_token = env.get("METRICS_TOKEN") or None
-    if metrics_token is not None and (len(metrics_token) < 16 or not metrics_token.isascii()
-                                      or not metrics_token.isprintable() or " " in metrics_token):
-        raise ConfigError("METRICS_TOKEN must be at least 16 printable ASCII characters without spaces")
+    # Any length is accepted (CONTRACT §10.6 sets none; docs/operations.md advises a long random one); only what
+    # cannot travel in an `Authorization: Bearer` header is refused.
+    if metrics_token is not None and (not metrics_token.isascii() or not metrics_token.isprintable()
+                                      or " " in metrics_token):
+        raise ConfigError("METRICS_TOKEN must be printable ASCII characters without spaces")
 
     return Settings(
         base_url=base_url,

@@ -33,7 +33,10 @@ def opened(stored: str | None, box: SecretBox) -> dict[str, str]:
 
 def validated(given: Any, stored: str | None, box: SecretBox) -> str | None:
     """The new stored form of `headers` from a request: it replaces every header; a name given with `null` keeps
-    the value stored for it (a name stored before, compared without case). 422 naming the header otherwise."""
+    the value stored for it (a name stored before, compared without case). 422 naming the header otherwise.
+    `null` is no header at all, as `{}` is (as a filter's `null` is no filter)."""
+    if given is None:
+        return None
     if not isinstance(given, dict):
         raise unprocessable("headers", "must be an object of header names and values")
     if len(given) > MAX_HEADERS:
@@ -58,5 +61,7 @@ def validated(given: Any, stored: str | None, box: SecretBox) -> str | None:
             continue
         if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS or not _PRINTABLE.match(value):
             raise unprocessable(where, f"must be printable ASCII of at most {MAX_VALUE_CHARS} characters")
-        result[name] = box.seal(value)
+        # HTTP has no leading or trailing spaces in a field's value (RFC 9110 §5.5): stored as it can be sent, and
+        # as a receiver would read it anyway, rather than saved and then refused by the sender on every attempt.
+        result[name] = box.seal(value.strip(" "))
     return json.dumps(result) if result else None

@@ -80,11 +80,12 @@ def update_settings():
 @bp.post("/settings/rotate-secret")
 @admin_required
 def rotate_operational_secret():
-    """As a webhook's rotation: the old secret signs alongside for 24 h unless `{"keep_old": false}`."""
+    """As a webhook's rotation: the old secret signs alongside for 24 h unless `{"keep_old": false}`. The answer is
+    the contract's `{"secret"}` alone (§10.5), unlike a webhook's rotation: the page knows the grace is 24 h."""
     keep_old = rotation_keeps_old_secret()
     with transaction(current_runtime().sessions) as session:
         webhook = operational_webhook(session, current_caller().tenant_id, lock=True)
         if webhook is None:
             raise ApiError(409, "no_operational_webhook",
                            "no operational webhook is set: PATCH /api/settings with an operational_url first")
-        return jsonify(rotate(webhook, keep_old))
+        return jsonify({"secret": rotate(webhook, keep_old)["secret"]})

@@ -26,7 +26,7 @@ from collections import Counter
 
 from addon.delivery.outcomes import record, record_many
 from addon.outbox.claim import DispatcherConnection, Job, claim, next_due_in, release
-from addon.process.metrics import SLOTS, SLOTS_IN_USE
+from addon.process.metrics import SLOT_GAUGES
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
 from addon.sending.signing import signature_headers
@@ -130,8 +130,8 @@ class DeliveryWorker:
         self._recorder = threading.Thread(target=self._record_loop, name="delivery-recorder", daemon=True)
 
     def start(self) -> DeliveryWorker:
-        SLOTS.set(self.concurrency)
-        SLOTS_IN_USE.set(0)
+        SLOT_GAUGES.set_slots(self.concurrency)
+        SLOT_GAUGES.set_in_use(0)
         self._recorder.start()
         self._thread.start()
         return self
@@ -258,7 +258,7 @@ class DeliveryWorker:
                 self._in_flight_tenants[job.tenant_id] += 1
                 self._in_flight_total += 1
                 admitted.append(job)
-            SLOTS_IN_USE.set(self._in_flight_total)
+            SLOT_GAUGES.set_in_use(self._in_flight_total)
         if surplus:
             self._more_due = True
             release(self.runtime, surplus)
@@ -313,7 +313,7 @@ class DeliveryWorker:
                 if self._in_flight_tenants[job.tenant_id] <= 0:
                     del self._in_flight_tenants[job.tenant_id]
                 self._in_flight_total -= 1
-            SLOTS_IN_USE.set(self._in_flight_total)
+            SLOT_GAUGES.set_in_use(self._in_flight_total)
             # Wake the dispatcher only when it would claim (see `_gather_slots`) and may find something (see
             # `_claim_batch`): a wake-up per finished send costs the busy process a thread switch each time for
             # nothing.

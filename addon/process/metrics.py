@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -29,8 +31,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from addon.storage.models import Delivery, DeliveryStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -43,12 +48,36 @@ DELIVERY_ATTEMPTS = Counter(
 ATTEMPT_DURATION = Histogram(
     "addon_delivery_attempt_duration_seconds", "Duration of one delivery attempt, from connecting to the answer",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
-# One series per live process (multi-process mode adds a `pid` label): the slots of each delivery worker; a
-# process that ended leaves (`mark_process_dead`).
-SLOTS_IN_USE = Gauge("addon_delivery_slots_in_use", "Deliveries in flight in a delivery worker",
-                     multiprocess_mode="liveall")
-SLOTS = Gauge("addon_delivery_slots", "Deliveries a delivery worker may have in flight at once",
-              multiprocess_mode="liveall")
+
+
+class _SlotGauges:
+    """The slots of each delivery worker: one series per live process that runs one (multi-process mode adds a
+    `pid` label; a process that ended leaves, `mark_process_dead`). Created by the first worker of a process, never
+    at import: a gauge writes its 0 into the shared directory when it is created, and the web processes of `addon
+    serve` (which import this module to answer scrapes) would each show up as a worker with no slots."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gauges: tuple[Gauge, Gauge] | None = None
+
+    def _get(self) -> tuple[Gauge, Gauge]:
+        with self._lock:
+            if self._gauges is None:
+                self._gauges = (
+                    Gauge("addon_delivery_slots_in_use", "Deliveries in flight in a delivery worker",
+                          multiprocess_mode="liveall"),
+                    Gauge("addon_delivery_slots", "Deliveries a delivery worker may have in flight at once",
+                          multiprocess_mode="liveall"))
+            return self._gauges
+
+    def set_in_use(self, value: int) -> None:
+        self._get()[0].set(value)
+
+    def set_slots(self, value: int) -> None:
+        self._get()[1].set(value)
+
+
+SLOT_GAUGES = _SlotGauges()
 
 
 def count_event(source: str, status: int) -> None:
@@ -71,8 +100,14 @@ class DueDeliveries(Collector):
         now = utcnow()
         query = (select(func.count(), func.min(Delivery.next_attempt_at))
                  .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now))
-        with self.engine.connect() as connection:
-            count, oldest = connection.execute(query).one()
+        try:
+            with self.engine.connect() as connection:
+                count, oldest = connection.execute(query).one()
+        except SQLAlchemyError as err:
+            # The scrape still answers with every process's series: a database outage is when the intake's
+            # refusals (`status_class="5xx"`) are worth seeing. These two gauges are left out until it is back.
+            log.warning("metrics: due deliveries not read, the database did not answer: %s", type(err).__name__)
+            return
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=dt.UTC)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())

@@ -1,7 +1,7 @@
 """The admin page's operations (CONTRACT §10.3–§10.5) in headless Chromium, through the Connect door: the banner for
 webhooks the add-on disabled or that fail for 24 hours, the custom headers editor (names shown, values write-only),
 "Resend failed since…", and the operational webhook's settings (secret shown once, rotation, removal). The same
-bundle under Forge is checked in tests/test_forge_admin_page_operations.py."""
+bundle under Forge is checked in tests/forge/test_forge_admin_page_operations.py."""
 
 from __future__ import annotations
 

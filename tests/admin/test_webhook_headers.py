@@ -82,6 +82,25 @@ def test_patch_replaces_all_headers_and_null_keeps_a_stored_value(hooked, receiv
     assert admin.request("POST", f"/api/webhooks/{webhook_id}/test").status_code == 200
     [sent] = receiver.wait_for(1, path="/p")
     assert "authorization" not in sent.headers and "x-new" not in sent.headers
+    assert admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"headers": {"X-Back": "3"}}).status_code == 200
+    cleared = admin.request("PATCH", f"/api/webhooks/{webhook_id}", {"headers": None})  # null clears them, as {}
+    assert cleared.status_code == 200 and "headers" not in cleared.json(), cleared.text
+    receiver.clear()
+    assert admin.request("POST", f"/api/webhooks/{webhook_id}/test").status_code == 200
+    [sent] = receiver.wait_for(1, path="/p")
+    assert "x-back" not in sent.headers
+    created = admin.request("POST", "/api/webhooks", {"name": "n", "url": receiver.url("/n"), "headers": None})
+    assert created.status_code == 201 and "headers" not in created.json(), created.text
+
+
+@pytest.mark.timeout(60)
+def test_values_with_surrounding_spaces_are_sent_as_http_reads_them(hooked, receiver):
+    _addon, admin, _tenant_id = hooked
+    webhook_id = admin.create("sp", receiver.url("/sp"), headers={"X-Pad": " padded  value ", "X-Blank": "   "})["id"]
+    tested = admin.request("POST", f"/api/webhooks/{webhook_id}/test")
+    assert tested.status_code == 200 and tested.json()["status"] == "OK", tested.text
+    [sent] = receiver.wait_for(1, path="/sp")
+    assert sent.headers["x-pad"] == "padded  value" and sent.headers["x-blank"] == ""
 
 
 INVALID = [

@@ -1,5 +1,5 @@
 """The admin page's operations (CONTRACT §10.3–§10.5) as Forge Custom UI: the same bundle as the Connect page
-(tests/test_admin_page_operations.py), every call through `invokeRemote` to the add-on's Forge door."""
+(tests/admin/test_admin_page_operations.py), every call through `invokeRemote` to the add-on's Forge door."""
 
 from __future__ import annotations
 

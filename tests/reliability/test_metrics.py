@@ -12,6 +12,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from addon.app import create_app
+from addon.process.runtime import Runtime
+from tests.conftest import make_settings
 from tests.receivers import Receiver
 from tests.reliability.harness import (
     COLLECTOR,
@@ -23,6 +26,7 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.support.atlassian import FakeAtlassian, FakeSite
+from tests.support.http import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -105,10 +109,11 @@ def test_metrics_count_every_process_of_serve_as_the_receivers_saw(
     assert _value(samples, "addon_delivery_attempts_total", outcome="gave_up") == 0
     assert _value(samples, "addon_delivery_attempt_duration_seconds_count") == delivered + down
     assert _value(samples, "addon_delivery_attempt_duration_seconds_sum") > 0
-    # The worker child's slots: one series per process, labelled by its pid (the web processes send nothing).
-    slots = [(dict(ls), v) for (n, ls), v in samples.items() if n == "addon_delivery_slots" and v > 0]
-    assert len(slots) == 1 and "pid" in slots[0][0], slots
-    assert any(n == "addon_delivery_slots_in_use" for (n, _ls) in samples)
+    # The worker child's slots: one series per delivery worker, labelled by its pid; the web processes have none.
+    for name in ("addon_delivery_slots", "addon_delivery_slots_in_use"):
+        series = [dict(ls) for (n, ls), _v in samples.items() if n == name]
+        assert len(series) == 1 and "pid" in series[0], (name, series)
+    assert _value(samples, "addon_delivery_slots") == 64
     assert _value(samples, "addon_deliveries_due") >= 0  # the failing hook's retries wait, not due yet
     text = requests.get(f"{stack.url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     for secret in (token, site.shared_secret, failing.secret, *(h.secret for h in ok_hooks)):
@@ -172,3 +177,30 @@ def test_a_lone_worker_serves_its_own_metrics_with_the_same_token(
     samples = wait_until(recorded, timeout=30, message="the worker's attempt in its metrics")
     assert _value(samples, "addon_delivery_slots") == 4
     assert _value(samples, "addon_deliveries_due") == 0
+
+
+@pytest.mark.timeout(60)
+def test_metrics_still_answer_while_the_database_cannot_be_reached(atlassian: FakeAtlassian) -> None:
+    """A database outage is when the intake's refusals are worth watching: the scrape answers the counters (the
+    refused field change among them) and leaves out only the gauges read from the database."""
+    token = _token()
+    settings = make_settings(atlassian, f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+                             metrics_token=token)
+    runtime = Runtime.build(settings.with_changes(base_url="http://localhost"))
+    client = create_app(runtime=runtime).test_client()
+    site = atlassian.new_site()
+    try:
+        token_of_jira = site.token("POST", FIELD_CHANGES)
+        refused = client.post(FIELD_CHANGES, json={}, headers={"Authorization": f"JWT {token_of_jira}"})
+        assert refused.status_code == 503
+        answer = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(answer.get_data(as_text=True))
+                   for s in family.samples}
+        assert _value(samples, "addon_events_received_total", source="projectrak", outcome="refused",
+                      status_class="5xx") >= 1
+        assert not any(name in ("addon_deliveries_due", "addon_oldest_due_delivery_age_seconds")
+                       for name, _labels in samples)
+    finally:
+        runtime.close()

@@ -13,6 +13,8 @@ import { call } from './host.js';
 import { plainMessage } from './messages.js';
 
 const NAME = 'the operational webhook';
+// How long a rotated secret keeps signing beside the new one (the server's SECRET_ROTATION_GRACE).
+const OLD_SECRET_GRACE_MS = 24 * 60 * 60 * 1000;
 
 export function Settings({ host, onSecret, flag }) {
   const [current, setCurrent] = useState(undefined); // undefined: loading; null: none set
@@ -55,7 +57,9 @@ export function Settings({ host, onSecret, flag }) {
   };
   const rotate = () => run('rotate', async () => {
     const answer = await call(host, 'POST', '/settings/rotate-secret', { keep_old: true });
-    onSecret({ value: answer.secret, name: NAME, rotated: true, oldExpiresAt: answer.old_secret_expires_at, returnFocus: rotateRef });
+    // The answer is {secret} alone (CONTRACT §10.5); the old secret keeps signing for the rotation's 24 hours.
+    const oldExpiresAt = new Date(Date.now() + OLD_SECRET_GRACE_MS).toISOString();
+    onSecret({ value: answer.secret, name: NAME, rotated: true, oldExpiresAt, returnFocus: rotateRef });
     flag('New secret for the operational webhook', 'The old secret keeps signing for 24 hours.');
   });
   const remove = () => run('remove', async () => {
