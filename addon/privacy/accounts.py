@@ -12,7 +12,7 @@ is never an account.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 UNKNOWN = "unknown"
 """Atlassian's placeholder for a user it cannot name: never reported (§11)."""
@@ -20,53 +20,52 @@ UNKNOWN = "unknown"
 _SIDES = ("current", "previous")
 
 
-def is_account(value: Any) -> bool:
+def is_account(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value != "" and value != UNKNOWN
 
 
-def accounts_in_body(body: Any) -> Iterator[str]:
-    """Every accountId an outgoing event's body holds (with repeats), in body order."""
+def _account_places(body: Any) -> Iterator[tuple[dict[str, Any], str, bool]]:
+    """Every place of an outgoing event's body that may hold accountIds (the ones this module's docstring names),
+    in body order: (the object, its key, whether the key holds a list of them)."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict):
         return
-    if is_account(data.get("user")):
-        yield data["user"]
+    yield data, "user", False
     fields = data.get("fields")
     for field in fields if isinstance(fields, list) else ():
         if not isinstance(field, dict) or not isinstance(field.get("value"), dict):
             continue
-        value, kind = field["value"], field.get("type")
-        for side in _SIDES:
-            if kind == "user" and is_account(value.get(side)):
-                yield value[side]
-            elif kind == "multi_user" and isinstance(value.get(side), list):
-                yield from (item for item in value[side] if is_account(item))
+        kind = field.get("type")
+        if kind in ("user", "multi_user"):
+            for side in _SIDES:
+                yield field["value"], side, kind == "multi_user"
+
+
+def accounts_in_body(body: Any) -> Iterator[str]:
+    """Every accountId an outgoing event's body holds (with repeats), in body order."""
+    for place, key, many in _account_places(body):
+        value = place.get(key)
+        if many:
+            if isinstance(value, list):
+                yield from (item for item in value if is_account(item))
+        elif is_account(value):
+            yield value
 
 
 def erase_from_body(body: Any, closed: Collection[str]) -> int:
     """Erase the closed accounts from a body in place: `user` and single-user values become null, the ids leave
     multi-user lists. Returns how many occurrences went."""
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict):
-        return 0
     erased = 0
-    if isinstance(data.get("user"), str) and data["user"] in closed:
-        data["user"] = None
-        erased += 1
-    fields = data.get("fields")
-    for field in fields if isinstance(fields, list) else ():
-        if not isinstance(field, dict) or not isinstance(field.get("value"), dict):
-            continue
-        value, kind = field["value"], field.get("type")
-        for side in _SIDES:
-            current = value.get(side)
-            if kind == "user" and isinstance(current, str) and current in closed:
-                value[side] = None
-                erased += 1
-            elif kind == "multi_user" and isinstance(current, list):
-                kept = [item for item in current if not (isinstance(item, str) and item in closed)]
-                erased += len(current) - len(kept)
-                value[side] = kept
+    for place, key, many in _account_places(body):
+        value = place.get(key)
+        if many:
+            if isinstance(value, list):
+                kept = [item for item in value if not (isinstance(item, str) and item in closed)]
+                erased += len(value) - len(kept)
+                place[key] = kept
+        elif isinstance(value, str) and value in closed:
+            place[key] = None
+            erased += 1
     return erased
 
 

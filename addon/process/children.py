@@ -3,8 +3,8 @@
 In the web process the worker shares one GIL with the intake: at 100 events/s with 5 webhooks that process needs
 80–85 % of a core, so on a slow or shared machine events queue behind each other (docs/benchmarks.md). As an
 `addon worker` child it has a core of its own and is woken like any other worker: by LISTEN/NOTIFY on PostgreSQL, by
-a datagram on SQLite (`addon.outbox.sqlite`), where the two processes take turns at writing on a file lock
-(`addon.storage.engine.SQLiteWriteLock`).
+a datagram on SQLite (`addon.outbox.sqlite`), where the two processes wait for each other's writes in SQLite's
+busy handler.
 
 gunicorn's arbiter drives it from its main loop (`ServeArbiter`): the child is started and restarted in the same
 thread that forks the web processes, never beside a fork (a web process forked while `Popen` waits for its exec

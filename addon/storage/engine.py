@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -37,73 +36,29 @@ def sqlite_file(engine: Engine) -> str | None:
 #: How long a SQLite transaction waits for this process's other writers, as the busy timeout does for SQLite's own.
 SQLITE_LOCK_TIMEOUT_S = 30.0
 
-
-class SQLiteWriteLock:
-    """The turn to write to one SQLite database file: a threading lock among this process's threads, then an
-    exclusive `flock` on `<database>-lock` among processes (`addon serve` and its worker child write to one file).
-
-    Both hand the turn over at once; SQLite's own busy handler sleeps and polls (1, 2, 5, 10 … 100 ms). The file
-    lock has no timeout: its holder is another process's transaction, which does no network I/O, and the kernel
-    frees it when that process dies. Its descriptor is opened by each process for itself (one inherited through
-    a fork would be the parent's lock, shared).
-    """
-
-    def __init__(self, lock_file: str | None) -> None:
-        self._threads = threading.Lock()
-        self._lock_file = lock_file  # None: an in-memory database, which no other process can open
-        self._fd: int | None = None
-        self._fd_pid = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """As `threading.Lock.acquire`; `timeout` bounds the wait for this process's threads only."""
-        if not self._threads.acquire(blocking, timeout):
-            return False
-        try:
-            if self._lock_file is not None:
-                fcntl.flock(self._descriptor(), fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._threads.release()
-            return False
-        except BaseException:
-            self._threads.release()
-            raise
-        return True
-
-    def release(self) -> None:
-        try:
-            if self._lock_file is not None and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.release()
-
-    def _descriptor(self) -> int:
-        if self._fd is None or self._fd_pid != os.getpid():
-            self._fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # type: ignore[arg-type]
-            self._fd_pid = os.getpid()
-        return self._fd
-
-
-_sqlite_write_locks: dict[str, SQLiteWriteLock] = {}
+_sqlite_write_locks: dict[str, threading.Lock] = {}
 _sqlite_write_locks_guard = threading.Lock()
 
 
-def sqlite_write_lock(database: str) -> SQLiteWriteLock:
-    """The lock every transaction on a SQLite database file takes turns on (one object per file in a process)."""
+def sqlite_write_lock(database: str) -> threading.Lock:
+    """The turn to write to one SQLite database file among this process's threads (one lock per file in a
+    process), taken by every transaction from BEGIN to COMMIT or ROLLBACK.
+
+    SQLite lets one writer in at a time, and a writer that finds the file locked waits in SQLite's busy handler,
+    which sleeps and polls (1, 2, 5, 10 … 100 ms): threads of one process that all wanted to write would lose
+    most of their time sleeping while the file is free, so they hand the turn over on this lock instead.
+    Processes (`addon serve` and its worker child, or `addon worker`s on one file) are left to the busy handler
+    (`busy_timeout`, 30 s): two processes meet at the lock far less often than a process's threads do, and the
+    intake and latency bounds held without a lock across processes (docs/decisions.md)."""
     path = _file_path(database)
     with _sqlite_write_locks_guard:
         lock = _sqlite_write_locks.get(path or "")
         if lock is None:
-            lock = _sqlite_write_locks[path or ""] = SQLiteWriteLock(f"{path}-lock" if path else None)
+            lock = _sqlite_write_locks[path or ""] = threading.Lock()
         return lock
 
 
-def take_sqlite_write_lock(lock: SQLiteWriteLock) -> None:
+def take_sqlite_write_lock(lock: threading.Lock) -> None:
     """Wait for the write lock as SQLite's busy timeout would, then fail as SQLite does."""
     if not lock.acquire(timeout=SQLITE_LOCK_TIMEOUT_S):
         raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
@@ -185,15 +140,10 @@ class WalCheckpointer:
 
 
 class _SerializedSQLiteConnection(sqlite3.Connection):
-    """A SQLite connection whose transactions hold the write lock of its database file (`SQLiteWriteLock`) from
-    BEGIN to COMMIT or ROLLBACK.
+    """A SQLite connection whose transactions hold this process's write lock of its database file
+    (`sqlite_write_lock`) from BEGIN to COMMIT or ROLLBACK."""
 
-    SQLite lets one writer in at a time; without this, threads and processes that want to write at once wait in
-    SQLite's busy handler, which sleeps and polls (1, 2, 5, 10 … 100 ms), so a few writers together lose most of
-    their time sleeping while the lock is free.
-    """
-
-    write_lock: SQLiteWriteLock
+    write_lock: threading.Lock
     checkpointer: WalCheckpointer | None
     _holds_write_lock = False
 
@@ -234,7 +184,7 @@ class _SerializedSQLiteConnection(sqlite3.Connection):
 
 def make_engine(database_url: str) -> Engine:
     """Create the engine. On SQLite every transaction starts with BEGIN IMMEDIATE (writers queue instead of
-    failing on a lock upgrade), threads and processes take turns on `SQLiteWriteLock` rather than in SQLite's
+    failing on a lock upgrade), a process's threads take turns on `sqlite_write_lock` rather than in SQLite's
     sleeping busy handler, and the database runs in WAL mode, checkpointed by a thread of its own
     (`WalCheckpointer`).
 
