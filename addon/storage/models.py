@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -196,7 +197,7 @@ class Event(Base):
     source: Mapped[str] = mapped_column(String(32))  # projectrak | jira | test
     project_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # for pruning
     # The event's `webhook-id`: each delivery's is this, `_` and the webhook's id. None for events stored before 0003.
     message_id: Mapped[str | None] = mapped_column(String(64))
 
@@ -213,7 +214,16 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
-    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),)
+    # `pending_webhook`: the webhooks that have pending deliveries, which the claim looks at (outbox/claim.py);
+    # `webhook_id`: one webhook's deliveries newest first (the delivery log's pages); `finished`: housekeeping's
+    # pruning of finished deliveries in batches.
+    __table_args__ = (
+        Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at"),
+        Index("ix_deliveries_pending_webhook", "webhook_id", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+        Index("ix_deliveries_webhook_id", "webhook_id", "id"),
+        Index("ix_deliveries_finished", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -233,7 +243,8 @@ class Attempt(Base):
     """One HTTP attempt of a delivery, as the administrator sees it in the log."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_webhook_at", "webhook_id", "at"),)
+    # One webhook's attempts newest first, by id (the attempts list's pages: `before` is an id).
+    __table_args__ = (Index("ix_attempts_webhook_id", "webhook_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
