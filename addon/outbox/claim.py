@@ -132,8 +132,8 @@ def _candidate_webhooks(query: Select, *, busy: Busy) -> Select:
     """`query` over the webhooks whose deliveries the claim may take: with a pending delivery
     (`_webhooks_with_pending`), enabled, of an active tenant, and neither the webhook nor its tenant at its
     in-flight bound (`busy` and `busy_tenants`, expanding bound parameters)."""
-    query = (query.select_from(_PENDING_WEBHOOKS.join(_webhooks, _webhooks.c.id == _PENDING_WEBHOOKS.c.webhook_id)
-                               .join(_tenants, _tenants.c.id == _webhooks.c.tenant_id))
+    query = (query.select_from(_webhooks.join(_tenants, _tenants.c.id == _webhooks.c.tenant_id)
+                               .join(_PENDING_WEBHOOKS, _PENDING_WEBHOOKS.c.webhook_id == _webhooks.c.id))
              .where(_webhooks.c.enabled.is_(True), _tenants.c.state.in_(ACTIVE_TENANT_STATES)))
     if busy[0]:
         query = query.where(_webhooks.c.id.not_in(bindparam("busy", expanding=True)))

@@ -222,7 +222,8 @@ class Delivery(Base):
         Index("ix_deliveries_pending_webhook", "webhook_id", postgresql_where=text("status = 'pending'"),
               sqlite_where=text("status = 'pending'")),
         Index("ix_deliveries_webhook_id", "webhook_id", "id"),
-        Index("ix_deliveries_finished", "finished_at"),
+        Index("ix_deliveries_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL"),
+              sqlite_where=text("finished_at IS NOT NULL")),  # no entry for a delivery the intake writes
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

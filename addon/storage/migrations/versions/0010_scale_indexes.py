@@ -26,7 +26,7 @@ PENDING = "status = 'pending'"
 INDEXES: tuple[tuple[str, str, list[str], str | None], ...] = (
     ("ix_deliveries_pending_webhook", "deliveries", ["webhook_id"], PENDING),
     ("ix_deliveries_webhook_id", "deliveries", ["webhook_id", "id"], None),
-    ("ix_deliveries_finished", "deliveries", ["finished_at"], None),
+    ("ix_deliveries_finished", "deliveries", ["finished_at"], "finished_at IS NOT NULL"),
     ("ix_events_created_at", "events", ["created_at"], None),
     ("ix_attempts_webhook_id", "attempts", ["webhook_id", "id"], None),
 )
