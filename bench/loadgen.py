@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -42,16 +43,22 @@ def body_for(seq: int) -> bytes:
 
 
 class Signer:
-    """Tokens as Projectrak signs them; one per request (as a real sender would)."""
+    """Tokens as Projectrak signs them; one per request (as a real sender would). With `tenants`, `client_key`
+    is a pattern holding `{i}` and the requests go round the sites `i` = 1…`tenants` (all sharing one secret)."""
 
-    def __init__(self, client_key: str, shared_secret: str, path: str) -> None:
+    def __init__(self, client_key: str, shared_secret: str, path: str, tenants: int = 0) -> None:
         self.client_key = client_key
         self.secret = shared_secret
         self.qsh = hash_url("POST", path)
+        self.tenants = tenants
+        self._next = itertools.count()
 
     def header(self) -> str:
         now = int(time.time())
-        claims = {"iss": self.client_key, "iat": now, "exp": now + 180, "qsh": self.qsh, "sub": "bench-user"}
+        issuer = self.client_key
+        if self.tenants:
+            issuer = self.client_key.format(i=next(self._next) % self.tenants + 1)
+        claims = {"iss": issuer, "iat": now, "exp": now + 180, "qsh": self.qsh, "sub": "bench-user"}
         return "JWT " + jwt.encode(claims, self.secret, algorithm="HS256")
 
 
@@ -156,7 +163,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True, help="the add-on's base URL")
     parser.add_argument("--path", default=INTAKE_PATH)
-    parser.add_argument("--client-key", required=True)
+    parser.add_argument("--client-key", required=True, help="with --tenants, a pattern holding {i}")
+    parser.add_argument("--tenants", type=int, default=0, help="go round this many sites (see Signer)")
     parser.add_argument("--secret", required=True, help="the tenant's shared secret")
     parser.add_argument("--mode", choices=("rate", "closed"), required=True)
     parser.add_argument("--rate", type=float, default=100.0)
@@ -166,7 +174,7 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    signer = Signer(args.client_key, args.secret, args.path)
+    signer = Signer(args.client_key, args.secret, args.path, args.tenants)
     result = run_rate(args, signer) if args.mode == "rate" else run_closed(args, signer)
     with open(args.out, "w") as f:
         json.dump(result, f)

@@ -5,7 +5,8 @@
     python -m bench.run_all --only throughput,backlog --databases postgresql
     python -m bench.run_all --scale 0.5          # halve every duration and size
 
-Scenarios: throughput (1), latency (2, 4 and 6: latency, isolation, memory), intake (3), backlog (5).
+Scenarios: throughput (1), latency (2, 4 and 6: latency, isolation, memory), intake (3), backlog (5), scale (7:
+PostgreSQL only, in a database `scale` of its own; `bench/scale.py`, about 45 minutes in full, 5 with --quick).
 PostgreSQL: `--pg-url` (default `$BENCH_DATABASE_URL`, else `$TEST_DATABASE_URL`, else
 postgresql+psycopg://postgres@127.0.0.1:5432/test); the benchmarks create and use a database `bench` on that
 server, one fresh schema per scenario, dropped afterwards. Without a reachable server, PostgreSQL is skipped.
@@ -38,7 +39,7 @@ from bench.common import (
 )
 from bench.context import Context
 
-SCENARIOS = ("throughput", "latency", "intake", "backlog")
+SCENARIOS = ("throughput", "latency", "intake", "backlog", "scale")
 
 
 def _loadavg() -> str:
@@ -225,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     receiver = ReceiverProcess()
     ctx = Context(workdir, receiver, pg_url, databases, args.quick, args.scale, docs_dir, results, args.rate)
     try:
-        from bench import backlog, intake, latency, throughput
+        from bench import backlog, intake, latency, scale, throughput
 
-        modules = {"throughput": throughput, "latency": latency, "intake": intake, "backlog": backlog}
+        modules = {"throughput": throughput, "latency": latency, "intake": intake, "backlog": backlog, "scale": scale}
         for name in SCENARIOS:
             if name in only:
                 t0 = time.monotonic()
@@ -248,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
     markdown = table(results)
+    if results.get("scale"):
+        from bench import scale
+
+        markdown += "\n\nScale (7):\n\n" + scale.table(results["scale"])
     latency_runs = results.get("latency", {}).get("runs", [])
     latencies = {id(run): run.pop("latencies_ms", None) for run in latency_runs}
     timelines = {id(run): run.pop("timeline", None) for run in latency_runs}

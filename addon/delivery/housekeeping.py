@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, and_, delete, or_, select
 
 from addon.delivery.operational import FAILING_ALERT_AFTER
 from addon.delivery.outcomes import (
@@ -52,18 +52,56 @@ UNINSTALLED_RETENTION = dt.timedelta(days=30)
 ABANDONED_TEST_AFTER = dt.timedelta(hours=1)
 
 
-def prune_attempts(runtime: Runtime) -> None:
-    """Attempts older than 30 days go; so do finished deliveries and events with nothing left to show."""
+#: Rows one pruning transaction deletes at most: a pass over millions of rows is many short transactions, each
+#: holding its row locks and its snapshot for milliseconds and writing its WAL in small pieces.
+PRUNE_BATCH = 2_000
+
+
+def prune_attempts(runtime: Runtime, batch: int = PRUNE_BATCH) -> None:
+    """Attempts older than 30 days go; so do finished deliveries and events with nothing left to show. In batches
+    of `batch` rows, each batch a transaction of its own, oldest first (indexes on the times: no table scan)."""
     cutoff = utcnow() - ATTEMPT_RETENTION
-    with transaction(runtime.sessions) as session:
-        attempts = rowcount(session.execute(delete(Attempt).where(Attempt.at < cutoff)))
-        finished = select(Delivery.id).where(Delivery.status != DeliveryStatus.PENDING, Delivery.finished_at < cutoff)
-        deliveries = rowcount(session.execute(delete(Delivery).where(Delivery.id.in_(finished))))
-        orphans = select(Event.id).where(Event.created_at < cutoff,
-                                         ~select(Delivery.id).where(Delivery.event_id == Event.id).exists())
-        events = rowcount(session.execute(delete(Event).where(Event.id.in_(orphans))))
+    attempts = _delete_in_batches(runtime, Attempt, select(Attempt.id).where(Attempt.at < cutoff)
+                                  .order_by(Attempt.at).limit(batch), batch)
+    finished = (select(Delivery.id).where(Delivery.finished_at < cutoff, Delivery.status != DeliveryStatus.PENDING)
+                .order_by(Delivery.finished_at).limit(batch))
+    deliveries = _delete_in_batches(runtime, Delivery, finished, batch)
+    events = _prune_orphan_events(runtime, cutoff, batch)
     if attempts or deliveries or events:
         log.info("pruned attempts=%s deliveries=%s events=%s", attempts, deliveries, events)
+
+
+def _delete_in_batches(runtime: Runtime, model: type[Attempt] | type[Delivery], ids: Select, batch: int) -> int:
+    """Delete the rows `ids` picks (at most `batch`, every one of them to go), a transaction per batch, until a
+    batch comes short."""
+    total = 0
+    while True:
+        with transaction(runtime.sessions) as session:
+            deleted = rowcount(session.execute(delete(model).where(model.id.in_(ids.scalar_subquery()))))
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def _prune_orphan_events(runtime: Runtime, cutoff: dt.datetime, batch: int) -> int:
+    """Events older than `cutoff` with no delivery left, walked oldest first by (created_at, id) in batches: an
+    old event that still has a delivery (redelivered lately) is passed over, not read again by every batch."""
+    total, after = 0, None
+    while True:
+        with transaction(runtime.sessions) as session:
+            query = select(Event.id, Event.created_at).where(Event.created_at < cutoff)
+            if after is not None:
+                query = query.where(or_(Event.created_at > after[1],
+                                        and_(Event.created_at == after[1], Event.id > after[0])))
+            rows = session.execute(query.order_by(Event.created_at, Event.id).limit(batch)).all()
+            if not rows:
+                return total
+            orphans = ~select(Delivery.id).where(Delivery.event_id == Event.id).exists()
+            total += rowcount(session.execute(
+                delete(Event).where(Event.id.in_([row.id for row in rows]), orphans)))
+        if len(rows) < batch:
+            return total
+        after = (rows[-1].id, rows[-1].created_at)
 
 
 def cancel_abandoned_test_deliveries(runtime: Runtime) -> None:

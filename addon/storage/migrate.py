@@ -17,6 +17,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # An arbitrary constant naming this add-on's migration lock in pg_advisory_lock.
 _PG_MIGRATION_LOCK = 0x50524F4A
+_LOCK_POLL_S = 0.1
 
 
 def alembic_config(database_url: str) -> Config:
@@ -27,15 +28,27 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply pending migrations; on PostgreSQL under an advisory lock so concurrent starters are safe."""
+    """Apply pending migrations; on PostgreSQL under an advisory lock so concurrent starters are safe.
+
+    On PostgreSQL each migration runs in a transaction Alembic begins, so that one may build an index with CREATE
+    INDEX CONCURRENTLY in an autocommit block (which commits what came before it, and could run neither inside
+    an open transaction of ours nor beside one: the build waits for every older transaction of the database to
+    end). For the same reason the lock is a session's, taken by polling `pg_try_advisory_lock` outside any
+    transaction: a starter waiting for it holds no snapshot the holder's build would wait for."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     if engine.dialect.name == "sqlite":
         _upgrade_sqlite(engine, cfg)
         return
-    with engine.begin() as connection:
-        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock:
+        while not lock.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK}):
+            time.sleep(_LOCK_POLL_S)
+        try:
+            with engine.connect() as connection:
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+                connection.commit()
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
 
 
 def _upgrade_sqlite(engine: Engine, cfg: Config) -> None:

@@ -224,7 +224,7 @@ class Event(Base):
     source: Mapped[str] = mapped_column(String(32))  # projectrak | jira | test
     project_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # for pruning
     # The event's `webhook-id`: each delivery's is this, `_` and the webhook's id. None for events stored before 0003.
     message_id: Mapped[str | None] = mapped_column(String(64))
     # `Projectrak-Sequence` (CONTRACT §10.2): this event's number in its project's line (`ProjectSequence`); 0 for
@@ -259,13 +259,20 @@ class Delivery(Base):
     """The outbox: one event to one webhook, claimed by a worker under a lease."""
 
     __tablename__ = "deliveries"
-    # The claim picks each webhook's oldest due deliveries (delivery/worker.py); also the pending of one webhook.
-    # The line index: a pending delivery's place among its webhook's pending deliveries of the same project, so an
-    # ordered webhook's claim finds each line's head with one probe (partial: finished deliveries are not in it).
-    # Its `id` orders deliveries due at the same moment (a burst, a recovery) oldest first, by the index itself.
-    __table_args__ = (Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at", "id"),
-                      Index("ix_deliveries_line", "webhook_id", "project_id", "sequence", "id",
-                            postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")))
+    # The claim picks each webhook's oldest due deliveries (`webhook_due`; its `id` orders deliveries due at the
+    # same moment, a burst or a recovery, oldest first by the index itself). `line`: a pending delivery's place
+    # among its webhook's pending deliveries of the same project, so an ordered webhook's claim finds each line's
+    # head with one probe; partial (finished deliveries are not in it), it also gives the claim the webhooks that
+    # have pending deliveries (outbox/claim.py's loose scan). `webhook_id`: one webhook's deliveries newest first
+    # (the delivery log's pages); `finished`: housekeeping's pruning of finished deliveries in batches.
+    __table_args__ = (
+        Index("ix_deliveries_webhook_due", "webhook_id", "status", "next_attempt_at", "id"),
+        Index("ix_deliveries_line", "webhook_id", "project_id", "sequence", "id",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_deliveries_webhook_id", "webhook_id", "id"),
+        Index("ix_deliveries_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL"),
+              sqlite_where=text("finished_at IS NOT NULL")),  # no entry for a delivery the intake writes
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -304,7 +311,8 @@ class Attempt(Base):
     """One HTTP attempt of a delivery, as the administrator sees it in the log."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_webhook_at", "webhook_id", "at"),)
+    # One webhook's attempts newest first, by id (the attempts list's pages: `before` is an id).
+    __table_args__ = (Index("ix_attempts_webhook_id", "webhook_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

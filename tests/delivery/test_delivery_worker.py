@@ -239,9 +239,11 @@ def test_the_dispatcher_reconnects_after_postgresql_drops_its_connection(deliver
     receiver.wait_for(1)
     time.sleep(0.2)  # the dispatcher has gone back to waiting, its connection idle
     with addon.runtime.engine.connect() as connection:
-        ended = connection.exec_driver_sql(  # the dispatcher's: the one whose last query was a claim or a due read
+        # the dispatcher's: the one whose last query was a claim or a due read (both begin with the claim's scan of
+        # the webhooks with pending deliveries; pg_stat_activity keeps only a query's first 1,024 bytes)
+        ended = connection.exec_driver_sql(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND query LIKE '%%webhooks JOIN tenants%%'").scalar()
+            "AND pid <> pg_backend_pid() AND query LIKE 'WITH RECURSIVE pending_webhooks%%'").scalar()
     assert ended == 1
     caplog.clear()
     emit(addon, tenant_id)

@@ -27,6 +27,8 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # one transaction per migration, so that one may hold an autocommit block (CREATE INDEX CONCURRENTLY)
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

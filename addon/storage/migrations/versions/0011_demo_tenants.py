@@ -1,14 +1,14 @@
 """tenants.door may be 'demo': `addon demo`'s local site, keyed and signed as a Connect tenant
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from typing import Sequence, Union
 
 from alembic import op
 
 revision: str = "0011"
-down_revision: Union[str, Sequence[str], None] = "0009"
+down_revision: Union[str, Sequence[str], None] = "0010"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
