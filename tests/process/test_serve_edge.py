@@ -144,11 +144,13 @@ def test_home_says_what_this_server_is(served: Served) -> None:
     answer = requests.get(f"{served.url}/", headers={"Accept": "application/json"}, timeout=5)
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json"
     about = answer.json()
-    assert set(about) == {"name", "version", "descriptor_url", "docs"}
+    assert set(about) == {"name", "version", "descriptor_url", "forge_manifest_command", "health_url", "docs"}
     assert about["name"] == "Projectrak Outgoing Webhooks"
     assert about["descriptor_url"] == f"{served.url}/atlassian-connect.json"
     assert requests.get(about["descriptor_url"], timeout=5).json()["baseUrl"] == served.url
     assert about["docs"].startswith("https://")
+    assert about["forge_manifest_command"] == "addon forge manifest"
+    assert requests.get(about["health_url"], timeout=5).status_code == 200
 
     page = requests.get(f"{served.url}/", timeout=5)
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
