@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.run_all " + " ".join(argv if argv is not None else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(), "postgresql": postgres_version(pg_url) if pg_url else None,
-        "quick": args.quick, "scale": args.scale, "rate": args.rate, "addon_src": args.addon_src,
+        "quick": args.quick, "size_factor": args.scale, "rate": args.rate, "addon_src": args.addon_src,
         "databases": databases,
         "loadavg_start": _loadavg(),
     }
