@@ -42,7 +42,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import LateralFromClause
 
 from addon.process.runtime import Runtime
@@ -137,21 +136,17 @@ Busy = tuple[bool, bool]
 _BUSY_VARIANTS: tuple[Busy, ...] = ((False, False), (True, False), (False, True), (True, True))
 
 
-#: `status = 'pending'` written as a literal: a planner matches a partial index's predicate only against a
-#: literal, never against a bound parameter (whose value a generic plan does not know).
-_IS_PENDING: ColumnClause[str] = literal_column("'pending'")
-
-
 def _webhooks_with_pending() -> CTE:
     """The ids of the webhooks that have a pending delivery, one index probe each: a loose scan of the partial
     index `ix_deliveries_line` (led by `webhook_id`, pending rows only), each step the smallest id above
     the last. The claim then looks at these webhooks only, not at every enabled one: 100,000 enabled webhooks
     of which 100 have work cost what 100 webhooks cost (docs/benchmarks.md, Scale)."""
     first, after = _deliveries.alias("pending_first"), _deliveries.alias("pending_next")
-    pending = (select(func.min(first.c.webhook_id).label("webhook_id")).where(first.c.status == _IS_PENDING)
+    pending = (select(func.min(first.c.webhook_id).label("webhook_id")).where(first.c.status == _PENDING_LITERAL)
                .cte("pending_webhooks", recursive=True))
     following = (select(func.min(after.c.webhook_id))
-                 .where(after.c.status == _IS_PENDING, after.c.webhook_id > pending.c.webhook_id).scalar_subquery())
+                 .where(after.c.status == _PENDING_LITERAL, after.c.webhook_id > pending.c.webhook_id)
+                 .scalar_subquery())
     return pending.union_all(select(following).where(pending.c.webhook_id.is_not(None)))
 
 
