@@ -179,8 +179,9 @@ def _insert_event(sequence: ColumnElement[Any], *, checked: bool, source: CTE | 
 
 def _sqlite_insert_event() -> Insert:
     """SQLite: the event, numbered one past its project's counter; the fan-out trigger stores the number back
-    (`_sqlite_fan_out_trigger`). One writer at a time (the statement is its own transaction under the file's
-    write lock), so no other event can take the same number in between."""
+    (`_sqlite_fan_out_trigger`). The statement is its own write transaction, and SQLite takes the file's write
+    lock before the statement reads anything, so no other writer, of any process, can take the same number in
+    between."""
     last = (select(_sequences.c.last_sequence)
             .where(_sequences.c.tenant_id == bindparam("tenant_id"),
                    _sequences.c.project_id == bindparam("project_key", type_=String()))
