@@ -18,18 +18,7 @@ from addon.storage.models import Attempt, Delivery, Event, Webhook, utcnow
 from tests.conftest import make_settings
 from tests.support.addon_server import AddonServer, wait_for
 from tests.support.admin import AdminClient
-from tests.support.delivery import emit, tenant_id_of
-
-
-@pytest.fixture
-def hooked(atlassian, database_url, receiver):
-    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
-    site = atlassian.new_site()
-    site.admins.add("admin-account")
-    site.add_project(10000, "DEMO", "Demo project")
-    assert site.install(server.url).status_code == 204
-    yield server, AdminClient(server.url, site), tenant_id_of(server, site.client_key)
-    server.stop()
+from tests.support.delivery import emit
 
 
 def _notices(addon) -> list[str]:  # type: ignore[no-untyped-def]

@@ -21,9 +21,9 @@ from tests.support.admin import AdminClient
 from tests.support.intake import install_and_enable, post_changes
 
 
-@pytest.fixture
-def filtered(atlassian, database_url, receiver):
-    server = AddonServer(make_settings(atlassian, database_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
+def _filtered_addon(atlassian, url, receiver):  # type: ignore[no-untyped-def]
+    """The add-on on `url` with an installed, enabled site of two projects (DEMO, OPS) and its admin's client."""
+    server = AddonServer(make_settings(atlassian, url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
     site = atlassian.new_site()
     site.admins.add("admin-account")
     site.add_project(10000, "DEMO", "Demo project")
@@ -31,18 +31,16 @@ def filtered(atlassian, database_url, receiver):
     install_and_enable(site, server)
     yield server, site, AdminClient(server.url, site)
     server.stop()
+
+
+@pytest.fixture
+def filtered(atlassian, database_url, receiver):
+    yield from _filtered_addon(atlassian, database_url, receiver)
 
 
 @pytest.fixture
 def sqlite_filtered(atlassian, sqlite_url, receiver):
-    server = AddonServer(make_settings(atlassian, sqlite_url, ca_bundle=receiver.ca_path, outgoing_timeout_s=5.0))
-    site = atlassian.new_site()
-    site.admins.add("admin-account")
-    site.add_project(10000, "DEMO", "Demo project")
-    site.add_project(10001, "OPS", "Operations")
-    install_and_enable(site, server)
-    yield server, site, AdminClient(server.url, site)
-    server.stop()
+    yield from _filtered_addon(atlassian, sqlite_url, receiver)
 
 
 def change(project: dict[str, Any], *field_ids: int, timestamp: int = 1675182117615) -> dict[str, Any]:
