@@ -76,7 +76,7 @@ SCALE_DATABASE = "scale"
 MiB = 1024
 
 FULL = {"tenants": 10_000, "hooks_per_tenant": 10, "due_hooks": 100, "waiting": 1_000_000, "busy_tenants": 1_000,
-        "attempt_steps": [1_000_000], "top_attempts": 10_000_000, "log_attempts": 1_000_000,
+        "attempt_steps": [1_000_000, 10_000_000], "top_attempts": 10_000_000, "log_attempts": 1_000_000,
         "burst": 250_000, "burst_hooks": 50, "changes": 100, "intake_s": 8.0, "worker_s": 30.0, "claim_reps": 40}
 QUICK = {"tenants": 1_000, "hooks_per_tenant": 10, "due_hooks": 100, "waiting": 100_000, "busy_tenants": 100,
          "attempt_steps": [100_000], "top_attempts": 1_000_000, "log_attempts": 100_000,
@@ -708,19 +708,29 @@ def measure_attempts(run: Run, big: Database, url: str) -> list[dict[str, Any]]:
 
 
 def measure_migration(run: Run, big: Database, url: str, tenants: int) -> dict[str, Any]:
-    """Migration 0010 on the largest database: down to 0006 (its indexes dropped), then `upgrade()` timed while
-    the intake runs at 50 events/s (10-second windows until it is done): the intake's p99 meanwhile."""
+    """Migration 0010 (this work's schema change) on the largest database: down to 0009 (its indexes dropped),
+    then `upgrade()` to the head timed while the intake, at the head's code, runs at 50 events/s (10-second
+    windows until it is done): the intake's p99 and errors meanwhile. Then the earlier migrations 0008 and 0009
+    (ordered delivery and the operational webhook) on the same rows, down to 0007 and up again, timed without the
+    intake: the head's code cannot store against that schema, and the old code is not here, so their figure is
+    how long a deployment coming from 0007 holds the deliveries' writes."""
     from alembic import command
 
     from addon.storage.migrate import alembic_config, upgrade
 
     engine = big.engine()
-    try:
+
+    def downgrade_to(revision: str) -> float:
+        started = time.monotonic()
         with engine.connect() as connection:
             cfg = alembic_config(big.url)
             cfg.attributes["connection"] = connection
-            command.downgrade(cfg, "0006")
+            command.downgrade(cfg, revision)
             connection.commit()
+        return round(time.monotonic() - started, 1)
+
+    try:
+        downgrade_to("0009")
         done: dict[str, Any] = {}
 
         def migrate_now() -> None:
@@ -739,10 +749,19 @@ def measure_migration(run: Run, big: Database, url: str, tenants: int) -> dict[s
             rows += run.loadgen(url, "rate", 10.0, client_key="scale-{i}", tenants=tenants, rate=50,
                                 first_seq=70_000_000 + len(rows))
         ended = time.monotonic()
+        result: dict[str, Any] = {**done, "intake": _intake_latencies(rows, started, ended)}
+        log(f"migration 0010: {result.get('seconds')} s; intake meanwhile {result['intake']}")
+        run.results["migration"] = result
+        run.save()
+        earlier: dict[str, Any] = {"downgrade_s": downgrade_to("0007")}
+        started = time.monotonic()
+        upgrade(engine)
+        earlier["upgrade_s"] = round(time.monotonic() - started, 1)
+        earlier["deliveries"] = scalar(big, "SELECT count(*) FROM deliveries")
+        result["earlier_0008_0009"] = earlier
+        log(f"migrations 0008-0011 from 0007, no intake: {earlier}")
     finally:
         engine.dispose()
-    result = {**done, "intake": _intake_latencies(rows, started, ended)}
-    log(f"migration 0010: {result.get('seconds')} s; intake meanwhile {result['intake']}")
     return result
 
 
@@ -796,6 +815,10 @@ def table(results: dict[str, Any]) -> str:
                     f"attempts: {migration.get('seconds')} s{', ' + migration['error'] if 'error' in migration else ''}"
                     f"; intake meanwhile | p99 {i.get('p99_ms')} / max {i.get('max_ms')} ms, {i.get('errors')} "
                     f"errors | — | — | not blocked | {mark('error' not in migration and i.get('errors') == 0)} |")
+        earlier = migration.get("earlier_0008_0009")
+        if earlier:
+            rows.append(f"| migrations 0008-0011 from 0007 on the same rows ({earlier['deliveries']:,} deliveries), "
+                        f"no intake | {earlier['upgrade_s']} s | — | — | (not this work's) | — |")
     worker = results.get("worker_memory")
     if worker:
         hwm = worker["memory_kb"].get("vmhwm", 0) / MiB
