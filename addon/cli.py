@@ -121,9 +121,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.parent_pid is not None:  # started by `addon serve`: never outlive it
         die_with_parent(args.parent_pid)
     settings = _settings_or_exit()
-    if args.metrics_port is not None and not settings.metrics_token:
-        print("configuration error: --metrics-port needs METRICS_TOKEN", file=sys.stderr)
-        raise SystemExit(2)
     runtime = build_runtime(settings)
     wait_until_current(runtime.engine)  # until here SIGTERM ends the process at once
     # From here SIGTERM and SIGINT stay pending (every thread started below inherits the mask) until `sigwait`
@@ -137,10 +134,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         from addon.process.metrics_server import MetricsServer
 
-        assert settings.metrics_token is not None  # checked before anything started
         metrics_server = MetricsServer(args.metrics_host, args.metrics_port, runtime.engine,
-                                       settings.metrics_token).start()
+                                       settings.metrics_token or None).start()
         log.info("worker metrics at http://%s:%s/metrics", args.metrics_host, metrics_server.port)
+        if not settings.metrics_token:
+            log.warning("METRICS_TOKEN is unset: the worker's /metrics answers 404")
     background = Background.start(runtime, deliveries=True, concurrency=args.concurrency)
     log.info("worker started concurrency=%s", args.concurrency)
     signal.sigwait(stop_signals)
@@ -229,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"deliveries sent at once (default {DEFAULT_CONCURRENCY}; a quarter of them per webhook)")
     worker.add_argument("--metrics-port", type=int, default=None,
-                        help="serve this worker's /metrics on this port (needs METRICS_TOKEN; 0: any free port)")
+                        help="serve this worker's /metrics on this port (404 without METRICS_TOKEN; 0: any free port)")
     worker.add_argument("--metrics-host", default="127.0.0.1", help="the address of --metrics-port")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `addon serve`
     worker.set_defaults(func=cmd_worker)

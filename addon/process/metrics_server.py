@@ -1,4 +1,5 @@
-"""A lone `addon worker`'s own `/metrics` (`--metrics-port`), behind the same `METRICS_TOKEN` as the server's.
+"""A lone `addon worker`'s own `/metrics` (`--metrics-port`), behind the same `METRICS_TOKEN` as the server's;
+without the token, `/metrics` is `404` there too (CONTRACT §10.6).
 
 A small threaded WSGI server of the standard library: one route, answered as `addon.web.metrics` answers it.
 """
@@ -37,10 +38,13 @@ def _error(start_response: Callable[..., Any], status: str, code: str, message: 
     return [body]
 
 
-def metrics_app(engine: Engine, token: str) -> Callable[..., Iterable[bytes]]:
+def metrics_app(engine: Engine, token: str | None) -> Callable[..., Iterable[bytes]]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/metrics":
             return _error(start_response, "404 Not Found", "not_found", "only /metrics is served here")
+        if token is None:
+            return _error(start_response, "404 Not Found", "not_found",
+                          "metrics are not enabled on this worker (METRICS_TOKEN is unset)")
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _error(start_response, "405 Method Not Allowed", "method_not_allowed", "use GET",
                           [("Allow", "GET, HEAD")])
@@ -60,7 +64,7 @@ def metrics_app(engine: Engine, token: str) -> Callable[..., Iterable[bytes]]:
 
 
 class MetricsServer:
-    def __init__(self, host: str, port: int, engine: Engine, token: str) -> None:
+    def __init__(self, host: str, port: int, engine: Engine, token: str | None) -> None:
         self._server = make_server(host, port, metrics_app(engine, token), server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
         self.port = self._server.server_port

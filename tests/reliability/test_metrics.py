@@ -179,6 +179,24 @@ def test_a_lone_worker_serves_its_own_metrics_with_the_same_token(
     assert _value(samples, "addon_deliveries_due") == 0
 
 
+@pytest.mark.timeout(120)
+def test_a_lone_worker_without_a_token_answers_404_and_goes_on_delivering(
+        sqlite_url: str, atlassian: FakeAtlassian, receiver: Receiver, make_stack) -> None:
+    stack = _start(make_stack, sqlite_url, None, "--no-worker")
+    worker = stack._spawn("worker", ["worker", "--concurrency", "2", "--metrics-port", "0"])
+    stack.workers.append(worker)
+    line = wait_until(lambda: re.search(r"worker metrics at (http://[0-9.]+:[0-9]+)/metrics", worker.output()),
+                      timeout=60, message="the worker's metrics address")
+    answer = requests.get(f"{line.group(1)}/metrics", headers={"Authorization": "Bearer anything-at-all"},
+                          timeout=10)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    site = new_site(atlassian, stack.url)
+    hook = create_hooks(stack.url, site, receiver, 1)[0]
+    _send(stack.url, site, "to the lone worker without metrics")
+    receiver.wait_for(1, timeout=30, path=hook.path)
+
+
 @pytest.mark.timeout(60)
 def test_metrics_still_answer_while_the_database_cannot_be_reached(atlassian: FakeAtlassian) -> None:
     """A database outage is when the intake's refusals are worth watching: the scrape answers the counters (the
