@@ -192,6 +192,7 @@ def update_webhook(webhook_id: int):
             webhook.url = fields["url"]  # pending retries read the URL at send time
         if "ordered" in fields:  # the claim reads it each time: pending deliveries follow the new setting
             webhook.ordered = fields["ordered"]
+            outcomes.line_up(session, webhook)
         if "filter" in fields:  # it replaces the whole filter; pending deliveries keep what they were given
             filters.apply(session, webhook, fields["filter"])
         if "enabled" in fields and fields["enabled"] != webhook.enabled:
@@ -419,6 +420,7 @@ def recover(webhook_id: int):
             raise ApiError(409, "webhook_disabled", "enable the webhook before recovering its deliveries")
         queued, remaining = outcomes.recover_deliveries(session, webhook.id, since)
         if queued:
+            outcomes.line_up(session, webhook)
             notify_workers(session)
     if queued:
         runtime.deliveries_committed.notify()
@@ -462,6 +464,7 @@ def redeliver(delivery_id: int):
             raise ApiError(409, "delivery_in_flight",
                            f"delivery {delivery_id} is being sent right now; redeliver it once that attempt ends")
         outcomes.restart_delivery(delivery, now)
+        outcomes.line_up(session, webhook)
         notify_workers(session)
         answer = {"delivery_id": delivery.id, "webhook_id_header": delivery.message_id, "status": "queued"}
     runtime.deliveries_committed.notify()

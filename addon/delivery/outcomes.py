@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -45,7 +46,18 @@ from addon.process.metrics import count_attempt
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
 from addon.storage.engine import rowcount, transaction
-from addon.storage.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookKind, table_of, utcnow
+from addon.storage.models import (
+    NO_PROJECT,
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    ProjectSequence,
+    Webhook,
+    WebhookKind,
+    table_of,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +169,31 @@ def enable_webhook(webhook: Webhook) -> None:
     webhook.enabled = True
     webhook.disabled_reason = None
     webhook.failing_since = None
+
+
+#: A delivery's line: its event's project (`NO_PROJECT` for none), as the intake gives it.
+_EVENTS_PROJECT = func.coalesce(Event.project_id, NO_PROJECT)
+
+
+def line_up(session: Session, webhook: Webhook) -> None:
+    """Put an ordered webhook's pending deliveries that have no line (finished before lines existed, then
+    redelivered or recovered; or written by an older add-on while an upgrade ran) in their event's project's line,
+    and give each such project its counter row: the claim takes an ordered webhook's deliveries only as the heads
+    of its tenant's lines. Called when a webhook is made ordered and when deliveries of an ordered one are queued
+    again; it finds none, through the line index, on any webhook created since."""
+    if not webhook.ordered:
+        return
+    projects = set(session.scalars(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook.id, Delivery.status == DeliveryStatus.PENDING,
+               Delivery.project_id.is_(None))
+        .values(project_id=select(_EVENTS_PROJECT).where(Event.id == Delivery.event_id).scalar_subquery())
+        .returning(Delivery.project_id)))
+    if projects:
+        make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        session.execute(make(ProjectSequence).values(
+            [{"tenant_id": webhook.tenant_id, "project_id": project, "last_sequence": 0} for project in projects]
+        ).on_conflict_do_nothing())
 
 
 def restart_delivery(delivery: Delivery, now: dt.datetime) -> None:

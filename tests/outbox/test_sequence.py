@@ -210,13 +210,18 @@ def _events(addon: AddonServer) -> list[Event]:
 
 
 def test_the_migration_gives_what_was_stored_before_its_line(empty_database_url):
-    """Deliveries stored before sequence numbers existed get their event's project (pending or not: a later
-    recovery or redelivery puts them back in line) and number 0; each project that had an event gets its line."""
+    """Pending deliveries stored before sequence numbers existed get their event's project and number 0, and each
+    project that had an event its line. Finished ones get theirs when they are queued again on an ordered webhook
+    (a redelivery, a recovery) or when their webhook is made ordered, as does a delivery an older add-on wrote while
+    the upgrade ran (its project then gets its line)."""
     from alembic import command
     from sqlalchemy import text
+    from sqlalchemy.orm import Session
 
+    from addon.delivery.outcomes import line_up, recover_deliveries, restart_delivery
     from addon.storage.engine import make_engine
     from addon.storage.migrate import alembic_config, upgrade
+    from addon.storage.models import Webhook, utcnow
 
     engine = make_engine(empty_database_url)
     try:
@@ -232,22 +237,52 @@ def test_the_migration_gives_what_was_stored_before_its_line(empty_database_url)
             connection.execute(text(
                 "INSERT INTO webhooks (id, tenant_id, name, url, enabled, secret, created_at, updated_at) "
                 "VALUES (1, 1, 'w', 'https://r.example', true, 's', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
-            for event_id, project_id, status in ((1, "13647", "pending"), (2, "13647", "failed"), (3, None, "pending")):
+            for event_id, project_id, status in ((1, "13647", "pending"), (2, "13647", "failed"), (3, None, "pending"),
+                                                 (4, "13648", "failed"), (5, None, "cancelled")):
                 connection.execute(text(
                     "INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
                     "VALUES (:id, 1, 'projectrak', :project, '{}', CURRENT_TIMESTAMP)"),
                     {"id": event_id, "project": project_id})
                 connection.execute(text(
                     "INSERT INTO deliveries (tenant_id, event_id, webhook_id, message_id, status, attempt_count, "
-                    "created_at, schedule_started_at) VALUES (1, :id, 1, :message, :status, 0, CURRENT_TIMESTAMP, "
-                    "CURRENT_TIMESTAMP)"), {"id": event_id, "message": f"msg_{event_id}", "status": status})
+                    "next_attempt_at, created_at, schedule_started_at) VALUES (1, :id, 1, :message, :status, 0, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                    {"id": event_id, "message": f"msg_{event_id}", "status": status})
         upgrade(engine)
+
+        def lines() -> list[tuple]:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text(
+                    "SELECT event_id, status, project_id, sequence FROM deliveries ORDER BY event_id"))]
+
+        assert lines() == [(1, "pending", "13647", 0), (2, "failed", None, 0), (3, "pending", "", 0),
+                           (4, "failed", None, 0), (5, "cancelled", None, 0)]
         with engine.connect() as connection:
-            assert connection.execute(text(
-                "SELECT event_id, project_id, sequence FROM deliveries ORDER BY event_id")).all() == [
-                (1, "13647", 0), (2, "13647", 0), (3, "", 0)]
-            lines = connection.execute(text("SELECT project_id, last_sequence FROM project_sequences")).all()
-            assert sorted(lines) == [("", 0), ("13647", 0)]
+            projects = connection.execute(text("SELECT project_id, last_sequence FROM project_sequences")).all()
+            assert sorted(projects) == [("", 0), ("13647", 0), ("13648", 0)]
             assert connection.execute(text("SELECT ordered FROM webhooks")).scalar_one() in (False, 0)
+        with engine.begin() as connection:  # an older add-on's write while the upgrade ran: no line, no counter
+            connection.execute(text(
+                "INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
+                "VALUES (6, 1, 'projectrak', '13649', '{}', CURRENT_TIMESTAMP)"))
+            connection.execute(text(
+                "INSERT INTO deliveries (tenant_id, event_id, webhook_id, message_id, status, attempt_count, "
+                "next_attempt_at, created_at, schedule_started_at) VALUES (1, 6, 1, 'msg_6', 'pending', 0, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        with Session(engine) as session, session.begin():  # redelivered while unordered: no line needed yet
+            restart_delivery(session.scalars(select(Delivery).where(Delivery.event_id == 2)).one(), utcnow())
+        assert lines()[1] == (2, "pending", None, 0)
+        with Session(engine) as session, session.begin():  # made ordered (PATCH): what is pending gets its line
+            webhook = session.get_one(Webhook, 1)
+            webhook.ordered = True
+            line_up(session, webhook)
+        assert lines()[1] == (2, "pending", "13647", 0) and lines()[5] == (6, "pending", "13649", 0)
+        with Session(engine) as session, session.begin():  # recovered on an ordered webhook
+            assert recover_deliveries(session, 1, utcnow().replace(year=2000)) == (2, 0)
+            line_up(session, session.get_one(Webhook, 1))
+        assert lines()[3:5] == [(4, "pending", "13648", 0), (5, "pending", "", 0)]
+        with engine.connect() as connection:
+            projects = connection.execute(text("SELECT project_id, last_sequence FROM project_sequences")).all()
+            assert sorted(projects) == [("", 0), ("13647", 0), ("13648", 0), ("13649", 0)]
     finally:
         engine.dispose()

@@ -9,6 +9,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from addon.storage.online_schema import lock_tables
+
 revision: str = "0007"
 down_revision: Union[str, Sequence[str], None] = "0006"
 branch_labels: Union[str, Sequence[str], None] = None
@@ -16,6 +18,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
+    lock_tables("deliveries", "webhooks", "tenants")  # all at once: see addon.storage.online_schema
     op.add_column("webhooks", sa.Column("filter_projects", sa.Text(), nullable=True))
     op.add_column("webhooks", sa.Column("filter_fields", sa.Text(), nullable=True))
     op.add_column("tenants", sa.Column("filters_version", sa.Integer(), nullable=False, server_default="0"))
