@@ -12,6 +12,7 @@ from sqlalchemy import func, null, select, update
 from sqlalchemy.orm import Session
 
 from addon.admin import filters, headers
+from addon.admin.paging import newest_first
 from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, attempt_json, iso, webhook_json
 from addon.admin.test_slots import test_slots
@@ -363,18 +364,17 @@ def list_deliveries(webhook_id: int):
     with transaction(current_runtime().sessions) as session:
         webhook = _get_webhook(session, webhook_id)
         body = _LISTED_BODY if bodies else null()
-        # By webhook alone (it is the caller's tenant's, and so are its attempts): through the index
-        # (webhook_id, id) at any depth, also in a generic plan (see `delivery_log.delivery_log`).
+        # By webhook alone (it is the caller's tenant's, and so are its attempts; see `delivery_log.delivery_log`),
+        # through the index (webhook_id, id) at any depth (`addon.admin.paging`).
+        page_of_webhook, newest = newest_first(Attempt.webhook_id, Attempt.id, webhook.id, before)
         query = (
             select(Attempt, Delivery.message_id, body, Delivery.sequence)
             .join(Delivery, Delivery.id == Attempt.delivery_id)
             .join(Event, Event.id == Delivery.event_id)
-            .where(Attempt.webhook_id == webhook.id)
-            .order_by(Attempt.id.desc())
+            .where(page_of_webhook)
+            .order_by(*newest)
             .limit(limit + 1)
         )
-        if before is not None:
-            query = query.where(Attempt.id < before)
         rows = session.execute(query).all()
         items = [_listed(a, message_id, start, bodies, sequence) for a, message_id, start, sequence in rows[:limit]]
         next_cursor = items[-1]["id"] if len(rows) > limit else None

@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from addon.admin.api import MAX_ID, _get_webhook, _int_arg
+from addon.admin.paging import newest_first
 from addon.admin.permissions import admin_required
 from addon.admin.serialize import LISTED_BODY_CHARS, iso
 from addon.process.runtime import current_runtime
@@ -112,15 +113,13 @@ def _delivery_item(delivery: Delivery, body_start: str, attempts: list[Attempt])
 
 def delivery_log(session: Session, webhook_id: int, limit: int, before: int | None,
                  failed_only: bool) -> dict[str, Any]:
-    """A page of `webhook_id`'s log, newest delivery first, keyset-paged by id (`before`), read through the index
-    (webhook_id, id) however deep the page. The webhook is the caller's tenant's (the route checked it), and so
-    are its deliveries: a second condition on `tenant_id` would let a generic plan (psycopg prepares a statement
-    on its fifth run) pair two bitmap scans and sort the webhook's every delivery, seconds for a busy one."""
+    """A page of `webhook_id`'s log, newest delivery first, keyset-paged by id (`before`; `addon.admin.paging`).
+    The webhook is the caller's tenant's (the route checked it), and so are its deliveries: a second condition on
+    `tenant_id` would let a generic plan (psycopg prepares a statement on its fifth run) pair two bitmap scans and
+    sort the webhook's every delivery, seconds for a busy one."""
+    page_of_webhook, newest = newest_first(Delivery.webhook_id, Delivery.id, webhook_id, before)
     query = (select(Delivery, _BODY_START).join(Event, Event.id == Delivery.event_id)
-             .where(Delivery.webhook_id == webhook_id)
-             .order_by(Delivery.id.desc()).limit(limit + 1))
-    if before is not None:
-        query = query.where(Delivery.id < before)
+             .where(page_of_webhook).order_by(*newest).limit(limit + 1))
     if failed_only:
         query = query.where(or_(Delivery.status == DeliveryStatus.FAILED,
                                 and_(Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.CANCELLED]),
