@@ -176,11 +176,11 @@ _EVENTS_PROJECT = func.coalesce(Event.project_id, NO_PROJECT)
 
 
 def line_up(session: Session, webhook: Webhook) -> None:
-    """Put an ordered webhook's pending deliveries that have no line (finished before lines existed, then
-    redelivered or recovered; or written by an older add-on while an upgrade ran) in their event's project's line,
-    and give each such project its counter row: the claim takes an ordered webhook's deliveries only as the heads
-    of its tenant's lines. Called when a webhook is made ordered and when deliveries of an ordered one are queued
-    again; it finds none, through the line index, on any webhook created since."""
+    """Put an ordered webhook's pending deliveries that have no line (stored before lines existed, by an older
+    add-on: migration 0008 writes no row) in their event's project's line, and give each such project its counter
+    row: the claim takes an ordered webhook's deliveries only as the heads of its tenant's lines. Called when a
+    webhook is made ordered and when deliveries of an ordered one are queued again; on a webhook whose deliveries
+    all came after the upgrade it finds none, through the line index."""
     if not webhook.ordered:
         return
     projects = set(session.scalars(

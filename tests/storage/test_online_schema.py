@@ -103,11 +103,6 @@ def test_a_big_tables_indexes_are_built_concurrently_while_writes_go_on_and_an_i
                 "btree (webhook_id, project_id, sequence, id) WHERE ((status)::text = 'pending'::text)")
             assert indexes["ix_deliveries_webhook_id"] == "btree (webhook_id, id)"
             assert not [name for name in indexes if name.endswith("_new")]
-            # every delivery pending when 0008 ran is in its project's line (4,500); finished ones wait for a
-            # redelivery to be given theirs
-            assert connection.execute(text(
-                "SELECT count(*) FROM deliveries WHERE message_id LIKE 'msg_%' AND status = 'pending' "
-                "AND project_id = '13647'")).scalar() == 4500
 
         # An upgrade interrupted after 0008's columns were committed (during a concurrent build) runs again.
         _migrate(engine, command.downgrade, "0007")

@@ -1,13 +1,13 @@
 """Projectrak-Sequence and ordered webhooks (CONTRACT §10.2): project_sequences (the last number per tenant and
 project), events.sequence, deliveries.project_id and .sequence with the partial line index, webhooks.ordered
 
-Every pending delivery gets its event's project (its line) and sequence 0, and every project that had an event its
-counter row at 0, so a webhook switched to ordered later finds what is pending. A finished delivery keeps no project
-(filling every stored row would rewrite the whole table under the lock of its new columns): a redelivery or a
-recovery gives it its event's project when it puts it back in line (`addon.delivery.outcomes`). The claim's index
-ix_deliveries_webhook_due gains `id` (ties in time go oldest first). Indexes of a big table are built concurrently
-(`addon.storage.online_schema`); the columns are added only when missing, so an upgrade stopped during such a
-build runs again. Its locks are taken up front (`lock_tables`), so that it cannot deadlock with a running writer.
+It writes no row: a delivery stored before lines existed has no project (its line) until its webhook is made
+ordered, or it is queued again on an ordered webhook (`addon.delivery.outcomes.line_up`, which also gives its project
+a counter row); no webhook is ordered before this migration, and filling every stored row here would rewrite the
+whole table under the lock of its new columns. The claim's index ix_deliveries_webhook_due gains `id` (ties in time
+go oldest first). Indexes of a big table are built concurrently (`addon.storage.online_schema`); the columns are
+added only when missing, so an upgrade stopped during such a build runs again. Its locks are taken up front
+(`lock_tables`), so that it cannot deadlock with a running writer.
 
 Revision ID: 0008
 Revises: 0007
@@ -48,12 +48,6 @@ def upgrade() -> None:
                   if_not_exists=again)
     op.add_column("webhooks", sa.Column("ordered", sa.Boolean(), nullable=False, server_default=sa.false()),
                   if_not_exists=again)
-    op.execute("UPDATE deliveries SET project_id = (SELECT coalesce(e.project_id, '') FROM events e"
-               " WHERE e.id = deliveries.event_id) WHERE status = 'pending' AND project_id IS NULL")
-    op.execute("INSERT INTO project_sequences (tenant_id, project_id, last_sequence)"
-               " SELECT DISTINCT tenant_id, coalesce(project_id, ''), 0 FROM events e WHERE NOT EXISTS ("
-               "SELECT 1 FROM project_sequences p WHERE p.tenant_id = e.tenant_id"
-               " AND p.project_id = coalesce(e.project_id, ''))")
     # The claim's per-webhook index gains `id`: deliveries due at the same moment are taken oldest first by the
     # index order itself, not by where an update happened to leave their rows.
     change_indexes(create=[LINE], replace=[WEBHOOK_DUE])
