@@ -3,6 +3,7 @@
     python -m bench.scale --quick                       # 1,000 tenants, 100,000 waiting, 1 M attempts (minutes)
     python -m bench.scale                               # 10,000 tenants, 100,000 webhooks, 1 M waiting, …
     python -m bench.scale --top-attempts 100000000      # where the attempt rows stop growing (default 10 M)
+    python -m bench.scale --only attempts --tag T --resume SCHEMA   # go on where a stopped run (--keep) left off
     python -m bench.run_all --only scale --databases postgresql
 
 It works in a database of its own, `scale` (created on the server of `--pg-url`, never the tests' `test`), one
@@ -29,6 +30,7 @@ Measured (every goal against a baseline of the same run):
   transaction and any lock wait seen in `pg_stat_activity` / `pg_locks` (goal: no stall > 50 ms);
 - memory: VmHWM of the web process after the intake over every site, and of an `addon worker` that ran on `big`
   for `worker_s` seconds (goal < 150 MiB each);
+- at the top: migration 0010 from 0009 while the intake runs (its p99 and errors), then 0008-0011 from 0007;
 - fairness: `addon serve` (worker child) on `fair`; while A's burst drains, B sends `changes` changes at 5/s;
   each one's time from the intake request to B's receiver (goal p99 < 100 ms), at a tenth of the burst and at
   the whole burst.
@@ -396,10 +398,15 @@ def measure_intake(run: Run, url: str, tenants: int) -> dict[str, Any]:
                        first_seq=40_000_000)
     run.loadgen(url, "closed", 1.0, client_key="scale-1", first_seq=41_000_000)
     one, many = [], []
-    for i in range(2):
-        one.append(run.loadgen(url, "closed", seconds, client_key="scale-1", first_seq=42_000_000 + i * 100_000))
-        many.append(run.loadgen(url, "closed", seconds, client_key="scale-{i}", tenants=tenants,
-                                first_seq=43_000_000 + i * 100_000))
+    # One, every, every, one: each window is slower than the one before (the intake's deliveries pile up, no
+    # worker runs), and in this order the drift weighs on both alike (one, every, one, every took ~14 % off
+    # "every" in a quiet run).
+    for i, which in enumerate(("one", "every", "every", "one")):
+        if which == "one":
+            one.append(run.loadgen(url, "closed", seconds, client_key="scale-1", first_seq=42_000_000 + i * 100_000))
+        else:
+            many.append(run.loadgen(url, "closed", seconds, client_key="scale-{i}", tenants=tenants,
+                                    first_seq=43_000_000 + i * 100_000))
     one_s = statistics.mean(r["per_s"] for r in one)
     many_s = statistics.mean(r["per_s"] for r in many)
     result = {"tenants": tenants, "warm_up": warm, "one_tenant": one, "every_tenant": many,
@@ -677,18 +684,70 @@ def run_parts(run: Run, parts: set[str]) -> dict[str, Any]:
     return results
 
 
-def measure_attempts(run: Run, big: Database, url: str) -> list[dict[str, Any]]:
-    sizes = run.sizes
-    # the last site's second webhook: a site's first may be one of the due ones
+def _log_webhook(big: Database) -> tuple[int, str]:
+    """The webhook whose log is paged (the last site's second: a site's first may be one of the due ones), and
+    its site's client key."""
     log_webhook = int(scalar(big, "SELECT id FROM webhooks WHERE tenant_id = (SELECT max(id) FROM tenants) "
                                   "ORDER BY id LIMIT 1 OFFSET 1"))
     log_key = scalar(big, "SELECT client_key FROM tenants WHERE id = (SELECT tenant_id FROM webhooks WHERE id = :w)",
                      {"w": log_webhook})
-    steps = sorted({*[s for s in sizes["attempt_steps"] if s < sizes["top_attempts"]], sizes["top_attempts"]})
+    return log_webhook, log_key
+
+
+def _attempt_steps(sizes: dict[str, Any]) -> list[int]:
+    return sorted({*[s for s in sizes["attempt_steps"] if s < sizes["top_attempts"]], sizes["top_attempts"]})
+
+
+def resume_attempts(run: Run, schema: str) -> None:
+    """The attempts part again on the rows a stopped run kept (`--keep`), from its first step not measured: the
+    sites and webhooks are given this run's secrets and fake site (the stopped run's lived in its memory), the
+    seeder its place from the rows, and the curve so far is read from the results file of the same `--tag`."""
+    from addon.sending.signing import generate_secret
+    from addon.storage.secrets import SecretBox
+
+    url = make_url(run.scale_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    big = Database("postgresql", url.render_as_string(hide_password=False))
+    box = SecretBox(run.site.secret_key)
+    execute(big, "UPDATE tenants SET shared_secret = :secret, base_url = :base",
+            {"secret": box.seal(run.site.shared_secret), "base": run.site.base_url})
+    execute(big, "UPDATE webhooks SET secret = :secret", {"secret": box.seal(generate_secret())})
+    earlier_path = REPO / "bench" / "results" / f"{run.tag}.json"
+    earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
+    run.results.update({key: value for key, value in earlier.items() if key in ("seed", "attempts")})
+    log_webhook, _ = _log_webhook(big)
+    sizes = run.sizes
     seeder = AttemptSeeder(big, sizes["busy_tenants"], log_webhook, sizes["log_attempts"],
-                           span_events=max(1, steps[-1] // (10 * ATTEMPTS_PER_DELIVERY)))
-    curve = []
+                           span_events=max(1, _attempt_steps(sizes)[-1] // (10 * ATTEMPTS_PER_DELIVERY)))
+    seeder.total = int(scalar(big, "SELECT count(*) FROM attempts"))
+    seeder.log_total = int(scalar(big, "SELECT count(*) FROM attempts WHERE webhook_id = :w", {"w": log_webhook}))
+    seeder.next_event = 1 + int(scalar(big, "SELECT coalesce(max(substr(message_id, 7)::bigint), 0) FROM events "
+                                            "WHERE message_id LIKE 'scale\\_%'"))
+    curve = run.results.get("attempts") or [{"insert_per_s": 1}]
+    seeder.seconds = seeder.total / curve[-1]["insert_per_s"]  # the stopped run's rate, for the rate shown
+    run.results["resumed"] = {"schema": schema, "attempts": seeder.total, "first_command": earlier.get("command"),
+                              "first_started": earlier.get("started")}
+    log(f"resuming on {schema}: {seeder.total:,} attempts (log webhook {seeder.log_total:,}), next event "
+        f"{seeder.next_event:,}")
+    server, url_ = run.serve(big, "serve-big")
+    try:
+        run.results["attempts"] = measure_attempts(run, big, url_, seeder)
+    finally:
+        server.stop()
+
+
+def measure_attempts(run: Run, big: Database, url: str, seeder: AttemptSeeder | None = None
+                     ) -> list[dict[str, Any]]:
+    sizes = run.sizes
+    log_webhook, log_key = _log_webhook(big)
+    steps = _attempt_steps(sizes)
+    if seeder is None:
+        seeder = AttemptSeeder(big, sizes["busy_tenants"], log_webhook, sizes["log_attempts"],
+                               span_events=max(1, steps[-1] // (10 * ATTEMPTS_PER_DELIVERY)))
+    curve = list(run.results.get("attempts", []))
+    measured = {point["attempts"] for point in curve}
     for target in steps:
+        if target <= max(measured, default=0):
+            continue
         seeder.grow_to(target)
         t0 = time.monotonic()
         vacuum(big, "events", "deliveries", "attempts")
@@ -868,6 +927,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="claim,intake,attempts,memory,fairness")
     parser.add_argument("--tag", default="scale")
     parser.add_argument("--keep", action="store_true", help="keep the schemas (and their rows) afterwards")
+    parser.add_argument("--resume", metavar="SCHEMA",
+                        help="go on with the attempts part on the schema a stopped run kept (with --keep), its "
+                             "earlier figures read from the results file of the same --tag")
     args = parser.parse_args(argv)
     sizes = sizes_for(args.quick)
     if args.top_attempts:
@@ -875,13 +937,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.tenants:
         sizes["tenants"] = args.tenants
     results = run_scale(sizes, args.pg_url, set(args.only.split(",")), args.tag, keep=args.keep,
-                  command="python -m bench.scale " + " ".join(argv if argv is not None else sys.argv[1:]))
+                  command="python -m bench.scale " + " ".join(argv if argv is not None else sys.argv[1:]),
+                  resume=args.resume)
     print(table(results))
     return 0
 
 
 def run_scale(sizes: dict[str, Any], pg_url: str, parts: set[str], tag: str, *, keep: bool = False,
-        command: str = "") -> dict[str, Any]:
+        command: str = "", resume: str | None = None) -> dict[str, Any]:
     from tests.support.atlassian import FakeAtlassian
 
     scale_url = scale_database_url(pg_url)
@@ -898,7 +961,10 @@ def run_scale(sizes: dict[str, Any], pg_url: str, parts: set[str], tag: str, *, 
     scale_run = Run(sizes, scale_url, workdir, receiver, atlassian, site, fake_site, results, keep, tag)
     started = time.monotonic()
     try:
-        run_parts(scale_run, parts)
+        if resume:
+            resume_attempts(scale_run, resume)
+        else:
+            run_parts(scale_run, parts)
     finally:
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         scale_run.save()
