@@ -15,6 +15,7 @@ from addon.admin.paging import newest_first
 from addon.storage.engine import make_engine
 from addon.storage.migrate import upgrade
 from addon.storage.models import Attempt, Delivery
+from tests.support.rows import site_with_webhooks
 
 PAGE = 20
 _WEBHOOK_OF_G = "CASE WHEN g BETWEEN 20001 AND 40000 THEN 1 ELSE 2 END"
@@ -27,12 +28,7 @@ def old_and_new(pg_url: str) -> Any:
     engine = make_engine(pg_url)
     upgrade(engine)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO tenants (id, door, client_key, shared_secret, base_url, state, installed_at, updated_at) "
-            "VALUES (1, 'connect', 'k', 's', 'https://s.example', 'enabled', now(), now())"))
-        connection.execute(text(
-            "INSERT INTO webhooks (id, tenant_id, name, url, enabled, secret, created_at, updated_at) "
-            "SELECT k, 1, 'w' || k, 'https://r.example/' || k, true, 's', now(), now() FROM generate_series(1, 2) k"))
+        site_with_webhooks(connection, 2)
         connection.execute(text(
             "INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
             "VALUES (1, 1, 'projectrak', '13647', '{}', now())"))

@@ -24,6 +24,7 @@ from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.http import free_port
 from tests.support.intake import install_and_enable, post_changes
 from tests.support.processes import AddonProcess, addon_env
+from tests.support.rows import site_with_webhooks
 
 FERNET_KEY = Fernet.generate_key().decode()
 PROJECTS = {13647: "DEMO", 20000: "OPS"}
@@ -230,13 +231,7 @@ def test_the_migration_gives_what_was_stored_before_its_line(empty_database_url)
             config.attributes["connection"] = connection
             command.upgrade(config, "0007")
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO tenants (id, door, client_key, shared_secret, base_url, state, installed_at, updated_at) "
-                "VALUES (1, 'connect', 'k', 's', 'https://s.example', 'enabled', CURRENT_TIMESTAMP, "
-                "CURRENT_TIMESTAMP)"))
-            connection.execute(text(
-                "INSERT INTO webhooks (id, tenant_id, name, url, enabled, secret, created_at, updated_at) "
-                "VALUES (1, 1, 'w', 'https://r.example', true, 's', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            site_with_webhooks(connection)
             for event_id, project_id, status in ((1, "13647", "pending"), (2, "13647", "failed"), (3, None, "pending"),
                                                  (4, "13648", "failed"), (5, None, "cancelled")):
                 connection.execute(text(

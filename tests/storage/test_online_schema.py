@@ -4,17 +4,20 @@ models declare, and an upgrade stopped half-way runs again."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from addon.storage.engine import make_engine
 from addon.storage.migrate import alembic_config, upgrade
 from addon.storage.online_schema import CONCURRENTLY_FROM_BYTES
+from tests.support.rows import site_with_webhooks
 
 
-def _migrate(engine: Engine, action, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _migrate(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect() as connection:
         config.attributes["connection"] = connection
@@ -35,12 +38,7 @@ def _indexes(connection: Connection, table: str) -> dict[str, str]:
 def _seed_big_deliveries(engine: Engine) -> None:
     """One tenant, webhook and event, and enough deliveries (long message ids) to pass the concurrent threshold."""
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO tenants (id, door, client_key, shared_secret, base_url, state, installed_at, updated_at) "
-            "VALUES (1, 'connect', 'k', 's', 'https://s.example', 'enabled', now(), now())"))
-        connection.execute(text(
-            "INSERT INTO webhooks (id, tenant_id, name, url, enabled, secret, created_at, updated_at) "
-            "VALUES (1, 1, 'w', 'https://r.example', true, 's', now(), now())"))
+        site_with_webhooks(connection)
         connection.execute(text(
             "INSERT INTO events (id, tenant_id, source, project_id, body, created_at) "
             "VALUES (1, 1, 'projectrak', '13647', '{}', now())"))
