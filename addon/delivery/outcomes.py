@@ -30,9 +30,9 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -42,6 +42,7 @@ from sqlalchemy.types import TypeEngine
 from addon.delivery import operational
 from addon.delivery.retry import FAILING_DISABLE_AFTER, next_attempt_at
 from addon.outbox.claim import Job
+from addon.outbox.store import ensure_lines
 from addon.process.metrics import count_attempt
 from addon.process.runtime import Runtime
 from addon.sending.client import SendResult
@@ -52,7 +53,6 @@ from addon.storage.models import (
     Delivery,
     DeliveryStatus,
     Event,
-    ProjectSequence,
     Webhook,
     WebhookKind,
     table_of,
@@ -183,17 +183,13 @@ def line_up(session: Session, webhook: Webhook) -> None:
     all came after the upgrade it finds none, through the line index."""
     if not webhook.ordered:
         return
-    projects = set(session.scalars(
+    projects: set[str] = set(session.scalars(  # never null: set just above from a coalesce
         update(Delivery)
         .where(Delivery.webhook_id == webhook.id, Delivery.status == DeliveryStatus.PENDING,
                Delivery.project_id.is_(None))
         .values(project_id=select(_EVENTS_PROJECT).where(Event.id == Delivery.event_id).scalar_subquery())
-        .returning(Delivery.project_id)))
-    if projects:
-        make = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(make(ProjectSequence).values(
-            [{"tenant_id": webhook.tenant_id, "project_id": project, "last_sequence": 0} for project in projects]
-        ).on_conflict_do_nothing())
+        .returning(type_coerce(Delivery.project_id, String()))))
+    ensure_lines(session.connection(), webhook.tenant_id, projects)
 
 
 def restart_delivery(delivery: Delivery, now: dt.datetime) -> None:

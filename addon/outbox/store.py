@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -266,14 +267,22 @@ _BUMP_SEQUENCE = {dialect: _bump_sequence(dialect) for dialect in ("postgresql",
 
 
 def _ensure_line(dialect: str) -> Insert:
-    """The project's counter row, left as it is when there: a test takes no number, but its line must exist so an
-    ordered webhook's claim finds the test delivery if it is redelivered (the claim reads lines from this table)."""
+    """The project's counter row, left as it is when there: the claim reads an ordered webhook's lines from this
+    table, so a delivery without a number of its own (a test; one stored before lines existed) needs its line to
+    exist to be found when it is queued again."""
     make = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return make(_sequences).values(tenant_id=bindparam("tenant_id"), project_id=bindparam("project_key"),
                                    last_sequence=0).on_conflict_do_nothing()
 
 
 _ENSURE_LINE = {dialect: _ensure_line(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+def ensure_lines(connection: Connection, tenant_id: int, project_keys: Iterable[str]) -> None:
+    """The tenant's counter row of each of `project_keys`, where missing (see `_ensure_line`)."""
+    rows = [{"tenant_id": tenant_id, "project_key": key} for key in project_keys]
+    if rows:
+        connection.execute(_ENSURE_LINE[connection.dialect.name], rows)
 
 #: A test delivery's `Projectrak-Sequence`: below every project's first (1), it never advances a receiver's
 #: highest-applied number, and a test takes no number from the project's line.
