@@ -745,9 +745,9 @@ def measure_attempts(run: Run, big: Database, url: str, seeder: AttemptSeeder | 
         seeder = AttemptSeeder(big, sizes["busy_tenants"], log_webhook, sizes["log_attempts"],
                                span_events=max(1, steps[-1] // (10 * ATTEMPTS_PER_DELIVERY)))
     curve = list(run.results.get("attempts", []))
-    measured = {point["attempts"] for point in curve}
+    measured_up_to = max((point["attempts"] for point in curve), default=0)  # a resumed run's earlier steps
     for target in steps:
-        if target <= max(measured, default=0):
+        if target <= measured_up_to:
             continue
         seeder.grow_to(target)
         t0 = time.monotonic()
@@ -776,17 +776,14 @@ def measure_migration(run: Run, big: Database, url: str, tenants: int) -> dict[s
     how long a deployment coming from 0007 holds the deliveries' writes."""
     from alembic import command
 
-    from addon.storage.migrate import alembic_config, upgrade
+    from addon.storage.migrate import upgrade
+    from tests.support.migrations import migrate_to
 
     engine = big.engine()
 
     def downgrade_to(revision: str) -> float:
         started = time.monotonic()
-        with engine.connect() as connection:
-            cfg = alembic_config(big.url)
-            cfg.attributes["connection"] = connection
-            command.downgrade(cfg, revision)
-            connection.commit()
+        migrate_to(engine, command.downgrade, revision)
         return round(time.monotonic() - started, 1)
 
     try:

@@ -23,6 +23,7 @@ from tests.support.admin import AdminClient
 from tests.support.atlassian import FakeAtlassian, FakeSite
 from tests.support.http import free_port
 from tests.support.intake import install_and_enable, post_changes
+from tests.support.migrations import migrate_to
 from tests.support.processes import AddonProcess, addon_env
 from tests.support.rows import site_with_webhooks
 
@@ -221,15 +222,12 @@ def test_the_migration_gives_what_was_stored_before_its_line(empty_database_url)
 
     from addon.delivery.outcomes import line_up, recover_deliveries, restart_delivery
     from addon.storage.engine import make_engine
-    from addon.storage.migrate import alembic_config, upgrade
+    from addon.storage.migrate import upgrade
     from addon.storage.models import Webhook, utcnow
 
     engine = make_engine(empty_database_url)
     try:
-        config = alembic_config(engine.url.render_as_string(hide_password=False))
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0007")
+        migrate_to(engine, command.upgrade, "0007")
         with engine.begin() as connection:
             site_with_webhooks(connection)
             for event_id, project_id, status in ((1, "13647", "pending"), (2, "13647", "failed"), (3, None, "pending"),

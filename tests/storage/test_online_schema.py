@@ -4,25 +4,16 @@ models declare, and an upgrade stopped half-way runs again."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from addon.storage.engine import make_engine
-from addon.storage.migrate import alembic_config, upgrade
+from addon.storage.migrate import upgrade
 from addon.storage.online_schema import CONCURRENTLY_FROM_BYTES
+from tests.support.migrations import migrate_to
 from tests.support.rows import site_with_webhooks
-
-
-def _migrate(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
-    config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.connect() as connection:
-        config.attributes["connection"] = connection
-        action(config, revision)
-        connection.commit()
 
 
 def _indexes(connection: Connection, table: str) -> dict[str, str]:
@@ -56,7 +47,7 @@ def test_a_big_tables_indexes_are_built_concurrently_while_writes_go_on_and_an_i
         pg_url: str) -> None:
     engine = make_engine(pg_url)
     try:
-        _migrate(engine, command.upgrade, "0007")
+        migrate_to(engine, command.upgrade, "0007")
         _seed_big_deliveries(engine)
 
         stop, written, errors = threading.Event(), [0], []
@@ -103,8 +94,8 @@ def test_a_big_tables_indexes_are_built_concurrently_while_writes_go_on_and_an_i
             assert not [name for name in indexes if name.endswith("_new")]
 
         # An upgrade interrupted after 0008's columns were committed (during a concurrent build) runs again.
-        _migrate(engine, command.downgrade, "0007")
-        _migrate(engine, command.upgrade, "0008")
+        migrate_to(engine, command.downgrade, "0007")
+        migrate_to(engine, command.upgrade, "0008")
         with engine.begin() as connection:
             connection.execute(text("DROP INDEX ix_deliveries_line"))
             connection.execute(text("UPDATE alembic_version SET version_num = '0007'"))
@@ -114,7 +105,7 @@ def test_a_big_tables_indexes_are_built_concurrently_while_writes_go_on_and_an_i
             assert "ix_deliveries_line" in indexes
             assert indexes["ix_deliveries_webhook_due"] == "btree (webhook_id, status, next_attempt_at, id)"
 
-        _migrate(engine, command.downgrade, "0007")
+        migrate_to(engine, command.downgrade, "0007")
         with engine.connect() as connection:
             indexes = _indexes(connection, "deliveries")
             assert indexes["ix_deliveries_webhook_due"] == "btree (webhook_id, status, next_attempt_at)"
